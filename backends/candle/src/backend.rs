@@ -1,0 +1,115 @@
+use std::sync::Arc;
+
+use candle_core::{DType as CDType, Device};
+use hamos_api::{Backend, DeviceSpec, Error, Result, Tensor};
+
+use crate::tensor::{wrap, CandleTensor, Op};
+
+/// The candle backend on one device.
+#[derive(Debug, Clone)]
+pub struct CandleBackend {
+    device: Device,
+}
+
+impl CandleBackend {
+    /// On the CPU.
+    pub fn cpu() -> Self {
+        CandleBackend { device: Device::Cpu }
+    }
+
+    /// On `spec`, or [`Error::BackendUnavailable`] with what to do.
+    pub fn new(spec: DeviceSpec) -> Result<Self> {
+        match spec {
+            DeviceSpec::Cpu => Ok(Self::cpu()),
+            DeviceSpec::Cuda(ordinal) => cuda(ordinal).map(|device| CandleBackend { device }),
+        }
+    }
+
+    /// Wraps an existing candle device.
+    pub fn from_device(device: Device) -> Self {
+        CandleBackend { device }
+    }
+
+    /// The candle device.
+    pub fn candle_device(&self) -> &Device {
+        &self.device
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda(ordinal: usize) -> Result<Device> {
+    Device::new_cuda(ordinal).map_err(|e| Error::BackendUnavailable {
+        name: "candle".into(),
+        device: format!("cuda:{ordinal}"),
+        hint: format!("candle could not open the GPU: {e}"),
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda(ordinal: usize) -> Result<Device> {
+    Err(Error::BackendUnavailable {
+        name: "candle".into(),
+        device: format!("cuda:{ordinal}"),
+        hint: "this build has no CUDA support; rebuild with `--features cuda`".into(),
+    })
+}
+
+pub(crate) fn open(spec: DeviceSpec) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(CandleBackend::new(spec)?))
+}
+
+fn check_len(op: &'static str, len: usize, dims: &[usize]) -> Result<()> {
+    let want: usize = dims.iter().product();
+    if len != want {
+        return Err(Error::shape(op, format!("{len} values cannot fill shape {dims:?} ({want} elements)")));
+    }
+    Ok(())
+}
+
+impl Backend for CandleBackend {
+    fn name(&self) -> &'static str {
+        "candle"
+    }
+
+    fn device(&self) -> DeviceSpec {
+        match self.device.location() {
+            candle_core::DeviceLocation::Cuda { gpu_id } => DeviceSpec::Cuda(gpu_id),
+            _ => DeviceSpec::Cpu,
+        }
+    }
+
+    fn from_f32(&self, data: &[f32], dims: &[usize]) -> Result<Tensor> {
+        check_len("from_f32", data.len(), dims)?;
+        wrap(candle_core::Tensor::from_slice(data, dims, &self.device).op("from_f32")?)
+    }
+
+    fn from_i64(&self, data: &[i64], dims: &[usize]) -> Result<Tensor> {
+        check_len("from_i64", data.len(), dims)?;
+        wrap(candle_core::Tensor::from_slice(data, dims, &self.device).op("from_i64")?)
+    }
+
+    fn full(&self, value: f32, dims: &[usize]) -> Result<Tensor> {
+        wrap(candle_core::Tensor::full(value, dims, &self.device).op("full")?)
+    }
+
+    fn cat(&self, tensors: &[&Tensor], dim: usize) -> Result<Tensor> {
+        let first = tensors.first().ok_or_else(|| Error::shape("cat", "needs at least one tensor"))?;
+        let lhs = first.inner();
+        let parts = tensors
+            .iter()
+            .map(|t| t.expect_backend::<CandleTensor>("cat", lhs).map(|c| c.raw().clone()))
+            .collect::<Result<Vec<_>>>()?;
+        let rank = parts[0].rank();
+        if dim >= rank {
+            return Err(Error::shape("cat", format!("dim {dim} out of range for rank {rank}")));
+        }
+        wrap(candle_core::Tensor::cat(&parts, dim).op("cat")?)
+    }
+
+    fn variable(&self, init: &Tensor) -> Result<Tensor> {
+        let raw = init.expect_backend::<CandleTensor>("variable", init.inner())?.raw();
+        let values = raw.to_dtype(CDType::F32).op("variable")?;
+        let var = candle_core::Var::from_tensor(&values).op("variable")?;
+        wrap(var.as_tensor().clone())
+    }
+}

@@ -1,0 +1,1 @@
+//! An example plugin crate: a sampler registered outside the HamOS workspace crates.

@@ -1,0 +1,236 @@
+//! Run configs: defaults, then a TOML file, then `HAMOS_` environment variables
+//! (`HAMOS_SAMPLER__STEP_SIZE=0.05`), then `--set sampler.step_size=0.05` overrides.
+
+use std::path::PathBuf;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::plugin::{ContrastiveLoss, IdBarrier, OodnessEnergy, Sampler, Scorer};
+use crate::registry::{find_plugin, PluginKind};
+
+/// The plugins a run uses when the config names none.
+const DEFAULT_PLUGINS: [(PluginKind, &str); 5] = [
+    (PluginKind::Sampler, "hmc"),
+    (PluginKind::Energy, "knn"),
+    (PluginKind::Barrier, "vmf_kde"),
+    (PluginKind::Loss, "cider"),
+    (PluginKind::Scorer, "knn"),
+];
+
+/// A whole run: backend, device, seed, the five plugins and the training schedule.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The one seed every random draw of the run derives from.
+    pub seed: u64,
+    /// `candle` or `tch` (whichever are compiled in).
+    pub backend: String,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// CPU threads for the backend; `0` lets it choose.
+    pub threads: usize,
+    /// Outlier sampler (section `sampler`).
+    pub sampler: Box<dyn Sampler>,
+    /// OOD-ness energy (section `energy`).
+    pub energy: Box<dyn OodnessEnergy>,
+    /// ID barrier (section `barrier`).
+    pub barrier: Box<dyn IdBarrier>,
+    /// ID contrastive loss (section `loss`).
+    pub loss: Box<dyn ContrastiveLoss>,
+    /// Inference-time scorer (section `scorer`).
+    pub scorer: Box<dyn Scorer>,
+    /// Training schedule (section `train`).
+    pub train: TrainConfig,
+}
+
+/// The training schedule, defaults from the paper's Table 4 (CIFAR-10 column).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Fine-tuning epochs.
+    pub epochs: usize,
+    /// ID mini-batch size.
+    pub batch_size: usize,
+    /// Initial SGD learning rate (cosine-annealed to 0).
+    pub learning_rate: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// SGD weight decay.
+    pub weight_decay: f64,
+    /// Dimension `d` of the hyperspherical embedding.
+    pub feature_dim: usize,
+    /// EMA factor of the class prototypes.
+    pub prototype_momentum: f64,
+    /// Embeddings kept per class in the ID buffer (`S`).
+    pub buffer_size: usize,
+    /// Weight `lambda_d` of the OOD-discernment loss (Eqn 8).
+    pub ood_weight: f64,
+    /// Temperature `tau = 1 / kappa` of the OOD-discernment loss (Eqn 7).
+    pub ood_temperature: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 20,
+            batch_size: 128,
+            learning_rate: 0.01,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            feature_dim: 128,
+            prototype_momentum: 0.95,
+            buffer_size: 1000,
+            ood_weight: 0.1,
+            ood_temperature: 0.5,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<()> {
+        positive("train.epochs", self.epochs)?;
+        positive("train.batch_size", self.batch_size)?;
+        positive("train.feature_dim", self.feature_dim)?;
+        positive("train.buffer_size", self.buffer_size)?;
+        finite_in("train.learning_rate", self.learning_rate, 0.0, f64::INFINITY, false)?;
+        finite_in("train.momentum", self.momentum, 0.0, 1.0, true)?;
+        finite_in("train.weight_decay", self.weight_decay, 0.0, f64::INFINITY, true)?;
+        finite_in("train.prototype_momentum", self.prototype_momentum, 0.0, 1.0, true)?;
+        finite_in("train.ood_weight", self.ood_weight, 0.0, f64::INFINITY, true)?;
+        finite_in("train.ood_temperature", self.ood_temperature, 0.0, f64::INFINITY, false)
+    }
+}
+
+/// Errors unless `value > 0`.
+pub fn positive(field: &str, value: usize) -> Result<()> {
+    if value == 0 {
+        return Err(Error::invalid(field, "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// Errors unless `value` is finite and within `[low, high]` (`low` excluded unless
+/// `low_inclusive`).
+pub fn finite_in(field: &str, value: f64, low: f64, high: f64, low_inclusive: bool) -> Result<()> {
+    let above = if low_inclusive { value >= low } else { value > low };
+    if !value.is_finite() || !above || value > high {
+        let open = if low_inclusive { '[' } else { '(' };
+        return Err(Error::invalid(field, format!("{value} is outside {open}{low}, {high}]")));
+    }
+    Ok(())
+}
+
+/// Where a config comes from, in increasing priority.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSources {
+    /// A TOML file; it must exist.
+    pub file: Option<PathBuf>,
+    /// Read `HAMOS_`-prefixed environment variables (`__` separates sections).
+    pub env: bool,
+    /// `section.field=value` overrides; values parse as TOML, else as strings.
+    pub overrides: Vec<String>,
+}
+
+impl ConfigSources {
+    /// The layered figment, before plugin names are checked.
+    pub fn figment(&self) -> Result<Figment> {
+        let mut figment = Figment::from(Serialized::defaults(Defaults::default()));
+        for (kind, name) in DEFAULT_PLUGINS {
+            figment = figment.merge(Serialized::default(&format!("{}.kind", kind.section()), name));
+        }
+        if let Some(path) = &self.file {
+            if !path.is_file() {
+                return Err(Error::Io {
+                    op: "reading config",
+                    path: path.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        if self.env {
+            figment = figment.merge(Env::prefixed("HAMOS_").split("__"));
+        }
+        for assignment in &self.overrides {
+            let (key, value) = parse_override(assignment)?;
+            figment = figment.merge(Serialized::default(&key, value));
+        }
+        Ok(figment)
+    }
+
+    /// Loads, checks plugin names, deserializes and validates the run config.
+    pub fn load(&self) -> Result<RunConfig> {
+        let figment = self.figment()?;
+        for kind in PluginKind::ALL {
+            let key = format!("{}.kind", kind.section());
+            let name: String = figment.extract_inner(&key).map_err(|e| config_error(&e))?;
+            find_plugin(kind, &name)?;
+        }
+        let config: RunConfig = figment.extract().map_err(|e| config_error(&e))?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The non-plugin defaults; plugin sections only get a default `kind`.
+#[derive(Serialize)]
+struct Defaults {
+    seed: u64,
+    backend: &'static str,
+    device: &'static str,
+    threads: usize,
+    train: TrainConfig,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults { seed: 0, backend: "candle", device: "cpu", threads: 0, train: TrainConfig::default() }
+    }
+}
+
+fn parse_override(assignment: &str) -> Result<(String, toml::Value)> {
+    let (key, raw) = assignment.split_once('=').ok_or_else(|| {
+        Error::Config(format!("--set `{assignment}`: expected `section.field=value`"))
+    })?;
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return Err(Error::Config(format!("--set `{assignment}`: `{key}` is not a dotted key")));
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    Ok((key.to_string(), value))
+}
+
+fn config_error(error: &figment::Error) -> Error {
+    // figment prefixes keys with the profile; users never write profiles.
+    Error::Config(error.to_string().replace("\"default.", "\"").replace("`default.", "`"))
+}
+
+impl RunConfig {
+    /// Loads with defaults, a file, the environment and overrides.
+    pub fn load(file: Option<PathBuf>, overrides: Vec<String>) -> Result<Self> {
+        ConfigSources { file, env: true, overrides }.load()
+    }
+
+    /// Validates every section, naming the field at fault.
+    pub fn validate(&self) -> Result<()> {
+        self.device.parse::<crate::DeviceSpec>()?;
+        self.sampler.validate()?;
+        self.energy.validate()?;
+        self.barrier.validate()?;
+        self.loss.validate()?;
+        self.scorer.validate()?;
+        self.train.validate()
+    }
+
+    /// The resolved config as TOML.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| Error::Config(format!("serializing config: {e}")))
+    }
+}

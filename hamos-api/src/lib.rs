@@ -1,0 +1,35 @@
+//! # hamos-api: the contracts of HamOS
+//!
+//! Everything pluggable in HamOS meets here:
+//! - [`Tensor`] and [`TensorImpl`]: the shared tensor trait that every backend implements and
+//!   every plugin is written against, with autograd on every backend;
+//! - [`Backend`]: tensor factories, opened by name with [`open_backend`];
+//! - the plugin traits [`Sampler`], [`OodnessEnergy`], [`IdBarrier`], [`ContrastiveLoss`],
+//!   [`Scorer`], registered by name ([`register_plugin!`]) and chosen from config;
+//! - [`RunConfig`]: a run loaded from TOML, `HAMOS_` environment variables and `--set` overrides;
+//! - [`Error`]: one error enum.
+//!
+//! ```
+//! use hamos_api::{ClassBank, Tensor};
+//! # fn demo(backend: std::sync::Arc<dyn hamos_api::Backend>) -> hamos_api::Result<()> {
+//! let z = backend.from_f32(&[3.0, 4.0, 0.0, 2.0], &[2, 2])?.l2_normalize(1)?;
+//! assert_eq!(z.to_vec_f32()?, vec![0.6, 0.8, 0.0, 1.0]);
+//! # Ok(()) }
+//! ```
+
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod plugin;
+pub mod registry;
+pub mod tensor;
+
+pub use backend::{open_backend, rng_from_seed, Backend, BackendRegistration, DeviceSpec, HamosRng};
+pub use config::{ConfigSources, RunConfig, TrainConfig};
+pub use error::{Error, Result};
+pub use plugin::*;
+pub use registry::{PluginKind, PluginRegistration};
+pub use tensor::{broadcast_shape, BinaryOp, CmpOp, DType, ReduceOp, Tensor, TensorImpl, UnaryOp};
+
+#[doc(hidden)]
+pub use inventory;

@@ -1,0 +1,17 @@
+//! The plugin traits. Each is object-safe and registered by name through `typetag` (tag `kind`):
+//! a plugin's struct *is* its config (serde, `Default` from the paper's Table 4,
+//! `deny_unknown_fields`), and [`validate`](Sampler::validate) runs before anything is built.
+
+mod barrier;
+mod bank;
+mod energy;
+mod loss;
+mod sampler;
+mod scorer;
+
+pub use bank::{ChainPairs, ClassBank};
+pub use barrier::IdBarrier;
+pub use energy::{EnergyEval, OodnessEnergy};
+pub use loss::{ContrastiveBatch, ContrastiveLoss};
+pub use sampler::{OutlierTag, RoundDiagnostics, Sampler, Synthesis, SynthesisInput};
+pub use scorer::{FittedScorer, ScoreInput, Scorer};

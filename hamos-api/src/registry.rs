@@ -1,0 +1,117 @@
+//! The plugin registry: every plugin submits a [`PluginRegistration`] with
+//! [`register_plugin!`](crate::register_plugin), and configs pick plugins by name.
+//!
+//! A crate's registrations exist only in binaries and tests that link it: name the crate
+//! somewhere (`use hamos_samplers as _;`) or its plugins are invisible.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// The five kinds of plugin; each is a section of the run config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PluginKind {
+    /// [`Sampler`](crate::Sampler), config section `sampler`.
+    Sampler,
+    /// [`OodnessEnergy`](crate::OodnessEnergy), config section `energy`.
+    Energy,
+    /// [`IdBarrier`](crate::IdBarrier), config section `barrier`.
+    Barrier,
+    /// [`ContrastiveLoss`](crate::ContrastiveLoss), config section `loss`.
+    Loss,
+    /// [`Scorer`](crate::Scorer), config section `scorer`.
+    Scorer,
+}
+
+impl PluginKind {
+    /// Every kind, in config order.
+    pub const ALL: [PluginKind; 5] = [
+        PluginKind::Sampler,
+        PluginKind::Energy,
+        PluginKind::Barrier,
+        PluginKind::Loss,
+        PluginKind::Scorer,
+    ];
+
+    /// The config section of this kind.
+    pub fn section(self) -> &'static str {
+        match self {
+            PluginKind::Sampler => "sampler",
+            PluginKind::Energy => "energy",
+            PluginKind::Barrier => "barrier",
+            PluginKind::Loss => "loss",
+            PluginKind::Scorer => "scorer",
+        }
+    }
+}
+
+/// One registered plugin.
+pub struct PluginRegistration {
+    /// Its kind.
+    pub kind: PluginKind,
+    /// The name configs use (`kind = "hmc"`); must equal its `typetag` name.
+    pub name: &'static str,
+    /// One line for `hamos plugins`.
+    pub description: &'static str,
+    /// Its default config, `kind` included.
+    pub default_config: fn() -> Result<toml::Table>,
+}
+
+inventory::collect!(PluginRegistration);
+
+/// Every registered plugin, sorted by kind then name.
+pub fn plugins() -> Vec<&'static PluginRegistration> {
+    let mut all: Vec<_> = inventory::iter::<PluginRegistration>.into_iter().collect();
+    all.sort_by_key(|r| (r.kind, r.name));
+    all
+}
+
+/// Registered names of one kind, sorted.
+pub fn plugin_names(kind: PluginKind) -> Vec<&'static str> {
+    plugins().into_iter().filter(|r| r.kind == kind).map(|r| r.name).collect()
+}
+
+/// The registration of `name`, or an error listing the valid names.
+pub fn find_plugin(kind: PluginKind, name: &str) -> Result<&'static PluginRegistration> {
+    plugins()
+        .into_iter()
+        .find(|r| r.kind == kind && r.name == name)
+        .ok_or_else(|| Error::UnknownPlugin {
+            kind: kind.section().to_string(),
+            name: name.to_string(),
+            valid: match plugin_names(kind).join(", ") {
+                names if names.is_empty() => "none (is the plugin crate linked?)".to_string(),
+                names => names,
+            },
+        })
+}
+
+/// `T::default()` as a TOML table with `kind = name` first; used by [`register_plugin!`].
+pub fn default_table<T: Serialize + Default>(name: &str) -> Result<toml::Table> {
+    let fields = toml::Table::try_from(T::default())
+        .map_err(|e| Error::Config(format!("default config of plugin `{name}`: {e}")))?;
+    let mut table = toml::Table::new();
+    table.insert("kind".into(), toml::Value::String(name.into()));
+    table.extend(fields);
+    Ok(table)
+}
+
+/// Registers a plugin struct under a kind and name. The struct must also carry
+/// `#[typetag::serde(name = "...")]` on its trait impl with the same name.
+///
+/// ```ignore
+/// hamos_api::register_plugin!(Sampler, MySampler, "my_sampler", "what it does, in one line");
+/// ```
+#[macro_export]
+macro_rules! register_plugin {
+    ($kind:ident, $ty:ty, $name:literal, $description:literal) => {
+        $crate::inventory::submit! {
+            $crate::registry::PluginRegistration {
+                kind: $crate::registry::PluginKind::$kind,
+                name: $name,
+                description: $description,
+                default_config: || $crate::registry::default_table::<$ty>($name),
+            }
+        }
+    };
+}

@@ -1,0 +1,1 @@
+//! The HamOS pipeline and the hamos command-line tool.

@@ -1,0 +1,1 @@
+//! HamOS losses: CIDER, SupCon, SimCLR and the OOD-discernment loss.

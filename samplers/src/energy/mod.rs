@@ -1,0 +1,3 @@
+//! OOD-ness energies.
+
+pub mod knn;

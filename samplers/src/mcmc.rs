@@ -1,0 +1,187 @@
+//! The round loop shared by every MCMC sampler: Metropolis-Hastings, the ID barrier,
+//! non-finite chains, outputs and per-round diagnostics. A sampler only supplies a [`Kernel`].
+
+use hamos_api::{
+    ChainPairs, ClassBank, EnergyEval, IdBarrier, OodnessEnergy, OutlierTag, Result, RoundDiagnostics, Synthesis,
+    Tensor,
+};
+use rand::{Rng, RngCore};
+
+/// What a kernel proposes for every chain.
+#[derive(Debug, Clone)]
+pub struct Proposal {
+    /// Proposed unit-norm positions `[m, d]`.
+    pub positions: Tensor,
+    /// Energy and gradient at the proposal (reused next round when accepted).
+    pub eval: EnergyEval,
+    /// Metropolis-Hastings log acceptance ratio `[m]`, e.g. `H(old) - H(new)`.
+    pub log_accept: Tensor,
+}
+
+/// The chains' state between rounds.
+#[derive(Debug, Clone)]
+pub struct ChainState {
+    /// Current unit-norm positions `[m, d]`.
+    pub positions: Tensor,
+    /// Energy and gradient at `positions`.
+    pub eval: EnergyEval,
+    /// Earlier positions, oldest first, not including `positions` (for adaptive metrics).
+    pub history: Vec<Tensor>,
+}
+
+/// The energy a kernel samples, bound to the chains' class pairs and the buffer.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    /// The OOD-ness energy.
+    pub energy: &'a dyn OodnessEnergy,
+    /// Each chain's class pair.
+    pub pairs: &'a ChainPairs,
+    /// The ID buffer.
+    pub bank: &'a ClassBank,
+}
+
+impl Target<'_> {
+    /// Energy and gradient at `z`.
+    pub fn eval(&self, z: &Tensor) -> Result<EnergyEval> {
+        self.energy.energy_and_grad(z, self.pairs, self.bank)
+    }
+}
+
+/// One MCMC transition, proposed for all chains at once.
+pub trait Kernel {
+    /// Proposes new positions with their MH log acceptance ratios. Draws its randomness from
+    /// `rng` on the host, so every backend sees the same numbers.
+    fn propose(&self, target: &Target<'_>, state: &ChainState, rng: &mut dyn RngCore) -> Result<Proposal>;
+}
+
+/// How proposals are accepted. Only [`AcceptRule::Metropolis`] is correct; the other exists so
+/// tests can show that the invariance checks catch a wrong rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AcceptRule {
+    /// Accept with probability `min(1, exp(log_accept))`.
+    #[default]
+    Metropolis,
+    /// Accept every finite proposal (wrong: breaks detailed balance).
+    #[doc(hidden)]
+    AlwaysAccept,
+}
+
+/// Runs `rounds` rounds of `kernel` from `starts`, keeping a proposal only when it passes MH and
+/// the barrier; records every chain's position after each round.
+pub fn run_chains(
+    kernel: &dyn Kernel,
+    target: &Target<'_>,
+    barrier: &dyn IdBarrier,
+    starts: &Tensor,
+    rounds: usize,
+    rule: AcceptRule,
+    rng: &mut dyn RngCore,
+) -> Result<Synthesis> {
+    let chains = target.pairs.len();
+    let backend = starts.backend();
+    let thresholds = barrier.thresholds(starts, target.bank)?;
+    let first_eval = target.eval(starts)?;
+    let mut notes = first_eval.notes.clone();
+    let mut state = ChainState { positions: starts.clone(), eval: first_eval, history: Vec::new() };
+    let mut active = vec![true; chains];
+    let mut stopped_chains = Vec::new();
+    let mut diagnostics = Vec::with_capacity(rounds);
+    let mut outputs = Vec::with_capacity(rounds);
+    let mut tags = Vec::new();
+
+    for round in 0..rounds {
+        let proposal = kernel.propose(target, &state, rng)?;
+        let uniforms: Vec<f64> = (0..chains).map(|_| rng.random::<f64>()).collect();
+        let log_accept = proposal.log_accept.to_vec_f32()?;
+        let finite = finite_rows(&proposal)?;
+        let admitted = match barrier.admits(&proposal.positions, thresholds.as_ref(), target.bank)? {
+            Some(mask) => mask.to_vec_f32()?.iter().map(|&x| x != 0.0).collect(),
+            None => vec![true; chains],
+        };
+
+        let mut stats = RoundDiagnostics { round, ..RoundDiagnostics::default() };
+        let mut accept = vec![0.0f32; chains];
+        let (mut accepted, mut abs_dh_sum) = (0usize, 0.0f64);
+        for chain in 0..chains {
+            if !active[chain] {
+                continue;
+            }
+            if !finite[chain] {
+                active[chain] = false;
+                stopped_chains.push((chain, round));
+                stats.non_finite += 1;
+                continue;
+            }
+            stats.active_chains += 1;
+            let log_alpha = f64::from(log_accept[chain]);
+            abs_dh_sum += log_alpha.abs();
+            let passes_mh = match rule {
+                AcceptRule::Metropolis => uniforms[chain].ln() < log_alpha,
+                AcceptRule::AlwaysAccept => true,
+            };
+            if passes_mh && !admitted[chain] {
+                stats.barrier_rejections += 1;
+            } else if passes_mh {
+                accept[chain] = 1.0;
+                accepted += 1;
+            }
+        }
+        if stats.active_chains > 0 {
+            stats.acceptance_rate = accepted as f64 / stats.active_chains as f64;
+            stats.mean_abs_delta_h = abs_dh_sum / stats.active_chains as f64;
+        }
+
+        let mask = backend.from_f32(&accept, &[chains, 1])?;
+        let previous = state.positions.clone();
+        let positions = mask.where_mask(&proposal.positions, &state.positions)?;
+        let energy = mask.reshape(&[chains])?.where_mask(&proposal.eval.energy, &state.eval.energy)?;
+        let grad = mask.where_mask(&proposal.eval.grad, &state.eval.grad)?;
+        for note in proposal.eval.notes {
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
+
+        let cosines = previous.row_dot(&positions)?.to_vec_f32()?;
+        let energies = energy.to_vec_f32()?;
+        let live: Vec<usize> = (0..chains).filter(|&c| active[c]).collect();
+        if !live.is_empty() {
+            let n = live.len() as f64;
+            stats.mean_angular_step = live.iter().map(|&c| f64::from(cosines[c]).clamp(-1.0, 1.0).acos()).sum::<f64>() / n;
+            stats.mean_oodness = live.iter().map(|&c| (-f64::from(energies[c])).exp()).sum::<f64>() / n;
+            let rows: Vec<i64> = live.iter().map(|&c| c as i64).collect();
+            outputs.push(positions.index_select(0, &backend.from_i64(&rows, &[rows.len()])?)?);
+            tags.extend(live.iter().map(|&chain| {
+                let (class_u, class_v) = target.pairs.pairs[chain];
+                OutlierTag { chain, class_u, class_v, round }
+            }));
+        }
+        diagnostics.push(stats);
+        state.history.push(previous);
+        state = ChainState {
+            positions,
+            eval: EnergyEval { energy, grad, notes: Vec::new() },
+            history: std::mem::take(&mut state.history),
+        };
+    }
+
+    let outliers = match outputs.len() {
+        0 => backend.zeros(&[0, target.bank.dim()])?,
+        _ => Tensor::cat(&outputs.iter().collect::<Vec<_>>(), 0)?,
+    };
+    Ok(Synthesis { outliers, tags, rounds: diagnostics, stopped_chains, notes })
+}
+
+/// Chains whose proposed position, energy and acceptance ratio are all finite.
+fn finite_rows(proposal: &Proposal) -> Result<Vec<bool>> {
+    let dims = proposal.positions.dims();
+    let width = dims.get(1).copied().unwrap_or(1).max(1);
+    let positions = proposal.positions.to_vec_f32()?;
+    let energy = proposal.eval.energy.to_vec_f32()?;
+    let log_accept = proposal.log_accept.to_vec_f32()?;
+    Ok(positions
+        .chunks(width)
+        .zip(energy.iter().zip(&log_accept))
+        .map(|(row, (e, a))| row.iter().all(|x| x.is_finite()) && e.is_finite() && !a.is_nan())
+        .collect())
+}

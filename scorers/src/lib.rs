@@ -1,0 +1,1 @@
+//! HamOS inference-time OOD scorers.
