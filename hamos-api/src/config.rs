@@ -169,6 +169,8 @@ impl ConfigSources {
             let key = format!("{}.kind", kind.section());
             let name: String = figment.extract_inner(&key).map_err(|e| config_error(&e))?;
             find_plugin(kind, &name)?;
+            let section: toml::Table = figment.extract_inner(kind.section()).map_err(|e| config_error(&e))?;
+            check_plugin_section(kind, &section)?;
         }
         let config: RunConfig = figment.extract().map_err(|e| config_error(&e))?;
         config.validate()?;
@@ -205,6 +207,36 @@ fn parse_override(assignment: &str) -> Result<(String, toml::Value)> {
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
     Ok((key.to_string(), value))
+}
+
+/// Deserializes one plugin section; on failure finds the field at fault, since errors inside
+/// a `typetag` object lose their key path.
+fn check_plugin_section(kind: PluginKind, section: &toml::Table) -> Result<()> {
+    let Err(whole) = deserialize_plugin(kind, section.clone()) else { return Ok(()) };
+    let kind_entry = section.get("kind").cloned();
+    for (key, value) in section.iter().filter(|(key, _)| key.as_str() != "kind") {
+        let mut single = toml::Table::new();
+        if let Some(kind_entry) = &kind_entry {
+            single.insert("kind".into(), kind_entry.clone());
+        }
+        single.insert(key.clone(), value.clone());
+        if let Err(error) = deserialize_plugin(kind, single) {
+            return Err(Error::Config(format!("{}.{key}: {error}", kind.section())));
+        }
+    }
+    Err(Error::Config(format!("{}: {whole}", kind.section())))
+}
+
+fn deserialize_plugin(kind: PluginKind, section: toml::Table) -> std::result::Result<(), String> {
+    let value = toml::Value::Table(section);
+    let result = match kind {
+        PluginKind::Sampler => value.try_into::<Box<dyn Sampler>>().map(drop),
+        PluginKind::Energy => value.try_into::<Box<dyn OodnessEnergy>>().map(drop),
+        PluginKind::Barrier => value.try_into::<Box<dyn IdBarrier>>().map(drop),
+        PluginKind::Loss => value.try_into::<Box<dyn ContrastiveLoss>>().map(drop),
+        PluginKind::Scorer => value.try_into::<Box<dyn Scorer>>().map(drop),
+    };
+    result.map_err(|e| e.to_string().trim().replace('\n', " "))
 }
 
 fn config_error(error: &figment::Error) -> Error {

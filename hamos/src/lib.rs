@@ -1,1 +1,41 @@
-//! The HamOS pipeline and the hamos command-line tool.
+//! # hamos: the HamOS pipeline
+//!
+//! Links every plugin crate of the workspace and the compiled backends, so that their
+//! registrations are visible, and holds the pipeline behind the `hamos` command:
+//! [`bench`] (benchmarks of the tensor abstraction and of synthesis).
+//!
+//! ```
+//! let config = hamos::load_config(None, vec!["sampler.step_size=0.05".into()])?;
+//! let backend = hamos_api::open_backend(&config.backend, &config.device)?;
+//! assert_eq!(backend.name(), "candle");
+//! # Ok::<(), hamos::Error>(())
+//! ```
+
+pub mod bench;
+pub mod plugins;
+
+use std::path::PathBuf;
+
+pub use hamos_api::{Error, Result, RunConfig};
+
+// Registrations live in these crates; naming them keeps the linker from dropping them.
+use hamos_candle as _;
+use hamos_losses as _;
+use hamos_samplers as _;
+use hamos_scorers as _;
+#[cfg(feature = "tch")]
+use hamos_tch as _;
+
+/// Loads a run config: defaults, `file`, `HAMOS_` environment variables, then `overrides`.
+pub fn load_config(file: Option<PathBuf>, overrides: Vec<String>) -> Result<RunConfig> {
+    RunConfig::load(file, overrides)
+}
+
+/// Opens the config's backend, first applying its thread count where the backend has one.
+pub fn open_backend(config: &RunConfig) -> Result<std::sync::Arc<dyn hamos_api::Backend>> {
+    #[cfg(feature = "tch")]
+    if config.backend == "tch" && config.threads > 0 {
+        hamos_tch::set_threads(config.threads);
+    }
+    hamos_api::open_backend(&config.backend, &config.device)
+}

@@ -1,1 +1,42 @@
-//! HamOS inference-time OOD scorers.
+//! # hamos-scorers: inference-time OOD scores
+//!
+//! Plugins of kind `scorer` ([`hamos_api::Scorer`]), written against [`hamos_api::Tensor`];
+//! every score is "higher = more in-distribution":
+//! - `knn` ([`KnnScorer`], the HamOS default, Section 3.4): minus the distance to the k-th
+//!   nearest ID training embedding;
+//! - `mahalanobis` ([`MahalanobisScorer`], Eqn 21): minus the squared Mahalanobis distance to
+//!   the closest class mean under a tied covariance (needs training labels);
+//! - `msp` ([`MspScorer`], Eqn 15) and `energy` ([`EnergyScorer`], Eqn 17): from the
+//!   classifier logits (error without them).
+//!
+//! ```
+//! use hamos_api::{Backend, ScoreInput, Scorer};
+//! use hamos_scorers::KnnScorer;
+//! let backend = hamos_candle::CandleBackend::cpu();
+//! let train = ScoreInput {
+//!     embeddings: backend.from_f32(&[1.0, 0.0, 0.9, 0.1, 0.8, 0.2], &[3, 2])?.l2_normalize(1)?,
+//!     logits: None,
+//!     labels: None,
+//! };
+//! let fitted = KnnScorer { k: 2, ..KnnScorer::default() }.fit(&train)?;
+//! let test = ScoreInput {
+//!     embeddings: backend.from_f32(&[1.0, 0.05, 0.0, 1.0], &[2, 2])?,
+//!     logits: None,
+//!     labels: None,
+//! };
+//! let scores = fitted.score(&test)?.to_vec_f32()?;
+//! assert!(scores[0] > scores[1], "the point near the training data is more ID");
+//! # Ok::<(), hamos_api::Error>(())
+//! ```
+
+mod common;
+pub mod energy;
+pub mod knn;
+mod linalg;
+pub mod mahalanobis;
+pub mod msp;
+
+pub use energy::EnergyScorer;
+pub use knn::KnnScorer;
+pub use mahalanobis::MahalanobisScorer;
+pub use msp::MspScorer;

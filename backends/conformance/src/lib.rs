@@ -6,14 +6,14 @@
 //! `test_utils`.
 //!
 //! Each case ([`cases`]) compares a backend's results on seeded random inputs with a naive `f64`
-//! host reference ([`reference`]); gradients are compared with central finite differences of
+//! host reference ([`mod@reference`]); gradients are compared with central finite differences of
 //! that reference ([`gradcheck`]). Failures come back as [`hamos_api::Error`] naming the op, the
 //! element, the value got and the value wanted; panics in invalid-input cases are caught and
 //! reported as failures.
 //!
 //! A backend crate runs the suite from an integration test, e.g. `tests/conformance.rs`:
 //!
-//! ```ignore
+//! ```no_run
 //! hamos_conformance::conformance_suite!(|| std::sync::Arc::new(hamos_candle::CandleBackend::cpu()));
 //! ```
 //!
@@ -22,7 +22,7 @@
 //! `fn() -> hamos_api::Result<Arc<dyn Backend>>` and skips the cases when it gives
 //! [`Error::BackendUnavailable`]:
 //!
-//! ```ignore
+//! ```no_run
 //! mod cuda {
 //!     hamos_conformance::conformance_suite!(optional || hamos_api::open_backend("candle", "cuda:0"));
 //! }
@@ -210,23 +210,20 @@ macro_rules! __conformance_tests {
 /// Runs one case and panics with a readable message when it fails.
 #[doc(hidden)]
 #[allow(clippy::panic)]
-pub fn __run_case(
-    name: &str,
-    backend: &Arc<dyn Backend>,
-    case: Case,
-) {
+pub fn __run_case(name: &str, backend: &Arc<dyn Backend>, case: Case) {
     if let Err(e) = case(backend) {
-        panic!("conformance case `{name}` failed on {} {}:\n{e}", backend.name(), backend.device());
+        panic!(
+            "conformance case `{name}` failed on {} {}:\n{e}",
+            backend.name(),
+            backend.device()
+        );
     }
 }
 
 /// The backend, or `None` (with a note) when it is unavailable; other errors panic.
 #[doc(hidden)]
 #[allow(clippy::panic)]
-pub fn __open_or_skip(
-    name: &str,
-    opened: Result<Arc<dyn Backend>>,
-) -> Option<Arc<dyn Backend>> {
+pub fn __open_or_skip(name: &str, opened: Result<Arc<dyn Backend>>) -> Option<Arc<dyn Backend>> {
     match opened {
         Ok(backend) => Some(backend),
         Err(e @ Error::BackendUnavailable { .. }) => {

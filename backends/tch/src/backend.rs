@@ -46,14 +46,20 @@ impl TchBackend {
                         "libtorch sees {count} CUDA device(s), so there is no cuda:{ordinal}"
                     )));
                 }
-                Ok(TchBackend { device: Device::Cuda(ordinal), spec })
+                Ok(TchBackend {
+                    device: Device::Cuda(ordinal),
+                    spec,
+                })
             }
         }
     }
 
     /// The backend on the host CPU (always available).
     pub fn cpu() -> Self {
-        TchBackend { device: Device::Cpu, spec: DeviceSpec::Cpu }
+        TchBackend {
+            device: Device::Cpu,
+            spec: DeviceSpec::Cpu,
+        }
     }
 
     /// The backend of an existing tch device, without checking that it is available.
@@ -81,7 +87,7 @@ impl TchBackend {
     }
 
     /// Checks that `data` fills `dims` and makes the tensor on this device.
-    fn from_slice<T: tch::kind::Element>(
+    fn upload<T: tch::kind::Element>(
         &self,
         op: &'static str,
         data: &[T],
@@ -94,7 +100,10 @@ impl TchBackend {
         if count != data.len() {
             return Err(Error::shape(
                 op,
-                format!("{} values cannot fill shape {dims:?} ({count} elements)", data.len()),
+                format!(
+                    "{} values cannot fill shape {dims:?} ({count} elements)",
+                    data.len()
+                ),
             ));
         }
         let shape = i64_dims(op, dims)?;
@@ -127,17 +136,21 @@ impl Backend for TchBackend {
     }
 
     fn from_f32(&self, data: &[f32], dims: &[usize]) -> Result<Tensor> {
-        self.from_slice("from_f32", data, dims)
+        self.upload("from_f32", data, dims)
     }
 
     fn from_i64(&self, data: &[i64], dims: &[usize]) -> Result<Tensor> {
-        self.from_slice("from_i64", data, dims)
+        self.upload("from_i64", data, dims)
     }
 
     fn full(&self, value: f32, dims: &[usize]) -> Result<Tensor> {
         let shape = i64_dims("full", dims)?;
-        let tensor = tch::Tensor::f_full(shape.as_slice(), f64::from(value), (Kind::Float, self.device))
-            .map_err(tch_err("full"))?;
+        let tensor = tch::Tensor::f_full(
+            shape.as_slice(),
+            f64::from(value),
+            (Kind::Float, self.device),
+        )
+        .map_err(tch_err("full"))?;
         Ok(Tensor::from_impl(TchTensor::new(tensor)))
     }
 
@@ -146,7 +159,9 @@ impl Backend for TchBackend {
             .iter()
             .map(|t| self.own("cat", t).map(TchTensor::inner))
             .collect::<Result<Vec<_>>>()?;
-        let first = parts.first().ok_or_else(|| Error::shape("cat", "needs at least one tensor"))?;
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::shape("cat", "needs at least one tensor"))?;
         let rank = first.dim();
         if dim >= rank {
             return Err(Error::shape(
@@ -157,7 +172,10 @@ impl Backend for TchBackend {
         for part in &parts[1..] {
             let (a, b) = (first.size(), part.size());
             let compatible = a.len() == b.len()
-                && a.iter().zip(&b).enumerate().all(|(d, (x, y))| d == dim || x == y);
+                && a.iter()
+                    .zip(&b)
+                    .enumerate()
+                    .all(|(d, (x, y))| d == dim || x == y);
             if !compatible {
                 return Err(Error::shape(
                     "cat",
@@ -179,7 +197,10 @@ impl Backend for TchBackend {
             })?
             .inner();
         if dtype_of(init) != DType::F32 {
-            return Err(Error::shape("variable", "needs an F32 tensor (I64 has no gradients)"));
+            return Err(Error::shape(
+                "variable",
+                "needs an F32 tensor (I64 has no gradients)",
+            ));
         }
         let leaf = init
             .f_detach_copy()

@@ -113,7 +113,8 @@ pub(crate) fn tch_err(op: &'static str) -> impl Fn(TchError) -> Error {
 pub(crate) fn i64_dims(op: &'static str, dims: &[usize]) -> Result<Vec<i64>> {
     dims.iter()
         .map(|&d| {
-            i64::try_from(d).map_err(|_| Error::shape(op, format!("size {d} in {dims:?} too large")))
+            i64::try_from(d)
+                .map_err(|_| Error::shape(op, format!("size {d} in {dims:?} too large")))
         })
         .collect()
 }
@@ -181,7 +182,10 @@ fn broadcast_shapes(op: &'static str, shapes: &[Vec<i64>]) -> Result<Vec<i64>> {
             if *o == 1 {
                 *o = d;
             } else if d != 1 && d != *o {
-                return Err(Error::shape(op, format!("shapes {shapes:?} do not broadcast")));
+                return Err(Error::shape(
+                    op,
+                    format!("shapes {shapes:?} do not broadcast"),
+                ));
             }
         }
     }
@@ -394,7 +398,11 @@ impl TensorImpl for TchTensor {
         if dtype_of(&self.0) != dtype_of(rhs) {
             return Err(Error::shape(
                 "matmul",
-                format!("dtypes differ: {:?} and {:?}", dtype_of(&self.0), dtype_of(rhs)),
+                format!(
+                    "dtypes differ: {:?} and {:?}",
+                    dtype_of(&self.0),
+                    dtype_of(rhs)
+                ),
             ));
         }
         finish("matmul", self.0.f_matmul(rhs))
@@ -413,10 +421,7 @@ impl TensorImpl for TchTensor {
             .0
             .f_topk(k as i64, d, largest, true)
             .map_err(tch_err("topk"))?;
-        Ok((
-            finish("topk", Ok(values))?,
-            finish("topk", Ok(indices))?,
-        ))
+        Ok((finish("topk", Ok(values))?, finish("topk", Ok(indices))?))
     }
 
     fn index_select(&self, dim: usize, indices: &Tensor) -> Result<Tensor> {
@@ -567,24 +572,46 @@ mod tests {
     #[test]
     fn matmul_and_broadcast_ops() {
         let b = cpu();
-        let x = b.from_f32(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
-        let y = b.from_f32(&[1.0, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2]).unwrap();
+        let x = b
+            .from_f32(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])
+            .unwrap();
+        let y = b
+            .from_f32(&[1.0, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2])
+            .unwrap();
         let z = x.matmul(&y).unwrap();
         assert_eq!(z.dims(), vec![2, 2]);
         assert_eq!(z.to_vec_f32().unwrap(), vec![4.0, 5.0, 10.0, 11.0]);
 
         let row = b.from_f32(&[10.0, 20.0, 30.0], &[3]).unwrap();
         let sum = x.add(&row).unwrap();
-        assert_eq!(sum.to_vec_f32().unwrap(), vec![11.0, 22.0, 33.0, 14.0, 25.0, 36.0]);
-        assert_eq!(x.sum(1, false).unwrap().to_vec_f32().unwrap(), vec![6.0, 15.0]);
+        assert_eq!(
+            sum.to_vec_f32().unwrap(),
+            vec![11.0, 22.0, 33.0, 14.0, 25.0, 36.0]
+        );
+        assert_eq!(
+            x.sum(1, false).unwrap().to_vec_f32().unwrap(),
+            vec![6.0, 15.0]
+        );
         assert_eq!(x.max(0, true).unwrap().dims(), vec![1, 3]);
-        assert_eq!(x.argmax(1, false).unwrap().to_vec_i64().unwrap(), vec![2, 2]);
-        assert_eq!(x.affine(2.0, 1.0).unwrap().to_vec_f32().unwrap()[..2], [3.0, 5.0]);
+        assert_eq!(
+            x.argmax(1, false).unwrap().to_vec_i64().unwrap(),
+            vec![2, 2]
+        );
+        assert_eq!(
+            x.affine(2.0, 1.0).unwrap().to_vec_f32().unwrap()[..2],
+            [3.0, 5.0]
+        );
         let mask = x.gt(&b.from_f32(&[3.0], &[1]).unwrap()).unwrap();
         assert_eq!(mask.dtype(), DType::F32);
-        assert_eq!(mask.to_vec_f32().unwrap(), vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+        assert_eq!(
+            mask.to_vec_f32().unwrap(),
+            vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+        );
         let picked = mask.where_mask(&x, &x.neg().unwrap()).unwrap();
-        assert_eq!(picked.to_vec_f32().unwrap(), vec![-1.0, -2.0, -3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(
+            picked.to_vec_f32().unwrap(),
+            vec![-1.0, -2.0, -3.0, 4.0, 5.0, 6.0]
+        );
 
         let (values, indices) = x.topk(2, 1, true).unwrap();
         assert_eq!(values.to_vec_f32().unwrap(), vec![3.0, 2.0, 6.0, 5.0]);

@@ -26,7 +26,11 @@ pub fn grad_narrow(backend: &Arc<dyn Backend>) -> Result<()> {
 /// Gradients of `cat` along dims 0 and 1 wrt every part.
 pub fn grad_cat(backend: &Arc<dyn Backend>) -> Result<()> {
     let mut inputs = Inputs::new(902);
-    let parts0 = [inputs.normal(&[2, 3]), inputs.normal(&[1, 3]), inputs.normal(&[3, 3])];
+    let parts0 = [
+        inputs.normal(&[2, 3]),
+        inputs.normal(&[1, 3]),
+        inputs.normal(&[3, 3]),
+    ];
     let parts1 = [inputs.normal(&[2, 3]), inputs.normal(&[2, 1])];
     for (dim, parts) in [(0, &parts0[..]), (1, &parts1[..])] {
         check_gradients(
@@ -45,8 +49,20 @@ pub fn grad_cat(backend: &Arc<dyn Backend>) -> Result<()> {
 pub fn grad_reshape_transpose(backend: &Arc<dyn Backend>) -> Result<()> {
     let mut inputs = Inputs::new(903);
     let x = inputs.normal(&[2, 3, 4]);
-    check_unary_gradient(backend, "d reshape", &x, |t| t.reshape(&[4, 6]), |h| h.reshape(&[4, 6]))?;
-    check_unary_gradient(backend, "d transpose(0, 2)", &x, |t| t.transpose(0, 2), |h| h.transpose(0, 2))?;
+    check_unary_gradient(
+        backend,
+        "d reshape",
+        &x,
+        |t| t.reshape(&[4, 6]),
+        |h| h.reshape(&[4, 6]),
+    )?;
+    check_unary_gradient(
+        backend,
+        "d transpose(0, 2)",
+        &x,
+        |t| t.transpose(0, 2),
+        |h| h.transpose(0, 2),
+    )?;
     check_unary_gradient(
         backend,
         "d reshape then t then narrow",
@@ -55,9 +71,13 @@ pub fn grad_reshape_transpose(backend: &Arc<dyn Backend>) -> Result<()> {
         |h| h.reshape(&[6, 4])?.transpose(0, 1)?.narrow(1, 1, 4),
     )?;
     let b = inputs.normal(&[3, 1]);
-    check_unary_gradient(backend, "d broadcast_as", &b, |t| t.broadcast_as(&[2, 3, 4]), |h| {
-        h.broadcast_as(&[2, 3, 4])
-    })
+    check_unary_gradient(
+        backend,
+        "d broadcast_as",
+        &b,
+        |t| t.broadcast_as(&[2, 3, 4]),
+        |h| h.broadcast_as(&[2, 3, 4]),
+    )
 }
 
 /// Gradient of `index_select` along dims 0 and 1, with repeated indices (which must add up).
@@ -151,19 +171,29 @@ pub fn grad_logsumexp(backend: &Arc<dyn Backend>) -> Result<()> {
         |h| h[0].logsumexp(1, false),
         2e-3,
     )?;
-    check_unary_gradient(backend, "d log_softmax(dim 1)", &x, |t| t.log_softmax(1), |h| {
-        let lse = h.logsumexp(1, true)?;
-        h.zip(&lse, |v, l| v - l)
-    })
+    check_unary_gradient(
+        backend,
+        "d log_softmax(dim 1)",
+        &x,
+        |t| t.log_softmax(1),
+        |h| {
+            let lse = h.logsumexp(1, true)?;
+            h.zip(&lse, |v, l| v - l)
+        },
+    )
 }
 
 /// Gradient of `l2_normalize` along each dim.
 pub fn grad_l2_normalize(backend: &Arc<dyn Backend>) -> Result<()> {
     let x = Inputs::new(909).normal(&[4, 3]);
     for dim in [1, 0] {
-        check_unary_gradient(backend, &format!("d l2_normalize(dim {dim})"), &x, |t| t.l2_normalize(dim), |h| {
-            h.l2_normalize(dim)
-        })?;
+        check_unary_gradient(
+            backend,
+            &format!("d l2_normalize(dim {dim})"),
+            &x,
+            |t| t.l2_normalize(dim),
+            |h| h.l2_normalize(dim),
+        )?;
     }
     Ok(())
 }
