@@ -26,13 +26,16 @@ impl FromStr for DeviceSpec {
         match s.trim() {
             "cpu" => Ok(DeviceSpec::Cpu),
             "cuda" | "gpu" => Ok(DeviceSpec::Cuda(0)),
-            other => other
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(DeviceSpec::Cuda)
-                .ok_or_else(|| {
-                    Error::invalid("device", format!("`{other}` is not a device; use `cpu`, `cuda` or `cuda:N`"))
-                }),
+            other => {
+                other.strip_prefix("cuda:").and_then(|n| n.parse().ok()).map(DeviceSpec::Cuda).ok_or_else(
+                    || {
+                        Error::invalid(
+                            "device",
+                            format!("`{other}` is not a device; use `cpu`, `cuda` or `cuda:N`"),
+                        )
+                    },
+                )
+            }
         }
     }
 }
@@ -56,8 +59,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// The device this backend allocates on.
     fn device(&self) -> DeviceSpec;
     /// An `F32` tensor from row-major data.
+    // A factory on a device, not a conversion of `self`.
+    #[allow(clippy::wrong_self_convention)]
     fn from_f32(&self, data: &[f32], dims: &[usize]) -> Result<Tensor>;
     /// An `I64` tensor from row-major data.
+    #[allow(clippy::wrong_self_convention)]
     fn from_i64(&self, data: &[i64], dims: &[usize]) -> Result<Tensor>;
     /// An `F32` tensor filled with `value`.
     fn full(&self, value: f32, dims: &[usize]) -> Result<Tensor>;

@@ -195,9 +195,9 @@ impl Default for Defaults {
 }
 
 fn parse_override(assignment: &str) -> Result<(String, toml::Value)> {
-    let (key, raw) = assignment.split_once('=').ok_or_else(|| {
-        Error::Config(format!("--set `{assignment}`: expected `section.field=value`"))
-    })?;
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| Error::Config(format!("--set `{assignment}`: expected `section.field=value`")))?;
     let key = key.trim();
     if key.is_empty() || key.split('.').any(str::is_empty) {
         return Err(Error::Config(format!("--set `{assignment}`: `{key}` is not a dotted key")));

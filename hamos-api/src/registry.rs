@@ -25,13 +25,8 @@ pub enum PluginKind {
 
 impl PluginKind {
     /// Every kind, in config order.
-    pub const ALL: [PluginKind; 5] = [
-        PluginKind::Sampler,
-        PluginKind::Energy,
-        PluginKind::Barrier,
-        PluginKind::Loss,
-        PluginKind::Scorer,
-    ];
+    pub const ALL: [PluginKind; 5] =
+        [PluginKind::Sampler, PluginKind::Energy, PluginKind::Barrier, PluginKind::Loss, PluginKind::Scorer];
 
     /// The config section of this kind.
     pub fn section(self) -> &'static str {
@@ -73,17 +68,14 @@ pub fn plugin_names(kind: PluginKind) -> Vec<&'static str> {
 
 /// The registration of `name`, or an error listing the valid names.
 pub fn find_plugin(kind: PluginKind, name: &str) -> Result<&'static PluginRegistration> {
-    plugins()
-        .into_iter()
-        .find(|r| r.kind == kind && r.name == name)
-        .ok_or_else(|| Error::UnknownPlugin {
-            kind: kind.section().to_string(),
-            name: name.to_string(),
-            valid: match plugin_names(kind).join(", ") {
-                names if names.is_empty() => "none (is the plugin crate linked?)".to_string(),
-                names => names,
-            },
-        })
+    plugins().into_iter().find(|r| r.kind == kind && r.name == name).ok_or_else(|| Error::UnknownPlugin {
+        kind: kind.section().to_string(),
+        name: name.to_string(),
+        valid: match plugin_names(kind).join(", ") {
+            names if names.is_empty() => "none (is the plugin crate linked?)".to_string(),
+            names => names,
+        },
+    })
 }
 
 /// `T::default()` as a TOML table with `kind = name` first; used by [`register_plugin!`].

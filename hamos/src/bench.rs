@@ -99,7 +99,9 @@ pub fn overhead_table(samples: usize, iters: usize) -> Result<String> {
     let mut rows = candle_overhead(samples, iters)?;
     #[cfg(feature = "tch")]
     rows.extend(tch_overhead(samples, iters)?);
-    let mut out = String::from("| backend | op | through Tensor (ns) | direct (ns) | overhead (ns) |\n|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| backend | op | through Tensor (ns) | direct (ns) | overhead (ns) |\n|---|---|---|---|---|\n",
+    );
     for r in rows {
         out.push_str(&format!(
             "| {} | {} | {:.0} | {:.0} | {:.0} |\n",

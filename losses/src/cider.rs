@@ -45,12 +45,7 @@ pub struct Cider {
 
 impl Default for Cider {
     fn default() -> Self {
-        Cider {
-            temperature: 0.1,
-            prototype_momentum: 0.95,
-            w_comp: 0.5,
-            w_dis: 1.0,
-        }
+        Cider { temperature: 0.1, prototype_momentum: 0.95, w_comp: 0.5, w_dis: 1.0 }
     }
 }
 
@@ -64,20 +59,8 @@ hamos_api::register_plugin!(
 #[typetag::serde(name = "cider")]
 impl ContrastiveLoss for Cider {
     fn validate(&self) -> Result<()> {
-        finite_in(
-            "loss.temperature",
-            self.temperature,
-            0.0,
-            f64::INFINITY,
-            false,
-        )?;
-        finite_in(
-            "loss.prototype_momentum",
-            self.prototype_momentum,
-            0.0,
-            1.0,
-            true,
-        )?;
+        finite_in("loss.temperature", self.temperature, 0.0, f64::INFINITY, false)?;
+        finite_in("loss.prototype_momentum", self.prototype_momentum, 0.0, 1.0, true)?;
         finite_in("loss.w_comp", self.w_comp, 0.0, f64::INFINITY, true)?;
         finite_in("loss.w_dis", self.w_dis, 0.0, f64::INFINITY, true)
     }
@@ -85,10 +68,7 @@ impl ContrastiveLoss for Cider {
     fn loss(&self, batch: &ContrastiveBatch) -> Result<Tensor> {
         self.validate()?;
         let (terms, _) = self.terms(batch)?;
-        terms
-            .comp
-            .scale(self.w_comp)?
-            .add(&terms.dis.scale(self.w_dis)?)
+        terms.comp.scale(self.w_comp)?.add(&terms.dis.scale(self.w_dis)?)
     }
 }
 
@@ -121,23 +101,18 @@ impl Cider {
         };
         let labels = labels_for("cider", &batch.labels, b)?;
         let host = host_labels("cider", &labels, classes)?;
-        let prototypes =
-            update_prototypes_host(&batch.prototypes, z, &host, self.prototype_momentum)?;
+        let prototypes = update_prototypes_host(&batch.prototypes, z, &host, self.prototype_momentum)?;
         let inv_tau = 1.0 / self.temperature;
 
         // Compactness against the updated prototypes, detached as in CIDER.
         let logits = z.matmul(&prototypes.detach()?.t()?)?.scale(inv_tau)?;
-        let own = logits
-            .log_softmax(1)?
-            .gather(1, &labels.reshape(&[b, 1])?)?;
+        let own = logits.log_softmax(1)?.gather(1, &labels.reshape(&[b, 1])?)?;
         let comp = own.mean_all()?.neg()?;
 
         // Dispersion: mean over prototypes of the log mean exp-similarity to the others.
         let sims = prototypes.matmul(&prototypes.t()?)?.scale(inv_tau)?;
         let spread = masked_logsumexp_rows(&sims, &off_diagonal(&sims, classes)?)?;
-        let dis = spread
-            .mean_all()?
-            .add_scalar(-((classes - 1) as f64).ln())?;
+        let dis = spread.mean_all()?.add_scalar(-((classes - 1) as f64).ln())?;
         Ok((CiderTerms { comp, dis }, prototypes))
     }
 }
@@ -160,11 +135,7 @@ pub fn update_prototypes(
         _ => {
             return Err(Error::shape(
                 "update_prototypes",
-                format!(
-                    "prototypes {:?} do not match embeddings {:?}",
-                    prototypes.dims(),
-                    embeddings.dims()
-                ),
+                format!("prototypes {:?} do not match embeddings {:?}", prototypes.dims(), embeddings.dims()),
             ))
         }
     };
@@ -192,22 +163,11 @@ fn update_prototypes_host(
     let backend = z.backend();
     let mut current = prototypes.clone();
     for step in 0..steps {
-        let rows: Vec<i64> = rows_of
-            .iter()
-            .map(|r| r.get(step).map_or(0, |&i| i as i64))
-            .collect();
-        let hit: Vec<f32> = rows_of
-            .iter()
-            .map(|r| if step < r.len() { 1.0 } else { 0.0 })
-            .collect();
+        let rows: Vec<i64> = rows_of.iter().map(|r| r.get(step).map_or(0, |&i| i as i64)).collect();
+        let hit: Vec<f32> = rows_of.iter().map(|r| if step < r.len() { 1.0 } else { 0.0 }).collect();
         let picked = z.index_select(0, &backend.from_i64(&rows, &[classes])?)?;
-        let moved = current
-            .scale(momentum)?
-            .add(&picked.scale(1.0 - momentum)?)?
-            .l2_normalize(1)?;
-        current = backend
-            .from_f32(&hit, &[classes, 1])?
-            .where_mask(&moved, &current)?;
+        let moved = current.scale(momentum)?.add(&picked.scale(1.0 - momentum)?)?.l2_normalize(1)?;
+        current = backend.from_f32(&hit, &[classes, 1])?.where_mask(&moved, &current)?;
     }
     Ok(current)
 }

@@ -38,23 +38,16 @@ pub(crate) fn host_labels(op: &'static str, labels: &Tensor, classes: usize) -> 
         .to_vec_i64()?
         .into_iter()
         .map(|label| {
-            usize::try_from(label)
-                .ok()
-                .filter(|&l| l < classes)
-                .ok_or_else(|| {
-                    Error::Data(format!(
-                        "{op}: label {label} is outside 0..{classes} (one per prototype)"
-                    ))
-                })
+            usize::try_from(label).ok().filter(|&l| l < classes).ok_or_else(|| {
+                Error::Data(format!("{op}: label {label} is outside 0..{classes} (one per prototype)"))
+            })
         })
         .collect()
 }
 
 /// `[n, n]` F32 mask that is 1 off the diagonal and 0 on it, on the backend of `like`.
 pub(crate) fn off_diagonal(like: &Tensor, n: usize) -> Result<Tensor> {
-    let mask: Vec<f32> = (0..n * n)
-        .map(|i| if i / n == i % n { 0.0 } else { 1.0 })
-        .collect();
+    let mask: Vec<f32> = (0..n * n).map(|i| if i / n == i % n { 0.0 } else { 1.0 }).collect();
     like.backend().from_f32(&mask, &[n, n])
 }
 

@@ -23,35 +23,17 @@ use crate::common::embedding_dims;
 /// likelihood of being assigned to any ID classes") intends; the authors' released trainer
 /// minimizes `(1/C) sum_j -log softmax(-z . mu / tau)_j`, also minimal at uniform posteriors.
 /// This function returns the printed value; the caller chooses the sign it minimizes.
-pub fn ood_discernment_loss(
-    outliers: &Tensor,
-    prototypes: &Tensor,
-    temperature: f64,
-) -> Result<Tensor> {
-    finite_in(
-        "train.ood_temperature",
-        temperature,
-        0.0,
-        f64::INFINITY,
-        false,
-    )?;
+pub fn ood_discernment_loss(outliers: &Tensor, prototypes: &Tensor, temperature: f64) -> Result<Tensor> {
+    finite_in("train.ood_temperature", temperature, 0.0, f64::INFINITY, false)?;
     let (_, d) = embedding_dims("ood_discernment_loss", outliers)?;
     match prototypes.dims()[..] {
         [c, pd] if c > 0 && pd == d => {}
         _ => {
             return Err(Error::shape(
                 "ood_discernment_loss",
-                format!(
-                    "prototypes {:?} do not match outliers {:?}",
-                    prototypes.dims(),
-                    outliers.dims()
-                ),
+                format!("prototypes {:?} do not match outliers {:?}", prototypes.dims(), outliers.dims()),
             ))
         }
     }
-    outliers
-        .matmul(&prototypes.t()?)?
-        .scale(1.0 / temperature)?
-        .log_softmax(1)?
-        .mean_all()
+    outliers.matmul(&prototypes.t()?)?.scale(1.0 / temperature)?.log_softmax(1)?.mean_all()
 }

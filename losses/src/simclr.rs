@@ -39,13 +39,7 @@ hamos_api::register_plugin!(
 #[typetag::serde(name = "simclr")]
 impl ContrastiveLoss for SimClr {
     fn validate(&self) -> Result<()> {
-        finite_in(
-            "loss.temperature",
-            self.temperature,
-            0.0,
-            f64::INFINITY,
-            false,
-        )
+        finite_in("loss.temperature", self.temperature, 0.0, f64::INFINITY, false)
     }
 
     fn loss(&self, batch: &ContrastiveBatch) -> Result<Tensor> {

@@ -29,10 +29,7 @@ pub struct SupCon {
 
 impl Default for SupCon {
     fn default() -> Self {
-        SupCon {
-            temperature: 0.1,
-            base_temperature: 0.1,
-        }
+        SupCon { temperature: 0.1, base_temperature: 0.1 }
     }
 }
 
@@ -46,20 +43,8 @@ hamos_api::register_plugin!(
 #[typetag::serde(name = "supcon")]
 impl ContrastiveLoss for SupCon {
     fn validate(&self) -> Result<()> {
-        finite_in(
-            "loss.temperature",
-            self.temperature,
-            0.0,
-            f64::INFINITY,
-            false,
-        )?;
-        finite_in(
-            "loss.base_temperature",
-            self.base_temperature,
-            0.0,
-            f64::INFINITY,
-            false,
-        )
+        finite_in("loss.temperature", self.temperature, 0.0, f64::INFINITY, false)?;
+        finite_in("loss.base_temperature", self.base_temperature, 0.0, f64::INFINITY, false)
     }
 
     fn loss(&self, batch: &ContrastiveBatch) -> Result<Tensor> {
@@ -68,26 +53,14 @@ impl ContrastiveLoss for SupCon {
         let (b, _) = embedding_dims("supcon", z)?;
         let labels = labels_for("supcon", &batch.labels, b)?;
         let others = off_diagonal(z, b)?;
-        let positives = labels
-            .reshape(&[b, 1])?
-            .eq(&labels.reshape(&[1, b])?)?
-            .mul(&others)?;
+        let positives = labels.reshape(&[b, 1])?.eq(&labels.reshape(&[1, b])?)?.mul(&others)?;
 
         let logits = z.matmul(&z.t()?)?.scale(1.0 / self.temperature)?;
         let log_prob = logits.sub(&masked_logsumexp_rows(&logits, &others)?)?;
         let count = positives.sum(1, true)?;
-        let per_anchor = positives
-            .mul(&log_prob)?
-            .sum(1, true)?
-            .div(&count.clamp(1.0, f64::INFINITY)?)?;
+        let per_anchor = positives.mul(&log_prob)?.sum(1, true)?.div(&count.clamp(1.0, f64::INFINITY)?)?;
         // Anchors without positives contribute 0 to the sum and are left out of the count.
-        let anchors = count
-            .gt(&count.scalar_like(0.0)?)?
-            .sum_all()?
-            .clamp(1.0, f64::INFINITY)?;
-        per_anchor
-            .sum_all()?
-            .div(&anchors)?
-            .scale(-self.temperature / self.base_temperature)
+        let anchors = count.gt(&count.scalar_like(0.0)?)?.sum_all()?.clamp(1.0, f64::INFINITY)?;
+        per_anchor.sum_all()?.div(&anchors)?.scale(-self.temperature / self.base_temperature)
     }
 }

@@ -16,12 +16,7 @@ where
 fn defaults_are_the_documented_values_and_round_trip() {
     let cider = Cider::default();
     assert_eq!(
-        (
-            cider.temperature,
-            cider.prototype_momentum,
-            cider.w_comp,
-            cider.w_dis
-        ),
+        (cider.temperature, cider.prototype_momentum, cider.w_comp, cider.w_dis),
         (0.1, 0.95, 0.5, 1.0)
     );
     let supcon = SupCon::default();
@@ -33,13 +28,7 @@ fn defaults_are_the_documented_values_and_round_trip() {
     assert_eq!(round_trip(&CeOnly {}), CeOnly {});
     // Missing fields take their defaults.
     let partial: Cider = toml::from_str("temperature = 0.2").expect("partial");
-    assert_eq!(
-        partial,
-        Cider {
-            temperature: 0.2,
-            ..Cider::default()
-        }
-    );
+    assert_eq!(partial, Cider { temperature: 0.2, ..Cider::default() });
 }
 
 #[test]
@@ -54,24 +43,12 @@ fn unknown_fields_are_rejected() {
 
 #[test]
 fn plugins_load_by_name_with_overrides() -> Result<()> {
-    let boxed: Box<dyn ContrastiveLoss> = toml::from_str("kind = \"supcon\"\ntemperature = 0.2")
-        .map_err(|e| Error::Config(e.to_string()))?;
+    let boxed: Box<dyn ContrastiveLoss> =
+        toml::from_str("kind = \"supcon\"\ntemperature = 0.2").map_err(|e| Error::Config(e.to_string()))?;
     boxed.validate()?;
-    assert_eq!(
-        format!("{boxed:?}"),
-        format!(
-            "{:?}",
-            SupCon {
-                temperature: 0.2,
-                ..SupCon::default()
-            }
-        )
-    );
+    assert_eq!(format!("{boxed:?}"), format!("{:?}", SupCon { temperature: 0.2, ..SupCon::default() }));
     for name in ["cider", "supcon", "simclr", "ce_only"] {
-        assert!(
-            plugin_names(PluginKind::Loss).contains(&name),
-            "{name} not registered"
-        );
+        assert!(plugin_names(PluginKind::Loss).contains(&name), "{name} not registered");
         let table = (find_plugin(PluginKind::Loss, name)?.default_config)()?;
         let loaded: Box<dyn ContrastiveLoss> = toml::Value::Table(table)
             .try_into()
@@ -91,52 +68,20 @@ fn field_of(err: Error) -> String {
 #[test]
 fn validate_rejects_out_of_range_values() {
     for t in [0.0, -0.1, f64::NAN, f64::INFINITY] {
-        let err = Cider {
-            temperature: t,
-            ..Cider::default()
-        }
-        .validate()
-        .expect_err("cider temperature");
+        let err = Cider { temperature: t, ..Cider::default() }.validate().expect_err("cider temperature");
         assert_eq!(field_of(err), "loss.temperature");
-        let err = SupCon {
-            temperature: t,
-            ..SupCon::default()
-        }
-        .validate()
-        .expect_err("supcon temperature");
+        let err = SupCon { temperature: t, ..SupCon::default() }.validate().expect_err("supcon temperature");
         assert_eq!(field_of(err), "loss.temperature");
-        let err = SimClr { temperature: t }
-            .validate()
-            .expect_err("simclr temperature");
+        let err = SimClr { temperature: t }.validate().expect_err("simclr temperature");
         assert_eq!(field_of(err), "loss.temperature");
     }
-    let err = SupCon {
-        base_temperature: 0.0,
-        ..SupCon::default()
-    }
-    .validate()
-    .expect_err("base");
+    let err = SupCon { base_temperature: 0.0, ..SupCon::default() }.validate().expect_err("base");
     assert_eq!(field_of(err), "loss.base_temperature");
-    let err = Cider {
-        prototype_momentum: 1.5,
-        ..Cider::default()
-    }
-    .validate()
-    .expect_err("momentum");
+    let err = Cider { prototype_momentum: 1.5, ..Cider::default() }.validate().expect_err("momentum");
     assert_eq!(field_of(err), "loss.prototype_momentum");
-    let err = Cider {
-        w_comp: -1.0,
-        ..Cider::default()
-    }
-    .validate()
-    .expect_err("w_comp");
+    let err = Cider { w_comp: -1.0, ..Cider::default() }.validate().expect_err("w_comp");
     assert_eq!(field_of(err), "loss.w_comp");
-    let err = Cider {
-        w_dis: f64::NAN,
-        ..Cider::default()
-    }
-    .validate()
-    .expect_err("w_dis");
+    let err = Cider { w_dis: f64::NAN, ..Cider::default() }.validate().expect_err("w_dis");
     assert_eq!(field_of(err), "loss.w_dis");
     assert!(Cider::default().validate().is_ok() && CeOnly {}.validate().is_ok());
 }

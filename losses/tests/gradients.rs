@@ -8,12 +8,7 @@ use hamos_api::{ContrastiveBatch, ContrastiveLoss, Result, Tensor};
 use hamos_losses::{ood_discernment_loss, Cider, SimClr, SupCon};
 
 /// Raw (unnormalized) rows and the gradient of `loss(l2_normalize(x))` with respect to them.
-fn autograd(
-    x: &Rows,
-    labels: &[usize],
-    prototypes: &Rows,
-    loss: &dyn ContrastiveLoss,
-) -> Result<Vec<f32>> {
+fn autograd(x: &Rows, labels: &[usize], prototypes: &Rows, loss: &dyn ContrastiveLoss) -> Result<Vec<f32>> {
     let backend = backend();
     let var = backend.variable(&tensor(&backend, x)?)?;
     let batch = ContrastiveBatch {
@@ -41,15 +36,9 @@ fn cider_gradient_matches_finite_differences() -> Result<()> {
     let x = raw_rows(&mut rng, b, d);
     let p = unit_rows(&mut rng, c, d);
     let labels = labels(&mut rng, b, c);
-    for cider in [
-        Cider::default(),
-        Cider {
-            prototype_momentum: 0.5,
-            w_comp: 1.0,
-            w_dis: 2.0,
-            temperature: 0.2,
-        },
-    ] {
+    for cider in
+        [Cider::default(), Cider { prototype_momentum: 0.5, w_comp: 1.0, w_dis: 2.0, temperature: 0.2 }]
+    {
         let got = autograd(&x, &labels, &p, &cider)?;
         // The compactness sees the updated prototypes detached: hold them at their value at x.
         let frozen = ema_ref(&p, &normalize_rows(&x), &labels, cider.prototype_momentum);
@@ -70,23 +59,11 @@ fn cider_dispersion_carries_gradient_through_the_prototype_update() -> Result<()
     let x = raw_rows(&mut rng, 8, 4);
     let p = unit_rows(&mut rng, 4, 4);
     let labels = [0, 1, 2, 3, 0, 1, 2, 3];
-    let only_dis = Cider {
-        w_comp: 0.0,
-        ..Cider::default()
-    };
+    let only_dis = Cider { w_comp: 0.0, ..Cider::default() };
     let got = autograd(&x, &labels, &p, &only_dis)?;
-    assert!(
-        got.iter().any(|g| g.abs() > 1e-4),
-        "dispersion has no gradient: {got:?}"
-    );
-    let frozen = Cider {
-        w_comp: 0.0,
-        prototype_momentum: 1.0,
-        ..Cider::default()
-    };
-    assert!(autograd(&x, &labels, &p, &frozen)?
-        .iter()
-        .all(|&g| g == 0.0));
+    assert!(got.iter().any(|g| g.abs() > 1e-4), "dispersion has no gradient: {got:?}");
+    let frozen = Cider { w_comp: 0.0, prototype_momentum: 1.0, ..Cider::default() };
+    assert!(autograd(&x, &labels, &p, &frozen)?.iter().all(|&g| g == 0.0));
     Ok(())
 }
 
@@ -98,21 +75,10 @@ fn supcon_gradient_matches_finite_differences() -> Result<()> {
     let mut labels = labels(&mut rng, b, 3);
     labels[b - 1] = 7; // a lonely anchor
     let p = unit_rows(&mut rng, 2, d);
-    for loss in [
-        SupCon::default(),
-        SupCon {
-            temperature: 0.3,
-            base_temperature: 0.07,
-        },
-    ] {
+    for loss in [SupCon::default(), SupCon { temperature: 0.3, base_temperature: 0.07 }] {
         let got = autograd(&x, &labels, &p, &loss)?;
         let want = finite_differences(&x, |x| {
-            supcon_ref(
-                &normalize_rows(x),
-                &labels,
-                loss.temperature,
-                loss.base_temperature,
-            )
+            supcon_ref(&normalize_rows(x), &labels, loss.temperature, loss.base_temperature)
         });
         assert_grad_close(&got, &want, 1e-2, &format!("supcon {loss:?}"));
     }

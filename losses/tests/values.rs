@@ -24,16 +24,8 @@ fn cider_matches_reference() -> Result<()> {
         let labels = labels(&mut rng, b, c);
         for loss in [
             Cider::default(),
-            Cider {
-                prototype_momentum: 1.0,
-                ..Cider::default()
-            },
-            Cider {
-                prototype_momentum: 0.0,
-                temperature: 0.5,
-                w_comp: 2.0,
-                w_dis: 0.3,
-            },
+            Cider { prototype_momentum: 1.0, ..Cider::default() },
+            Cider { prototype_momentum: 0.0, temperature: 0.5, w_comp: 2.0, w_dis: 0.3 },
         ] {
             let got = scalar(&loss.loss(&batch(&z, &labels, &p)?)?)?;
             let want = cider_ref(
@@ -66,22 +58,9 @@ fn cider_terms_and_prototype_update_match_reference() -> Result<()> {
             assert!((f64::from(*a) - b).abs() < 1e-5, "prototype {a} vs {b}");
         }
     }
-    assert_eq!(
-        got[4].iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
-        p[4]
-    );
-    assert_close(
-        scalar(&terms.comp)?,
-        comp_ref(&z, &labels, &want, cider.temperature),
-        1e-4,
-        "comp",
-    );
-    assert_close(
-        scalar(&terms.dis)?,
-        dis_ref(&want, cider.temperature),
-        1e-4,
-        "dis",
-    );
+    assert_eq!(got[4].iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), p[4]);
+    assert_close(scalar(&terms.comp)?, comp_ref(&z, &labels, &want, cider.temperature), 1e-4, "comp");
+    assert_close(scalar(&terms.dis)?, dis_ref(&want, cider.temperature), 1e-4, "dis");
 
     let backend = backend();
     let direct = update_prototypes(
@@ -98,23 +77,10 @@ fn cider_terms_and_prototype_update_match_reference() -> Result<()> {
 fn cider_rejects_bad_labels_and_shapes() -> Result<()> {
     let mut rng = hamos_api::rng_from_seed(3);
     let (z, p) = (unit_rows(&mut rng, 4, 3), unit_rows(&mut rng, 2, 3));
-    assert!(
-        Cider::default()
-            .loss(&batch(&z, &[0, 1, 2, 0], &p)?)
-            .is_err(),
-        "label 2 with 2 prototypes"
-    );
-    assert!(
-        Cider::default().loss(&batch(&z, &[0, 1, 1], &p)?).is_err(),
-        "3 labels for 4 rows"
-    );
+    assert!(Cider::default().loss(&batch(&z, &[0, 1, 2, 0], &p)?).is_err(), "label 2 with 2 prototypes");
+    assert!(Cider::default().loss(&batch(&z, &[0, 1, 1], &p)?).is_err(), "3 labels for 4 rows");
     let one = unit_rows(&mut rng, 1, 3);
-    assert!(
-        Cider::default()
-            .loss(&batch(&z, &[0, 0, 0, 0], &one)?)
-            .is_err(),
-        "one class has no dispersion"
-    );
+    assert!(Cider::default().loss(&batch(&z, &[0, 0, 0, 0], &one)?).is_err(), "one class has no dispersion");
     Ok(())
 }
 
@@ -129,14 +95,8 @@ fn supcon_matches_reference_and_skips_lonely_anchors() -> Result<()> {
         labels[b - 1] = c;
         for loss in [
             SupCon::default(),
-            SupCon {
-                temperature: 0.07,
-                base_temperature: 0.07,
-            },
-            SupCon {
-                temperature: 0.5,
-                base_temperature: 0.1,
-            },
+            SupCon { temperature: 0.07, base_temperature: 0.07 },
+            SupCon { temperature: 0.5, base_temperature: 0.1 },
         ] {
             let got = scalar(&loss.loss(&batch(&z, &labels, &unused)?)?)?;
             let want = supcon_ref(&z, &labels, loss.temperature, loss.base_temperature);
@@ -160,18 +120,11 @@ fn simclr_matches_reference_and_rejects_odd_batches() -> Result<()> {
         let labels = vec![0; b];
         for loss in [SimClr::default(), SimClr { temperature: 0.1 }] {
             let got = scalar(&loss.loss(&batch(&z, &labels, &unused)?)?)?;
-            assert_close(
-                got,
-                simclr_ref(&z, loss.temperature),
-                1e-4,
-                &format!("simclr b={b}"),
-            );
+            assert_close(got, simclr_ref(&z, loss.temperature), 1e-4, &format!("simclr b={b}"));
         }
     }
     let z = unit_rows(&mut rng, 7, 8);
-    let err = SimClr::default()
-        .loss(&batch(&z, &[0; 7], &unused)?)
-        .expect_err("odd batch");
+    let err = SimClr::default().loss(&batch(&z, &[0; 7], &unused)?).expect_err("odd batch");
     assert!(err.to_string().contains("odd"), "{err}");
     Ok(())
 }
@@ -201,11 +154,7 @@ fn ood_discernment_matches_eqn_7() -> Result<()> {
     let backend = backend();
     for (m, c, tau) in [(12, 4, 0.5), (40, 10, 0.1), (1, 2, 2.0)] {
         let (o, p) = (unit_rows(&mut rng, m, 8), unit_rows(&mut rng, c, 8));
-        let got = scalar(&ood_discernment_loss(
-            &tensor(&backend, &o)?,
-            &tensor(&backend, &p)?,
-            tau,
-        )?)?;
+        let got = scalar(&ood_discernment_loss(&tensor(&backend, &o)?, &tensor(&backend, &p)?, tau)?)?;
         let want = ood_ref(&o, &p, tau);
         assert_close(got, want, 1e-4, "eqn 7");
         // Mean log-posterior over classes is at most -log C (reached at uniform posteriors).

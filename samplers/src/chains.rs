@@ -32,7 +32,8 @@ pub fn chain_starts(prototypes: &Tensor, n_adj: usize) -> Result<ChainStarts> {
     } else {
         n_adj
     };
-    let unit: Vec<Vec<f64>> = rows.iter().map(|r| normalized(r.iter().map(|&x| f64::from(x)).collect())).collect();
+    let unit: Vec<Vec<f64>> =
+        rows.iter().map(|r| normalized(r.iter().map(|&x| f64::from(x)).collect())).collect();
     let dim = unit[0].len();
     let mut pairs = Vec::with_capacity(classes * n_adj);
     let mut positions = Vec::with_capacity(classes * n_adj * dim);
@@ -45,7 +46,9 @@ pub fn chain_starts(prototypes: &Tensor, n_adj: usize) -> Result<ChainStarts> {
             let start = if norm(&sum) > 1e-6 {
                 normalized(sum)
             } else {
-                notes.push(format!("classes {c} and {j} have antipodal prototypes; chain starts orthogonal to both"));
+                notes.push(format!(
+                    "classes {c} and {j} have antipodal prototypes; chain starts orthogonal to both"
+                ));
                 orthogonal_to(mu_c)
             };
             positions.extend(start.iter().map(|&x| x as f32));

@@ -37,7 +37,10 @@ pub mod barrier;
 pub mod chains;
 pub mod energy;
 pub mod hmc;
+pub mod mala;
 pub mod mcmc;
+pub mod random_walk;
+pub mod rmhmc;
 
 use hamos_api::{ChainPairs, IdBarrier, OodnessEnergy, Result, Synthesis, SynthesisInput};
 use rand::RngCore;
@@ -55,8 +58,15 @@ pub fn synthesize_chains(
     let starts = chains::chain_starts(input.prototypes, n_adj)?;
     let pairs = ChainPairs::new(&starts.positions.backend(), starts.pairs)?;
     let target = mcmc::Target { energy, pairs: &pairs, bank: input.bank };
-    let mut synthesis =
-        mcmc::run_chains(kernel, &target, barrier, &starts.positions, rounds, mcmc::AcceptRule::Metropolis, rng)?;
+    let mut synthesis = mcmc::run_chains(
+        kernel,
+        &target,
+        barrier,
+        &starts.positions,
+        rounds,
+        mcmc::AcceptRule::Metropolis,
+        rng,
+    )?;
     synthesis.notes.splice(0..0, starts.notes);
     Ok(synthesis)
 }

@@ -2,8 +2,8 @@
 //! non-finite chains, outputs and per-round diagnostics. A sampler only supplies a [`Kernel`].
 
 use hamos_api::{
-    ChainPairs, ClassBank, EnergyEval, IdBarrier, OodnessEnergy, OutlierTag, Result, RoundDiagnostics, Synthesis,
-    Tensor,
+    ChainPairs, ClassBank, EnergyEval, IdBarrier, OodnessEnergy, OutlierTag, Result, RoundDiagnostics,
+    Synthesis, Tensor,
 };
 use rand::{Rng, RngCore};
 
@@ -62,7 +62,6 @@ pub enum AcceptRule {
     #[default]
     Metropolis,
     /// Accept every finite proposal (wrong: breaks detailed balance).
-    #[doc(hidden)]
     AlwaysAccept,
 }
 
@@ -147,7 +146,8 @@ pub fn run_chains(
         let live: Vec<usize> = (0..chains).filter(|&c| active[c]).collect();
         if !live.is_empty() {
             let n = live.len() as f64;
-            stats.mean_angular_step = live.iter().map(|&c| f64::from(cosines[c]).clamp(-1.0, 1.0).acos()).sum::<f64>() / n;
+            stats.mean_angular_step =
+                live.iter().map(|&c| f64::from(cosines[c]).clamp(-1.0, 1.0).acos()).sum::<f64>() / n;
             stats.mean_oodness = live.iter().map(|&c| (-f64::from(energies[c])).exp()).sum::<f64>() / n;
             let rows: Vec<i64> = live.iter().map(|&c| c as i64).collect();
             outputs.push(positions.index_select(0, &backend.from_i64(&rows, &[rows.len()])?)?);

@@ -8,11 +8,7 @@ pub(crate) fn rows_of(op: &'static str, what: &str, t: &Tensor) -> Result<(usize
         [m, d] if d > 0 && t.dtype() == DType::F32 => Ok((m, d)),
         _ => Err(Error::shape(
             op,
-            format!(
-                "{what} must be an F32 [m, d] tensor, got {:?} {:?}",
-                t.dtype(),
-                t.dims()
-            ),
+            format!("{what} must be an F32 [m, d] tensor, got {:?} {:?}", t.dtype(), t.dims()),
         )),
     }
 }

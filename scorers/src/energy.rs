@@ -32,20 +32,12 @@ hamos_api::register_plugin!(
 #[typetag::serde(name = "energy")]
 impl Scorer for EnergyScorer {
     fn validate(&self) -> Result<()> {
-        finite_in(
-            "scorer.temperature",
-            self.temperature,
-            0.0,
-            f64::INFINITY,
-            false,
-        )
+        finite_in("scorer.temperature", self.temperature, 0.0, f64::INFINITY, false)
     }
 
     fn fit(&self, _train: &ScoreInput) -> Result<Box<dyn FittedScorer>> {
         self.validate()?;
-        Ok(Box::new(FittedEnergy {
-            temperature: self.temperature,
-        }))
+        Ok(Box::new(FittedEnergy { temperature: self.temperature }))
     }
 }
 
@@ -58,10 +50,6 @@ pub struct FittedEnergy {
 impl FittedScorer for FittedEnergy {
     fn score(&self, input: &ScoreInput) -> Result<Tensor> {
         let t = self.temperature;
-        logits_of("energy", input)?
-            .detach()?
-            .scale(1.0 / t)?
-            .logsumexp(1, false)?
-            .scale(t)
+        logits_of("energy", input)?.detach()?.scale(1.0 / t)?.logsumexp(1, false)?.scale(t)
     }
 }

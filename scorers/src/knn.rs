@@ -25,10 +25,7 @@ pub struct KnnScorer {
 
 impl Default for KnnScorer {
     fn default() -> Self {
-        KnnScorer {
-            k: 50,
-            chunk_rows: 1024,
-        }
+        KnnScorer { k: 50, chunk_rows: 1024 }
     }
 }
 
@@ -52,19 +49,11 @@ impl Scorer for KnnScorer {
         if n < self.k {
             return Err(Error::invalid(
                 "scorer.k",
-                format!(
-                    "k = {} exceeds the {n} ID training embeddings to search",
-                    self.k
-                ),
+                format!("k = {} exceeds the {n} ID training embeddings to search", self.k),
             ));
         }
         let bank = train.embeddings.detach()?.l2_normalize(1)?;
-        Ok(Box::new(FittedKnn {
-            bank_t: bank.t()?,
-            bank,
-            k: self.k,
-            chunk_rows: self.chunk_rows,
-        }))
+        Ok(Box::new(FittedKnn { bank_t: bank.t()?, bank, k: self.k, chunk_rows: self.chunk_rows }))
     }
 }
 

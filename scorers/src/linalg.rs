@@ -47,9 +47,7 @@ mod tests {
             for j in 0..3 {
                 let product: f64 = (0..3).map(|k| l[i * 3 + k] * l[j * 3 + k]).sum();
                 assert!((product - a[i * 3 + j]).abs() < 1e-12);
-                let identity: f64 = (0..3)
-                    .map(|k| l[i * 3 + k] * lower_inverse(&l, 3)[k * 3 + j])
-                    .sum();
+                let identity: f64 = (0..3).map(|k| l[i * 3 + k] * lower_inverse(&l, 3)[k * 3 + j]).sum();
                 assert!((identity - if i == j { 1.0 } else { 0.0 }).abs() < 1e-12);
             }
         }

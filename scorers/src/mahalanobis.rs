@@ -48,11 +48,7 @@ impl Scorer for MahalanobisScorer {
 
     fn fit(&self, train: &ScoreInput) -> Result<Box<dyn FittedScorer>> {
         self.validate()?;
-        let (n, d) = rows_of(
-            "mahalanobis scorer",
-            "training embeddings",
-            &train.embeddings,
-        )?;
+        let (n, d) = rows_of("mahalanobis scorer", "training embeddings", &train.embeddings)?;
         let labels = train.labels.as_ref().ok_or_else(|| {
             Error::Data(
                 "the `mahalanobis` scorer needs the labels of the ID training embeddings \
@@ -70,17 +66,10 @@ impl Scorer for MahalanobisScorer {
             .to_vec_i64()?
             .into_iter()
             .map(|l| {
-                usize::try_from(l)
-                    .map_err(|_| Error::Data(format!("mahalanobis scorer: negative label {l}")))
+                usize::try_from(l).map_err(|_| Error::Data(format!("mahalanobis scorer: negative label {l}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let rows: Vec<f64> = train
-            .embeddings
-            .detach()?
-            .to_vec_f32()?
-            .into_iter()
-            .map(f64::from)
-            .collect();
+        let rows: Vec<f64> = train.embeddings.detach()?.to_vec_f32()?.into_iter().map(f64::from).collect();
         let (means, covariance) = class_means_and_covariance(&rows, &labels, d);
 
         let trace: f64 = (0..d).map(|i| covariance[i * d + i]).sum();
@@ -105,9 +94,7 @@ impl Scorer for MahalanobisScorer {
         let centers: Vec<f32> = means
             .iter()
             .flat_map(|mu| {
-                (0..d)
-                    .map(|r| (0..=r).map(|k| w[r * d + k] * mu[k]).sum::<f64>() as f32)
-                    .collect::<Vec<_>>()
+                (0..d).map(|r| (0..=r).map(|k| w[r * d + k] * mu[k]).sum::<f64>() as f32).collect::<Vec<_>>()
             })
             .collect();
         let backend = train.embeddings.backend();
@@ -119,11 +106,7 @@ impl Scorer for MahalanobisScorer {
 }
 
 /// Means of the classes present (in class order) and the tied covariance, row-major `d x d`.
-fn class_means_and_covariance(
-    rows: &[f64],
-    labels: &[usize],
-    d: usize,
-) -> (Vec<Vec<f64>>, Vec<f64>) {
+fn class_means_and_covariance(rows: &[f64], labels: &[usize], d: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
     let classes = labels.iter().max().map_or(0, |&m| m + 1);
     let mut sums = vec![vec![0.0; d]; classes];
     let mut counts = vec![0usize; classes];
@@ -139,10 +122,7 @@ fn class_means_and_covariance(
     let mut covariance = vec![0.0; d * d];
     let mut centered = vec![0.0; d];
     for (row, &c) in rows.chunks(d).zip(labels) {
-        centered
-            .iter_mut()
-            .zip(row.iter().zip(&means[c]))
-            .for_each(|(x, (v, m))| *x = v - m);
+        centered.iter_mut().zip(row.iter().zip(&means[c])).for_each(|(x, (v, m))| *x = v - m);
         for i in 0..d {
             for j in 0..=i {
                 covariance[i * d + j] += centered[i] * centered[j];
@@ -157,12 +137,7 @@ fn class_means_and_covariance(
             covariance[j * d + i] = value;
         }
     }
-    let present = means
-        .into_iter()
-        .zip(&counts)
-        .filter(|(_, &n)| n > 0)
-        .map(|(m, _)| m)
-        .collect();
+    let present = means.into_iter().zip(&counts).filter(|(_, &n)| n > 0).map(|(m, _)| m).collect();
     (present, covariance)
 }
 
@@ -177,10 +152,7 @@ impl FittedScorer for FittedMahalanobis {
     fn score(&self, input: &ScoreInput) -> Result<Tensor> {
         let (m, d) = rows_of("mahalanobis scorer", "test embeddings", &input.embeddings)?;
         let [classes, fit_d] = self.centers.dims()[..] else {
-            return Err(Error::shape(
-                "mahalanobis scorer",
-                "fitted centers are not [c, d]",
-            ));
+            return Err(Error::shape("mahalanobis scorer", "fitted centers are not [c, d]"));
         };
         if d != fit_d {
             return Err(Error::shape(

@@ -6,26 +6,14 @@ use hamos_scorers::{EnergyScorer, KnnScorer, MahalanobisScorer, MspScorer};
 
 #[test]
 fn defaults_round_trip_and_reject_unknown_fields() {
-    assert_eq!(
-        KnnScorer::default(),
-        KnnScorer {
-            k: 50,
-            chunk_rows: 1024
-        }
-    );
+    assert_eq!(KnnScorer::default(), KnnScorer { k: 50, chunk_rows: 1024 });
     assert_eq!(MahalanobisScorer::default().ridge, 1e-6);
     assert_eq!(EnergyScorer::default().temperature, 1.0);
     let text = toml::to_string(&KnnScorer::default()).expect("serialize");
-    assert_eq!(
-        toml::from_str::<KnnScorer>(&text).expect("deserialize"),
-        KnnScorer::default()
-    );
+    assert_eq!(toml::from_str::<KnnScorer>(&text).expect("deserialize"), KnnScorer::default());
     assert_eq!(
         toml::from_str::<KnnScorer>("k = 200").expect("partial"),
-        KnnScorer {
-            k: 200,
-            chunk_rows: 1024
-        }
+        KnnScorer { k: 200, chunk_rows: 1024 }
     );
     assert!(toml::from_str::<KnnScorer>("K = 200").is_err());
     assert!(toml::from_str::<MahalanobisScorer>("ridg = 0.1").is_err());
@@ -37,10 +25,7 @@ fn defaults_round_trip_and_reject_unknown_fields() {
 #[test]
 fn every_scorer_is_registered_and_its_default_loads() -> Result<()> {
     for name in ["knn", "mahalanobis", "msp", "energy"] {
-        assert!(
-            plugin_names(PluginKind::Scorer).contains(&name),
-            "{name} not registered"
-        );
+        assert!(plugin_names(PluginKind::Scorer).contains(&name), "{name} not registered");
         let table = (find_plugin(PluginKind::Scorer, name)?.default_config)()?;
         let loaded: Box<dyn Scorer> = toml::Value::Table(table)
             .try_into()
@@ -59,38 +44,14 @@ fn field_of(err: Error) -> String {
 
 #[test]
 fn validate_names_the_field() {
-    assert_eq!(
-        field_of(
-            KnnScorer {
-                k: 0,
-                ..KnnScorer::default()
-            }
-            .validate()
-            .expect_err("k")
-        ),
-        "scorer.k"
-    );
-    let err = KnnScorer {
-        chunk_rows: 0,
-        ..KnnScorer::default()
-    }
-    .validate()
-    .expect_err("chunk");
+    assert_eq!(field_of(KnnScorer { k: 0, ..KnnScorer::default() }.validate().expect_err("k")), "scorer.k");
+    let err = KnnScorer { chunk_rows: 0, ..KnnScorer::default() }.validate().expect_err("chunk");
     assert_eq!(field_of(err), "scorer.chunk_rows");
     for bad in [-1.0, f64::NAN, f64::INFINITY] {
-        assert_eq!(
-            field_of(
-                MahalanobisScorer { ridge: bad }
-                    .validate()
-                    .expect_err("ridge")
-            ),
-            "scorer.ridge"
-        );
+        assert_eq!(field_of(MahalanobisScorer { ridge: bad }.validate().expect_err("ridge")), "scorer.ridge");
     }
     for bad in [0.0, -1.0, f64::NAN] {
-        let err = EnergyScorer { temperature: bad }
-            .validate()
-            .expect_err("temperature");
+        let err = EnergyScorer { temperature: bad }.validate().expect_err("temperature");
         assert_eq!(field_of(err), "scorer.temperature");
     }
 }

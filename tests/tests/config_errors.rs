@@ -1,10 +1,11 @@
 //! Bad config input gets a one-line error naming the field or plugin and the valid choices.
+#![allow(clippy::unwrap_used)] // test helpers: a failure there is a test failure
 
 use hamos_api::{ConfigSources, Error};
 use hamos_integration_tests::write_config;
 
 fn load(toml: &str, overrides: &[&str]) -> Result<hamos_api::RunConfig, Error> {
-    let (_dir, path) = write_config("run.toml", toml).unwrap();
+    let (_dir, path) = write_config("run.toml", toml).expect("temporary config");
     let overrides = overrides.iter().map(|s| s.to_string()).collect();
     ConfigSources { file: Some(path), env: false, overrides }.load()
 }

@@ -80,7 +80,8 @@ impl CandleTensor {
     fn topk_indices_last_dim(&self, k: usize, largest: bool) -> Result<CTensor> {
         let dims = self.0.dims().to_vec();
         let width = *dims.last().unwrap_or(&1);
-        let values = self.0.flatten_all().op("topk")?.to_dtype(CDType::F32).op("topk")?.to_vec1::<f32>().op("topk")?;
+        let values =
+            self.0.flatten_all().op("topk")?.to_dtype(CDType::F32).op("topk")?.to_vec1::<f32>().op("topk")?;
         let order = |a: &f32, b: &f32| if largest { b.total_cmp(a) } else { a.total_cmp(b) };
         let mut picked = Vec::with_capacity(values.len() / width.max(1) * k);
         let mut slots: Vec<usize> = Vec::with_capacity(width);
@@ -160,7 +161,10 @@ impl TensorImpl for CandleTensor {
 
     fn broadcast_as(&self, dims: &[usize]) -> Result<Tensor> {
         if broadcast_shape("broadcast_as", self.0.dims(), dims)? != dims {
-            return Err(Error::shape("broadcast_as", format!("cannot broadcast {:?} to {dims:?}", self.0.dims())));
+            return Err(Error::shape(
+                "broadcast_as",
+                format!("cannot broadcast {:?} to {dims:?}", self.0.dims()),
+            ));
         }
         wrap(self.0.broadcast_as(dims).op("broadcast_as")?)
     }
@@ -235,9 +239,7 @@ impl TensorImpl for CandleTensor {
         }
         let out = if ld[..ld.len() - 2] == rd[..rd.len() - 2] {
             // candle's gemm accepts most strided layouts; fall back to copies for the rest.
-            self.0
-                .matmul(rhs)
-                .or_else(|_| self.0.contiguous()?.matmul(&rhs.contiguous()?))
+            self.0.matmul(rhs).or_else(|_| self.0.contiguous()?.matmul(&rhs.contiguous()?))
         } else {
             broadcast_shape("matmul", &ld[..ld.len() - 2], &rd[..rd.len() - 2])?;
             self.0.broadcast_matmul(rhs)
@@ -249,7 +251,10 @@ impl TensorImpl for CandleTensor {
         self.check_dim("topk", dim)?;
         let width = self.0.dims()[dim];
         if k == 0 || k > width {
-            return Err(Error::shape("topk", format!("k = {k} must be in 1..={width} for dim {dim} of {:?}", self.0.dims())));
+            return Err(Error::shape(
+                "topk",
+                format!("k = {k} must be in 1..={width} for dim {dim} of {:?}", self.0.dims()),
+            ));
         }
         let last = self.0.rank() - 1;
         let moved = if dim == last { self.0.clone() } else { self.0.transpose(dim, last).op("topk")? };
@@ -267,11 +272,18 @@ impl TensorImpl for CandleTensor {
         self.check_dim("index_select", dim)?;
         let idx = self.indices("index_select", indices)?;
         if idx.rank() != 1 {
-            return Err(Error::shape("index_select", format!("indices must be rank 1, got {:?}", idx.dims())));
+            return Err(Error::shape(
+                "index_select",
+                format!("indices must be rank 1, got {:?}", idx.dims()),
+            ));
         }
         let size = self.0.dims()[dim] as i64;
-        if let Some(bad) = idx.to_vec1::<i64>().op("index_select")?.into_iter().find(|&i| i < 0 || i >= size) {
-            return Err(Error::shape("index_select", format!("index {bad} out of range for dim {dim} of size {size}")));
+        if let Some(bad) = idx.to_vec1::<i64>().op("index_select")?.into_iter().find(|&i| i < 0 || i >= size)
+        {
+            return Err(Error::shape(
+                "index_select",
+                format!("index {bad} out of range for dim {dim} of size {size}"),
+            ));
         }
         wrap(self.0.index_select(&idx, dim).op("index_select")?)
     }
@@ -280,12 +292,18 @@ impl TensorImpl for CandleTensor {
         self.check_dim("gather", dim)?;
         let idx = self.indices("gather", indices)?;
         if idx.rank() != self.0.rank() {
-            return Err(Error::shape("gather", format!("indices {:?} must have the rank of {:?}", idx.dims(), self.0.dims())));
+            return Err(Error::shape(
+                "gather",
+                format!("indices {:?} must have the rank of {:?}", idx.dims(), self.0.dims()),
+            ));
         }
         let size = self.0.dims()[dim] as i64;
         let flat = idx.flatten_all().op("gather")?.to_vec1::<i64>().op("gather")?;
         if let Some(bad) = flat.into_iter().find(|&i| i < 0 || i >= size) {
-            return Err(Error::shape("gather", format!("index {bad} out of range for dim {dim} of size {size}")));
+            return Err(Error::shape(
+                "gather",
+                format!("index {bad} out of range for dim {dim} of size {size}"),
+            ));
         }
         wrap(self.0.contiguous().op("gather")?.gather(&idx, dim).op("gather")?)
     }
@@ -325,11 +343,23 @@ impl TensorImpl for CandleTensor {
     }
 
     fn to_vec_f32(&self) -> Result<Vec<f32>> {
-        self.0.flatten_all().op("to_vec_f32")?.to_dtype(CDType::F32).op("to_vec_f32")?.to_vec1().op("to_vec_f32")
+        self.0
+            .flatten_all()
+            .op("to_vec_f32")?
+            .to_dtype(CDType::F32)
+            .op("to_vec_f32")?
+            .to_vec1()
+            .op("to_vec_f32")
     }
 
     fn to_vec_i64(&self) -> Result<Vec<i64>> {
-        self.0.flatten_all().op("to_vec_i64")?.to_dtype(CDType::I64).op("to_vec_i64")?.to_vec1().op("to_vec_i64")
+        self.0
+            .flatten_all()
+            .op("to_vec_i64")?
+            .to_dtype(CDType::I64)
+            .op("to_vec_i64")?
+            .to_vec1()
+            .op("to_vec_i64")
     }
 
     fn detach(&self) -> Result<Tensor> {

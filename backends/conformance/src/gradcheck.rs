@@ -28,29 +28,17 @@ pub fn check_gradients(
     on_host: impl Fn(&[HostTensor]) -> Result<HostTensor>,
     tol: f64,
 ) -> Result<()> {
-    let vars = inputs
-        .iter()
-        .map(|h| h.variable(backend))
-        .collect::<Result<Vec<_>>>()?;
+    let vars = inputs.iter().map(|h| h.variable(backend)).collect::<Result<Vec<_>>>()?;
     let out = on_backend(&vars)?;
     let want_out = on_host(inputs)?;
-    assert_tensor(
-        &format!("{op} (forward)"),
-        &out,
-        &want_out,
-        FORWARD_TOL.max(tol / 10.0),
-    )?;
+    assert_tensor(&format!("{op} (forward)"), &out, &want_out, FORWARD_TOL.max(tol / 10.0))?;
 
     let weights = Inputs::new(0x5eed + inputs.len() as u64).normal(&want_out.dims);
     let loss = out.mul(&weights.upload(backend)?)?.sum_all()?;
     let refs: Vec<&Tensor> = vars.iter().collect();
     let grads = loss.gradients(&refs)?;
     ensure(grads.len() == inputs.len(), op, || {
-        format!(
-            "gradients gave {} tensors for {} variables",
-            grads.len(),
-            inputs.len()
-        )
+        format!("gradients gave {} tensors for {} variables", grads.len(), inputs.len())
     })?;
 
     let host_loss = |xs: &[HostTensor]| -> Result<f64> {

@@ -57,9 +57,8 @@ pub fn run_all(backend: &Arc<dyn Backend>) -> Vec<(&'static str, Result<()>)> {
     CASES
         .iter()
         .map(|&(name, case)| {
-            let outcome = catch_unwind(AssertUnwindSafe(|| case(backend))).unwrap_or_else(|_| {
-                Err(Error::Data(format!("conformance case `{name}` panicked")))
-            });
+            let outcome = catch_unwind(AssertUnwindSafe(|| case(backend)))
+                .unwrap_or_else(|_| Err(Error::Data(format!("conformance case `{name}` panicked"))));
             (name, outcome)
         })
         .collect()
@@ -212,11 +211,7 @@ macro_rules! __conformance_tests {
 #[allow(clippy::panic)]
 pub fn __run_case(name: &str, backend: &Arc<dyn Backend>, case: Case) {
     if let Err(e) = case(backend) {
-        panic!(
-            "conformance case `{name}` failed on {} {}:\n{e}",
-            backend.name(),
-            backend.device()
-        );
+        panic!("conformance case `{name}` failed on {} {}:\n{e}", backend.name(), backend.device());
     }
 }
 

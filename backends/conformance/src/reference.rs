@@ -36,10 +36,7 @@ impl HostTensor {
                 format!("shape {dims:?} needs {count} elements, got {}", data.len()),
             ));
         }
-        Ok(HostTensor {
-            dims: dims.to_vec(),
-            data,
-        })
+        Ok(HostTensor { dims: dims.to_vec(), data })
     }
 
     /// A tensor from `f32` data.
@@ -89,9 +86,7 @@ pub struct Inputs {
 impl Inputs {
     /// Inputs for one case; the seed makes every failure reproducible.
     pub fn new(seed: u64) -> Self {
-        Inputs {
-            rng: rng_from_seed(seed),
-        }
+        Inputs { rng: rng_from_seed(seed) }
     }
 
     /// The RNG, for backend factories such as `randn`.
@@ -115,22 +110,14 @@ impl Inputs {
                 }
             })
             .collect();
-        HostTensor {
-            dims: dims.to_vec(),
-            data,
-        }
+        HostTensor { dims: dims.to_vec(), data }
     }
 
     /// Uniform samples in `[low, high)`, rounded to `f32`.
     pub fn uniform(&mut self, dims: &[usize], low: f32, high: f32) -> HostTensor {
         let n: usize = dims.iter().product();
-        let data = (0..n)
-            .map(|_| f64::from(self.rng.random_range(low..high)))
-            .collect();
-        HostTensor {
-            dims: dims.to_vec(),
-            data,
-        }
+        let data = (0..n).map(|_| f64::from(self.rng.random_range(low..high))).collect();
+        HostTensor { dims: dims.to_vec(), data }
     }
 
     /// Positive samples in `[0.5, 2)`, for `log`, `sqrt` and denominators.
@@ -154,17 +141,12 @@ impl Inputs {
                 f64::from(v as f32)
             })
             .collect();
-        HostTensor {
-            dims: dims.to_vec(),
-            data,
-        }
+        HostTensor { dims: dims.to_vec(), data }
     }
 
     /// `count` random indices in `0..bound`.
     pub fn indices(&mut self, count: usize, bound: usize) -> Vec<i64> {
-        (0..count)
-            .map(|_| self.rng.random_range(0..bound as i64))
-            .collect()
+        (0..count).map(|_| self.rng.random_range(0..bound as i64)).collect()
     }
 }
 
@@ -172,11 +154,7 @@ impl Inputs {
 /// near zero, relative for large values). NaN matches only NaN, infinities only themselves.
 pub fn assert_close(op: &str, got: &[f32], want: &[f64], tol: f64) -> Result<()> {
     if got.len() != want.len() {
-        return Err(Error::Data(format!(
-            "{op}: got {} elements, want {}",
-            got.len(),
-            want.len()
-        )));
+        return Err(Error::Data(format!("{op}: got {} elements, want {}", got.len(), want.len())));
     }
     let off = |g: f64, w: f64| {
         if w.is_nan() || g.is_nan() {
@@ -187,9 +165,7 @@ pub fn assert_close(op: &str, got: &[f32], want: &[f64], tol: f64) -> Result<()>
             (g - w).abs() > tol * (1.0 + w.abs())
         }
     };
-    let bad: Vec<usize> = (0..got.len())
-        .filter(|&i| off(f64::from(got[i]), want[i]))
-        .collect();
+    let bad: Vec<usize> = (0..got.len()).filter(|&i| off(f64::from(got[i]), want[i])).collect();
     match bad.first() {
         None => Ok(()),
         Some(&i) => Err(Error::Data(format!(
@@ -215,9 +191,7 @@ pub fn assert_dims(op: &str, got: &Tensor, want: &[usize]) -> Result<()> {
     if dims == want {
         Ok(())
     } else {
-        Err(Error::Data(format!(
-            "{op}: shape is {dims:?}, want {want:?}"
-        )))
+        Err(Error::Data(format!("{op}: shape is {dims:?}, want {want:?}")))
     }
 }
 
@@ -227,20 +201,14 @@ pub fn assert_dtype(op: &str, got: &Tensor, want: DType) -> Result<()> {
     if dtype == want {
         Ok(())
     } else {
-        Err(Error::Data(format!(
-            "{op}: dtype is {dtype:?}, want {want:?}"
-        )))
+        Err(Error::Data(format!("{op}: dtype is {dtype:?}, want {want:?}")))
     }
 }
 
 /// Checks integer results exactly.
 pub fn assert_i64(op: &str, got: &[i64], want: &[i64]) -> Result<()> {
     if got.len() != want.len() {
-        return Err(Error::Data(format!(
-            "{op}: got {} elements, want {}",
-            got.len(),
-            want.len()
-        )));
+        return Err(Error::Data(format!("{op}: got {} elements, want {}", got.len(), want.len())));
     }
     match (0..got.len()).find(|&i| got[i] != want[i]) {
         None => Ok(()),
@@ -274,9 +242,7 @@ pub fn no_panic<T>(op: &str, f: impl FnOnce() -> Result<T>) -> Result<Result<T>>
 pub fn expect_err<T: std::fmt::Debug>(op: &str, f: impl FnOnce() -> Result<T>) -> Result<Error> {
     match no_panic(op, f)? {
         Err(e) => Ok(e),
-        Ok(v) => Err(Error::Data(format!(
-            "{op}: returned Ok({v:?}), want an error"
-        ))),
+        Ok(v) => Err(Error::Data(format!("{op}: returned Ok({v:?}), want an error"))),
     }
 }
 

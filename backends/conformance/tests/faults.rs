@@ -5,9 +5,7 @@ use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use hamos_api::{
-    Backend, BinaryOp, CmpOp, DType, DeviceSpec, ReduceOp, Result, Tensor, TensorImpl, UnaryOp,
-};
+use hamos_api::{Backend, BinaryOp, CmpOp, DType, DeviceSpec, ReduceOp, Result, Tensor, TensorImpl, UnaryOp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
@@ -46,11 +44,7 @@ struct FTensor {
 }
 
 fn wrap(inner: Tensor, fault: Fault) -> Tensor {
-    Tensor::from_impl(FTensor {
-        inner,
-        fault,
-        grad_calls: Arc::new(AtomicUsize::new(0)),
-    })
+    Tensor::from_impl(FTensor { inner, fault, grad_calls: Arc::new(AtomicUsize::new(0)) })
 }
 
 impl FTensor {
@@ -77,10 +71,7 @@ impl TensorImpl for FTensor {
         "cpu".into()
     }
     fn backend(&self) -> Arc<dyn Backend> {
-        Arc::new(Faulty {
-            inner: self.inner.backend(),
-            fault: self.fault,
-        })
+        Arc::new(Faulty { inner: self.inner.backend(), fault: self.fault })
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -116,10 +107,7 @@ impl TensorImpl for FTensor {
     }
     fn binary(&self, op: BinaryOp, rhs: &Tensor) -> Result<Tensor> {
         let rhs = self.un("binary", rhs)?;
-        if self.fault == Fault::BroadcastSubSwapped
-            && op == BinaryOp::Sub
-            && rhs.dims() != self.dims()
-        {
+        if self.fault == Fault::BroadcastSubSwapped && op == BinaryOp::Sub && rhs.dims() != self.dims() {
             return Ok(self.w(rhs.inner().binary(op, &self.inner)?));
         }
         Ok(self.w(self.inner.inner().binary(op, rhs)?))
@@ -161,13 +149,7 @@ impl TensorImpl for FTensor {
         let indices = self.un("index_select", indices)?;
         if self.fault == Fault::IndexPanics {
             let bound = self.inner.dim("index_select", dim)? as i64;
-            assert!(
-                indices
-                    .to_vec_i64()?
-                    .iter()
-                    .all(|&i| (0..bound).contains(&i)),
-                "index out of bounds"
-            );
+            assert!(indices.to_vec_i64()?.iter().all(|&i| (0..bound).contains(&i)), "index out of bounds");
         }
         Ok(self.w(self.inner.index_select(dim, indices)?))
     }
@@ -178,10 +160,7 @@ impl TensorImpl for FTensor {
         Ok(self.w(self.inner.inner().compare(op, self.un("compare", rhs)?)?))
     }
     fn where_mask(&self, on_true: &Tensor, on_false: &Tensor) -> Result<Tensor> {
-        let (t, f) = (
-            self.un("where_mask", on_true)?,
-            self.un("where_mask", on_false)?,
-        );
+        let (t, f) = (self.un("where_mask", on_true)?, self.un("where_mask", on_false)?);
         Ok(self.w(self.inner.where_mask(t, f)?))
     }
     fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
@@ -197,21 +176,14 @@ impl TensorImpl for FTensor {
         Ok(self.w(self.inner.detach()?))
     }
     fn gradients(&self, wrt: &[&Tensor]) -> Result<Vec<Tensor>> {
-        let wrt = wrt
-            .iter()
-            .map(|t| self.un("gradients", t))
-            .collect::<Result<Vec<_>>>()?;
+        let wrt = wrt.iter().map(|t| self.un("gradients", t)).collect::<Result<Vec<_>>>()?;
         let calls = self.grad_calls.fetch_add(1, Ordering::SeqCst) + 1;
         let factor = match self.fault {
             Fault::GradScaled => 1.01,
             Fault::GradAccumulates => calls as f64,
             _ => 1.0,
         };
-        self.inner
-            .gradients(&wrt)?
-            .into_iter()
-            .map(|g| Ok(self.w(g.scale(factor)?)))
-            .collect()
+        self.inner.gradients(&wrt)?.into_iter().map(|g| Ok(self.w(g.scale(factor)?))).collect()
     }
 }
 
@@ -232,21 +204,13 @@ impl Backend for Faulty {
         Ok(wrap(self.inner.full(value, dims)?, self.fault))
     }
     fn cat(&self, tensors: &[&Tensor], dim: usize) -> Result<Tensor> {
-        let probe = FTensor {
-            inner: self.inner.zeros(&[1])?,
-            fault: self.fault,
-            grad_calls: Default::default(),
-        };
-        let parts = tensors
-            .iter()
-            .map(|t| probe.un("cat", t))
-            .collect::<Result<Vec<_>>>()?;
+        let probe =
+            FTensor { inner: self.inner.zeros(&[1])?, fault: self.fault, grad_calls: Default::default() };
+        let parts = tensors.iter().map(|t| probe.un("cat", t)).collect::<Result<Vec<_>>>()?;
         Ok(wrap(self.inner.cat(&parts, dim)?, self.fault))
     }
     fn variable(&self, init: &Tensor) -> Result<Tensor> {
-        let init = init
-            .downcast_ref::<FTensor>()
-            .map_or_else(|| init.clone(), |f| f.inner.clone());
+        let init = init.downcast_ref::<FTensor>().map_or_else(|| init.clone(), |f| f.inner.clone());
         Ok(wrap(self.inner.variable(&init)?, self.fault))
     }
 }
@@ -256,10 +220,7 @@ fn candle() -> Arc<dyn Backend> {
 }
 
 fn faulty(fault: Fault) -> Arc<dyn Backend> {
-    Arc::new(Faulty {
-        inner: candle(),
-        fault,
-    })
+    Arc::new(Faulty { inner: candle(), fault })
 }
 
 fn failures(fault: Fault) -> Vec<(&'static str, String)> {
@@ -278,44 +239,18 @@ fn fault_free_wrapper_passes() {
 fn every_fault_is_caught() {
     let expected: [(Fault, &[&str]); 9] = [
         (Fault::TopkTruncates, &["topk_wide_rows"]),
-        (
-            Fault::KeepdimIgnored,
-            &[
-                "reduce_each_dim",
-                "reduce_to_rank0",
-                "grad_sum",
-                "mean_and_all",
-            ],
-        ),
-        (
-            Fault::TransposeReshapes,
-            &["transpose", "t", "matmul_strided", "strided_views_compose"],
-        ),
-        (
-            Fault::BroadcastSubSwapped,
-            &["binary_broadcast", "grad_sub"],
-        ),
+        (Fault::KeepdimIgnored, &["reduce_each_dim", "reduce_to_rank0", "grad_sum", "mean_and_all"]),
+        (Fault::TransposeReshapes, &["transpose", "t", "matmul_strided", "strided_views_compose"]),
+        (Fault::BroadcastSubSwapped, &["binary_broadcast", "grad_sub"]),
         (Fault::LogOff, &["unary_ops", "grad_log"]),
         (Fault::IndexPanics, &["index_out_of_range_errors"]),
-        (
-            Fault::GradScaled,
-            &[
-                "grad_add",
-                "grad_matmul",
-                "grad_topk_values",
-                "grad_pairwise_sq_dists",
-            ],
-        ),
+        (Fault::GradScaled, &["grad_add", "grad_matmul", "grad_topk_values", "grad_pairwise_sq_dists"]),
         (Fault::GradAccumulates, &["grad_no_accumulation"]),
         (Fault::NoMismatchError, &[]),
     ];
     for (fault, cases) in expected {
         let failed = failures(fault);
-        eprintln!(
-            "{fault:?}: {} cases fail; first: {:?}",
-            failed.len(),
-            failed.first()
-        );
+        eprintln!("{fault:?}: {} cases fail; first: {:?}", failed.len(), failed.first());
         for case in cases {
             assert!(
                 failed.iter().any(|(name, _)| name == case),
@@ -325,9 +260,7 @@ fn every_fault_is_caught() {
         assert!(cases.is_empty() || !failed.is_empty());
     }
     assert!(
-        failures(Fault::BroadcastSubSwapped)
-            .iter()
-            .all(|(name, _)| *name != "binary_same_shape"),
+        failures(Fault::BroadcastSubSwapped).iter().all(|(name, _)| *name != "binary_same_shape"),
         "a broadcast-only fault must not fail the same-shape case"
     );
 }
@@ -336,10 +269,6 @@ fn every_fault_is_caught() {
 fn cross_backend_mismatch_is_checked() {
     let (a, b) = (candle(), faulty(Fault::None));
     hamos_conformance::cross_backend_mismatch(&b, &a).unwrap();
-    let err =
-        hamos_conformance::cross_backend_mismatch(&faulty(Fault::NoMismatchError), &a).unwrap_err();
-    assert!(
-        err.to_string().contains("want Error::BackendMismatch"),
-        "{err}"
-    );
+    let err = hamos_conformance::cross_backend_mismatch(&faulty(Fault::NoMismatchError), &a).unwrap_err();
+    assert!(err.to_string().contains("want Error::BackendMismatch"), "{err}");
 }

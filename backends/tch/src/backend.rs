@@ -31,8 +31,8 @@ impl TchBackend {
                     name: BACKEND_NAME.to_string(),
                     device: spec.to_string(),
                     hint: format!(
-                        "{why}; build with `--features cuda` (of hamos-tch, or `tch/cuda` of \
-                         hamos) against the full torch wheel \
+                        "{why}; build with `--features cuda` (for the hamos crate: \
+                         `--features tch,cuda`) against the full torch wheel \
                          (`HAMOS_TORCH_FULL=1 scripts/install-libtorch.sh`) on a machine with a \
                          CUDA GPU, or use `cpu`"
                     ),
@@ -46,20 +46,14 @@ impl TchBackend {
                         "libtorch sees {count} CUDA device(s), so there is no cuda:{ordinal}"
                     )));
                 }
-                Ok(TchBackend {
-                    device: Device::Cuda(ordinal),
-                    spec,
-                })
+                Ok(TchBackend { device: Device::Cuda(ordinal), spec })
             }
         }
     }
 
     /// The backend on the host CPU (always available).
     pub fn cpu() -> Self {
-        TchBackend {
-            device: Device::Cpu,
-            spec: DeviceSpec::Cpu,
-        }
+        TchBackend { device: Device::Cpu, spec: DeviceSpec::Cpu }
     }
 
     /// The backend of an existing tch device, without checking that it is available.
@@ -87,12 +81,7 @@ impl TchBackend {
     }
 
     /// Checks that `data` fills `dims` and makes the tensor on this device.
-    fn upload<T: tch::kind::Element>(
-        &self,
-        op: &'static str,
-        data: &[T],
-        dims: &[usize],
-    ) -> Result<Tensor> {
+    fn upload<T: tch::kind::Element>(&self, op: &'static str, data: &[T], dims: &[usize]) -> Result<Tensor> {
         let count = dims
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d))
@@ -100,10 +89,7 @@ impl TchBackend {
         if count != data.len() {
             return Err(Error::shape(
                 op,
-                format!(
-                    "{} values cannot fill shape {dims:?} ({count} elements)",
-                    data.len()
-                ),
+                format!("{} values cannot fill shape {dims:?} ({count} elements)", data.len()),
             ));
         }
         let shape = i64_dims(op, dims)?;
@@ -116,7 +102,7 @@ impl TchBackend {
     /// Downcasts a tensor handed to one of this backend's factories.
     fn own<'a>(&self, op: &'static str, tensor: &'a Tensor) -> Result<&'a TchTensor> {
         match tensor.downcast_ref::<TchTensor>() {
-            Some(t) if t.inner().device() == self.device => Ok(t),
+            Some(t) if t.raw().device() == self.device => Ok(t),
             _ => Err(Error::BackendMismatch {
                 op,
                 left: format!("{BACKEND_NAME} {}", self.spec),
@@ -145,42 +131,25 @@ impl Backend for TchBackend {
 
     fn full(&self, value: f32, dims: &[usize]) -> Result<Tensor> {
         let shape = i64_dims("full", dims)?;
-        let tensor = tch::Tensor::f_full(
-            shape.as_slice(),
-            f64::from(value),
-            (Kind::Float, self.device),
-        )
-        .map_err(tch_err("full"))?;
+        let tensor = tch::Tensor::f_full(shape.as_slice(), f64::from(value), (Kind::Float, self.device))
+            .map_err(tch_err("full"))?;
         Ok(Tensor::from_impl(TchTensor::new(tensor)))
     }
 
     fn cat(&self, tensors: &[&Tensor], dim: usize) -> Result<Tensor> {
-        let parts = tensors
-            .iter()
-            .map(|t| self.own("cat", t).map(TchTensor::inner))
-            .collect::<Result<Vec<_>>>()?;
-        let first = parts
-            .first()
-            .ok_or_else(|| Error::shape("cat", "needs at least one tensor"))?;
+        let parts =
+            tensors.iter().map(|t| self.own("cat", t).map(TchTensor::raw)).collect::<Result<Vec<_>>>()?;
+        let first = parts.first().ok_or_else(|| Error::shape("cat", "needs at least one tensor"))?;
         let rank = first.dim();
         if dim >= rank {
-            return Err(Error::shape(
-                "cat",
-                format!("dim {dim} out of range for shape {:?}", first.size()),
-            ));
+            return Err(Error::shape("cat", format!("dim {dim} out of range for shape {:?}", first.size())));
         }
         for part in &parts[1..] {
             let (a, b) = (first.size(), part.size());
-            let compatible = a.len() == b.len()
-                && a.iter()
-                    .zip(&b)
-                    .enumerate()
-                    .all(|(d, (x, y))| d == dim || x == y);
+            let compatible =
+                a.len() == b.len() && a.iter().zip(&b).enumerate().all(|(d, (x, y))| d == dim || x == y);
             if !compatible {
-                return Err(Error::shape(
-                    "cat",
-                    format!("shapes {a:?} and {b:?} differ outside dim {dim}"),
-                ));
+                return Err(Error::shape("cat", format!("shapes {a:?} and {b:?} differ outside dim {dim}")));
             }
         }
         let out = tch::Tensor::f_cat(&parts, dim as i64).map_err(tch_err("cat"))?;
@@ -195,12 +164,9 @@ impl Backend for TchBackend {
                 left: format!("{BACKEND_NAME} {}", self.spec),
                 right: init.location(),
             })?
-            .inner();
+            .raw();
         if dtype_of(init) != DType::F32 {
-            return Err(Error::shape(
-                "variable",
-                "needs an F32 tensor (I64 has no gradients)",
-            ));
+            return Err(Error::shape("variable", "needs an F32 tensor (I64 has no gradients)"));
         }
         let leaf = init
             .f_detach_copy()

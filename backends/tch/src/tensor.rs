@@ -4,9 +4,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use hamos_api::{
-    Backend, BinaryOp, CmpOp, DType, Error, ReduceOp, Result, Tensor, TensorImpl, UnaryOp,
-};
+use hamos_api::{Backend, BinaryOp, CmpOp, DType, Error, ReduceOp, Result, Tensor, TensorImpl, UnaryOp};
 use tch::{Device, Kind, TchError};
 
 use crate::backend::TchBackend;
@@ -26,7 +24,7 @@ impl TchTensor {
     }
 
     /// The tch tensor.
-    pub fn inner(&self) -> &tch::Tensor {
+    pub fn raw(&self) -> &tch::Tensor {
         &self.0
     }
 
@@ -50,10 +48,7 @@ impl TchTensor {
         if dim < self.rank() {
             Ok(dim as i64)
         } else {
-            Err(Error::shape(
-                op,
-                format!("dim {dim} out of range for shape {:?}", self.0.size()),
-            ))
+            Err(Error::shape(op, format!("dim {dim} out of range for shape {:?}", self.0.size())))
         }
     }
 
@@ -61,11 +56,7 @@ impl TchTensor {
     fn operand<'a>(&self, op: &'static str, rhs: &'a Tensor) -> Result<&'a tch::Tensor> {
         let rhs = rhs.expect_backend::<TchTensor>(op, self)?;
         if rhs.0.device() != self.0.device() {
-            return Err(Error::BackendMismatch {
-                op,
-                left: self.location(),
-                right: rhs.location(),
-            });
+            return Err(Error::BackendMismatch { op, left: self.location(), right: rhs.location() });
         }
         Ok(&rhs.0)
     }
@@ -91,16 +82,8 @@ impl From<TchTensor> for Tensor {
 
 impl fmt::Debug for TchTensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = self
-            .0
-            .f_kind()
-            .map_or_else(|_| "?".to_string(), |k| format!("{k:?}"));
-        write!(
-            f,
-            "TchTensor[{} {kind} {:?}]",
-            device_name(self.0.device()),
-            self.0.size()
-        )
+        let kind = self.0.f_kind().map_or_else(|_| "?".to_string(), |k| format!("{k:?}"));
+        write!(f, "TchTensor[{} {kind} {:?}]", device_name(self.0.device()), self.0.size())
     }
 }
 
@@ -112,10 +95,7 @@ pub(crate) fn tch_err(op: &'static str) -> impl Fn(TchError) -> Error {
 /// Sizes as tch wants them.
 pub(crate) fn i64_dims(op: &'static str, dims: &[usize]) -> Result<Vec<i64>> {
     dims.iter()
-        .map(|&d| {
-            i64::try_from(d)
-                .map_err(|_| Error::shape(op, format!("size {d} in {dims:?} too large")))
-        })
+        .map(|&d| i64::try_from(d).map_err(|_| Error::shape(op, format!("size {d} in {dims:?} too large"))))
         .collect()
 }
 
@@ -165,9 +145,7 @@ fn finish(op: &'static str, result: Result<tch::Tensor, TchError>) -> Result<Ten
 fn normalize(op: &'static str, tensor: tch::Tensor) -> Result<tch::Tensor> {
     match tensor.f_kind() {
         Ok(Kind::Float | Kind::Int64) => Ok(tensor),
-        _ => tensor
-            .f_to_kind(kind_of(dtype_of(&tensor)))
-            .map_err(tch_err(op)),
+        _ => tensor.f_to_kind(kind_of(dtype_of(&tensor))).map_err(tch_err(op)),
     }
 }
 
@@ -182,10 +160,7 @@ fn broadcast_shapes(op: &'static str, shapes: &[Vec<i64>]) -> Result<Vec<i64>> {
             if *o == 1 {
                 *o = d;
             } else if d != 1 && d != *o {
-                return Err(Error::shape(
-                    op,
-                    format!("shapes {shapes:?} do not broadcast"),
-                ));
+                return Err(Error::shape(op, format!("shapes {shapes:?} do not broadcast")));
             }
         }
     }
@@ -211,10 +186,7 @@ fn check_indices(op: &'static str, indices: &tch::Tensor, size: i64) -> Result<(
 fn check_index_dtype(op: &'static str, indices: &tch::Tensor) -> Result<()> {
     match indices.f_kind() {
         Ok(Kind::Int64) => Ok(()),
-        other => Err(Error::shape(
-            op,
-            format!("indices must be I64, got {other:?}"),
-        )),
+        other => Err(Error::shape(op, format!("indices must be I64, got {other:?}"))),
     }
 }
 
@@ -251,10 +223,7 @@ impl TensorImpl for TchTensor {
         let shape = i64_dims("reshape", dims)?;
         let count = shape.iter().try_fold(1i64, |acc, &d| acc.checked_mul(d));
         if count != Some(self.0.numel() as i64) {
-            return Err(Error::shape(
-                "reshape",
-                format!("cannot reshape {:?} into {dims:?}", self.0.size()),
-            ));
+            return Err(Error::shape("reshape", format!("cannot reshape {:?} into {dims:?}", self.0.size())));
         }
         finish("reshape", self.0.f_reshape(shape.as_slice()))
     }
@@ -285,16 +254,9 @@ impl TensorImpl for TchTensor {
         let target = i64_dims("broadcast_as", dims)?;
         let source = self.0.size();
         let fits = source.len() <= target.len()
-            && source
-                .iter()
-                .rev()
-                .zip(target.iter().rev())
-                .all(|(&s, &t)| s == t || s == 1);
+            && source.iter().rev().zip(target.iter().rev()).all(|(&s, &t)| s == t || s == 1);
         if !fits {
-            return Err(Error::shape(
-                "broadcast_as",
-                format!("cannot broadcast {source:?} to {dims:?}"),
-            ));
+            return Err(Error::shape("broadcast_as", format!("cannot broadcast {source:?} to {dims:?}")));
         }
         finish("broadcast_as", self.0.f_broadcast_to(target.as_slice()))
     }
@@ -338,10 +300,7 @@ impl TensorImpl for TchTensor {
     }
 
     fn affine(&self, mul: f64, add: f64) -> Result<Tensor> {
-        finish(
-            "affine",
-            self.0.f_mul_scalar(mul).and_then(|t| t.f_add_scalar(add)),
-        )
+        finish("affine", self.0.f_mul_scalar(mul).and_then(|t| t.f_add_scalar(add)))
     }
 
     fn clamp(&self, min: f64, max: f64) -> Result<Tensor> {
@@ -355,10 +314,7 @@ impl TensorImpl for TchTensor {
             ReduceOp::Min => ("min", self.check_dim("min", dim)?),
         };
         if op != ReduceOp::Sum && self.0.size()[dim] == 0 {
-            return Err(Error::shape(
-                name,
-                format!("dim {dim} of shape {:?} is empty", self.0.size()),
-            ));
+            return Err(Error::shape(name, format!("dim {dim} of shape {:?} is empty", self.0.size())));
         }
         let out = match op {
             ReduceOp::Sum => self.0.f_sum_dim_intlist(d, keepdim, None::<Kind>),
@@ -371,10 +327,7 @@ impl TensorImpl for TchTensor {
     fn argmax(&self, dim: usize, keepdim: bool) -> Result<Tensor> {
         let d = self.check_dim("argmax", dim)?;
         if self.0.size()[dim] == 0 {
-            return Err(Error::shape(
-                "argmax",
-                format!("dim {dim} of shape {:?} is empty", self.0.size()),
-            ));
+            return Err(Error::shape("argmax", format!("dim {dim} of shape {:?} is empty", self.0.size())));
         }
         finish("argmax", self.0.f_argmax(d, keepdim))
     }
@@ -398,11 +351,7 @@ impl TensorImpl for TchTensor {
         if dtype_of(&self.0) != dtype_of(rhs) {
             return Err(Error::shape(
                 "matmul",
-                format!(
-                    "dtypes differ: {:?} and {:?}",
-                    dtype_of(&self.0),
-                    dtype_of(rhs)
-                ),
+                format!("dtypes differ: {:?} and {:?}", dtype_of(&self.0), dtype_of(rhs)),
             ));
         }
         finish("matmul", self.0.f_matmul(rhs))
@@ -417,10 +366,7 @@ impl TensorImpl for TchTensor {
                 format!("k = {k} exceeds dim {dim} of shape {:?}", self.0.size()),
             ));
         }
-        let (values, indices) = self
-            .0
-            .f_topk(k as i64, d, largest, true)
-            .map_err(tch_err("topk"))?;
+        let (values, indices) = self.0.f_topk(k as i64, d, largest, true).map_err(tch_err("topk"))?;
         Ok((finish("topk", Ok(values))?, finish("topk", Ok(indices))?))
     }
 
@@ -443,12 +389,8 @@ impl TensorImpl for TchTensor {
         let indices = self.operand("gather", indices)?;
         check_index_dtype("gather", indices)?;
         let (src, idx) = (self.0.size(), indices.size());
-        let fits = src.len() == idx.len()
-            && src
-                .iter()
-                .zip(&idx)
-                .enumerate()
-                .all(|(i, (s, n))| i == dim || n <= s);
+        let fits =
+            src.len() == idx.len() && src.iter().zip(&idx).enumerate().all(|(i, (s, n))| i == dim || n <= s);
         if !fits {
             return Err(Error::shape(
                 "gather",
@@ -488,14 +430,8 @@ impl TensorImpl for TchTensor {
     fn where_mask(&self, on_true: &Tensor, on_false: &Tensor) -> Result<Tensor> {
         let on_true = self.operand("where_mask", on_true)?;
         let on_false = self.operand("where_mask", on_false)?;
-        broadcast_shapes(
-            "where_mask",
-            &[self.0.size(), on_true.size(), on_false.size()],
-        )?;
-        let out = self
-            .0
-            .f_ne(0i64)
-            .and_then(|cond| on_true.f_where_self(&cond, on_false));
+        broadcast_shapes("where_mask", &[self.0.size(), on_true.size(), on_false.size()])?;
+        let out = self.0.f_ne(0i64).and_then(|cond| on_true.f_where_self(&cond, on_false));
         finish("where_mask", out)
     }
 
@@ -516,17 +452,12 @@ impl TensorImpl for TchTensor {
     }
 
     fn gradients(&self, wrt: &[&Tensor]) -> Result<Vec<Tensor>> {
-        let inputs = wrt
-            .iter()
-            .map(|t| self.operand("gradients", t))
-            .collect::<Result<Vec<_>>>()?;
+        let inputs = wrt.iter().map(|t| self.operand("gradients", t)).collect::<Result<Vec<_>>>()?;
         let mut grads: Vec<Option<tch::Tensor>> = inputs.iter().map(|_| None).collect();
         // libtorch refuses inputs that do not require grad; they (and everything, when the
         // loss itself has no graph) get zeros.
         let active: Vec<usize> = if self.0.requires_grad() {
-            (0..inputs.len())
-                .filter(|&i| inputs[i].requires_grad())
-                .collect()
+            (0..inputs.len()).filter(|&i| inputs[i].requires_grad()).collect()
         } else {
             Vec::new()
         };
@@ -572,46 +503,24 @@ mod tests {
     #[test]
     fn matmul_and_broadcast_ops() {
         let b = cpu();
-        let x = b
-            .from_f32(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])
-            .unwrap();
-        let y = b
-            .from_f32(&[1.0, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2])
-            .unwrap();
+        let x = b.from_f32(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
+        let y = b.from_f32(&[1.0, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2]).unwrap();
         let z = x.matmul(&y).unwrap();
         assert_eq!(z.dims(), vec![2, 2]);
         assert_eq!(z.to_vec_f32().unwrap(), vec![4.0, 5.0, 10.0, 11.0]);
 
         let row = b.from_f32(&[10.0, 20.0, 30.0], &[3]).unwrap();
         let sum = x.add(&row).unwrap();
-        assert_eq!(
-            sum.to_vec_f32().unwrap(),
-            vec![11.0, 22.0, 33.0, 14.0, 25.0, 36.0]
-        );
-        assert_eq!(
-            x.sum(1, false).unwrap().to_vec_f32().unwrap(),
-            vec![6.0, 15.0]
-        );
+        assert_eq!(sum.to_vec_f32().unwrap(), vec![11.0, 22.0, 33.0, 14.0, 25.0, 36.0]);
+        assert_eq!(x.sum(1, false).unwrap().to_vec_f32().unwrap(), vec![6.0, 15.0]);
         assert_eq!(x.max(0, true).unwrap().dims(), vec![1, 3]);
-        assert_eq!(
-            x.argmax(1, false).unwrap().to_vec_i64().unwrap(),
-            vec![2, 2]
-        );
-        assert_eq!(
-            x.affine(2.0, 1.0).unwrap().to_vec_f32().unwrap()[..2],
-            [3.0, 5.0]
-        );
+        assert_eq!(x.argmax(1, false).unwrap().to_vec_i64().unwrap(), vec![2, 2]);
+        assert_eq!(x.affine(2.0, 1.0).unwrap().to_vec_f32().unwrap()[..2], [3.0, 5.0]);
         let mask = x.gt(&b.from_f32(&[3.0], &[1]).unwrap()).unwrap();
         assert_eq!(mask.dtype(), DType::F32);
-        assert_eq!(
-            mask.to_vec_f32().unwrap(),
-            vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
-        );
+        assert_eq!(mask.to_vec_f32().unwrap(), vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
         let picked = mask.where_mask(&x, &x.neg().unwrap()).unwrap();
-        assert_eq!(
-            picked.to_vec_f32().unwrap(),
-            vec![-1.0, -2.0, -3.0, 4.0, 5.0, 6.0]
-        );
+        assert_eq!(picked.to_vec_f32().unwrap(), vec![-1.0, -2.0, -3.0, 4.0, 5.0, 6.0]);
 
         let (values, indices) = x.topk(2, 1, true).unwrap();
         assert_eq!(values.to_vec_f32().unwrap(), vec![3.0, 2.0, 6.0, 5.0]);
@@ -646,19 +555,11 @@ mod tests {
     #[test]
     fn gradients_are_exact_and_do_not_accumulate() {
         let b = cpu();
-        let w = b
-            .variable(&b.from_f32(&[1.0, -2.0, 3.0], &[3]).unwrap())
-            .unwrap();
+        let w = b.variable(&b.from_f32(&[1.0, -2.0, 3.0], &[3]).unwrap()).unwrap();
         let unused = b.variable(&b.zeros(&[2]).unwrap()).unwrap();
         let constant = b.from_f32(&[1.0], &[1]).unwrap();
         // loss = sum(w^2) + max(w) = 14 + 3; d/dw = 2w + onehot(argmax)
-        let loss = w
-            .sqr()
-            .unwrap()
-            .sum(0, true)
-            .unwrap()
-            .add(&w.max(0, true).unwrap())
-            .unwrap();
+        let loss = w.sqr().unwrap().sum(0, true).unwrap().add(&w.max(0, true).unwrap()).unwrap();
         assert_eq!(loss.to_vec_f32().unwrap(), vec![17.0]);
         for _ in 0..2 {
             let grads = loss.gradients(&[&w, &unused, &constant]).unwrap();

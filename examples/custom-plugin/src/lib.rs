@@ -10,6 +10,7 @@
 //!
 //! ```
 //! use hamos_api::Sampler;
+//! use hamos_example_plugin as _; // links the registration
 //! let sampler: Box<dyn Sampler> = toml::from_str("kind = \"midpoint_jitter\"\nstep_size = 0.2")
 //! #   .map_err(|e| hamos_api::Error::Config(e.to_string()))?;
 //! sampler.validate()?;
@@ -18,8 +19,8 @@
 
 use hamos_api::config::{finite_in, positive};
 use hamos_api::{
-    ChainPairs, IdBarrier, OodnessEnergy, OutlierTag, Result, RoundDiagnostics, Sampler, Synthesis, SynthesisInput,
-    Tensor,
+    ChainPairs, IdBarrier, OodnessEnergy, OutlierTag, Result, RoundDiagnostics, Sampler, Synthesis,
+    SynthesisInput, Tensor,
 };
 use hamos_samplers::chains::{chain_starts, geodesic_flow, project_tangent};
 use rand::RngCore;

@@ -26,7 +26,10 @@ impl ClassBank {
             ));
         }
         if let Some((class, &n)) = counts.iter().enumerate().find(|(_, &n)| n > capacity) {
-            return Err(Error::shape("ClassBank::new", format!("class {class} counts {n} > capacity {capacity}")));
+            return Err(Error::shape(
+                "ClassBank::new",
+                format!("class {class} counts {n} > capacity {capacity}"),
+            ));
         }
         Ok(ClassBank { embeddings, counts })
     }

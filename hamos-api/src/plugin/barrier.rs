@@ -24,14 +24,17 @@ pub trait IdBarrier: Debug + Send + Sync {
 
     /// `t = -log max_c P_c(b) - delta` per chain start `b` (Eqn 5), `[m]`.
     fn thresholds(&self, starts: &Tensor, bank: &ClassBank) -> Result<Option<Tensor>> {
-        self.id_energy(starts, bank)?
-            .map(|e| e.add_scalar(-self.margin()))
-            .transpose()
+        self.id_energy(starts, bank)?.map(|e| e.add_scalar(-self.margin())).transpose()
     }
 
     /// `1` where a candidate passes (`-log max_c P_c(z) > t`), `0` where the barrier rejects it;
     /// `None` when nothing is ever rejected.
-    fn admits(&self, candidates: &Tensor, thresholds: Option<&Tensor>, bank: &ClassBank) -> Result<Option<Tensor>> {
+    fn admits(
+        &self,
+        candidates: &Tensor,
+        thresholds: Option<&Tensor>,
+        bank: &ClassBank,
+    ) -> Result<Option<Tensor>> {
         let Some(thresholds) = thresholds else { return Ok(None) };
         match self.id_energy(candidates, bank)? {
             Some(energy) => Ok(Some(energy.gt(thresholds)?)),

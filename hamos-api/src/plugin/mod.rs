@@ -2,8 +2,8 @@
 //! a plugin's struct *is* its config (serde, `Default` from the paper's Table 4,
 //! `deny_unknown_fields`), and [`validate`](Sampler::validate) runs before anything is built.
 
-mod barrier;
 mod bank;
+mod barrier;
 mod energy;
 mod loss;
 mod sampler;

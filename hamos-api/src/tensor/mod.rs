@@ -199,7 +199,11 @@ pub fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec
     let rank = a.len().max(b.len());
     let at = |dims: &[usize], i: usize| {
         let offset = rank - dims.len();
-        if i < offset { 1 } else { dims[i - offset] }
+        if i < offset {
+            1
+        } else {
+            dims[i - offset]
+        }
     };
     (0..rank)
         .map(|i| match (at(a, i), at(b, i)) {

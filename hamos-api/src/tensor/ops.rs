@@ -254,10 +254,9 @@ impl Tensor {
         let values = self.to_vec_f32()?;
         match values[..] {
             [v] => Ok(v),
-            _ => Err(Error::shape(
-                "to_scalar_f32",
-                format!("needs one element, got shape {:?}", self.dims()),
-            )),
+            _ => {
+                Err(Error::shape("to_scalar_f32", format!("needs one element, got shape {:?}", self.dims())))
+            }
         }
     }
 
@@ -279,9 +278,7 @@ impl Tensor {
 
     /// Concatenates along `dim`; all tensors must share a backend.
     pub fn cat(tensors: &[&Tensor], dim: usize) -> Result<Tensor> {
-        let first = tensors
-            .first()
-            .ok_or_else(|| Error::shape("cat", "needs at least one tensor"))?;
+        let first = tensors.first().ok_or_else(|| Error::shape("cat", "needs at least one tensor"))?;
         first.backend().cat(tensors, dim)
     }
 

@@ -1,6 +1,6 @@
 //! Independent f64 reference implementations (naive loops over `Vec<f64>`) and random inputs.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::needless_range_loop)] // naive index loops on purpose
 
 use std::sync::Arc;
 
@@ -27,9 +27,7 @@ pub fn unit_rows(rng: &mut HamosRng, n: usize, d: usize) -> Rows {
 
 /// `n` random labels in `0..c`, each class appearing at least once when `n >= c`.
 pub fn labels(rng: &mut HamosRng, n: usize, c: usize) -> Vec<usize> {
-    (0..n)
-        .map(|i| if i < c { i } else { rng.random_range(0..c) })
-        .collect()
+    (0..n).map(|i| if i < c { i } else { rng.random_range(0..c) }).collect()
 }
 
 fn round_f32(row: Vec<f64>) -> Vec<f64> {
@@ -56,10 +54,7 @@ pub fn scalar(t: &Tensor) -> Result<f64> {
 
 /// Asserts `|got - want| <= tol * max(1, |want|)`.
 pub fn assert_close(got: f64, want: f64, tol: f64, what: &str) {
-    assert!(
-        (got - want).abs() <= tol * want.abs().max(1.0),
-        "{what}: got {got}, want {want}"
-    );
+    assert!((got - want).abs() <= tol * want.abs().max(1.0), "{what}: got {got}, want {want}");
 }
 
 /// Dot product.
@@ -82,11 +77,7 @@ fn log_sum_exp(values: &[f64]) -> f64 {
 pub fn ema_ref(prototypes: &Rows, z: &Rows, labels: &[usize], m: f64) -> Rows {
     let mut p = prototypes.clone();
     for (row, &c) in z.iter().zip(labels) {
-        let mixed: Vec<f64> = p[c]
-            .iter()
-            .zip(row)
-            .map(|(a, b)| m * a + (1.0 - m) * b)
-            .collect();
+        let mixed: Vec<f64> = p[c].iter().zip(row).map(|(a, b)| m * a + (1.0 - m) * b).collect();
         p[c] = normalize(&mixed);
     }
     p
@@ -135,21 +126,13 @@ pub fn supcon_ref(z: &Rows, labels: &[usize], tau: f64, base: f64) -> f64 {
     let b = z.len();
     let (mut total, mut anchors) = (0.0, 0usize);
     for i in 0..b {
-        let positives: Vec<usize> = (0..b)
-            .filter(|&p| p != i && labels[p] == labels[i])
-            .collect();
+        let positives: Vec<usize> = (0..b).filter(|&p| p != i && labels[p] == labels[i]).collect();
         if positives.is_empty() {
             continue;
         }
-        let others: Vec<f64> = (0..b)
-            .filter(|&a| a != i)
-            .map(|a| dot(&z[i], &z[a]) / tau)
-            .collect();
+        let others: Vec<f64> = (0..b).filter(|&a| a != i).map(|a| dot(&z[i], &z[a]) / tau).collect();
         let denominator = log_sum_exp(&others);
-        let mean: f64 = positives
-            .iter()
-            .map(|&p| dot(&z[i], &z[p]) / tau - denominator)
-            .sum::<f64>()
+        let mean: f64 = positives.iter().map(|&p| dot(&z[i], &z[p]) / tau - denominator).sum::<f64>()
             / positives.len() as f64;
         total += mean;
         anchors += 1;
@@ -166,10 +149,7 @@ pub fn simclr_ref(z: &Rows, tau: f64) -> f64 {
     let mut total = 0.0;
     for i in 0..b {
         let p = (i + b / 2) % b;
-        let others: Vec<f64> = (0..b)
-            .filter(|&a| a != i)
-            .map(|a| dot(&z[i], &z[a]) / tau)
-            .collect();
+        let others: Vec<f64> = (0..b).filter(|&a| a != i).map(|a| dot(&z[i], &z[a]) / tau).collect();
         total += dot(&z[i], &z[p]) / tau - log_sum_exp(&others);
     }
     -total / b as f64
@@ -212,13 +192,7 @@ pub fn assert_grad_close(got: &[f32], want: &Rows, tol: f64, what: &str) {
     let want: Vec<f64> = want.iter().flatten().copied().collect();
     assert_eq!(got.len(), want.len(), "{what}: gradient sizes");
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let worst = got
-        .iter()
-        .zip(&want)
-        .fold(0.0f64, |m, (g, w)| m.max((f64::from(*g) - w).abs()));
+    let worst = got.iter().zip(&want).fold(0.0f64, |m, (g, w)| m.max((f64::from(*g) - w).abs()));
     assert!(scale > 1e-6, "{what}: reference gradient is zero");
-    assert!(
-        worst <= tol * scale + 1e-6,
-        "{what}: max error {worst} vs gradient scale {scale}"
-    );
+    assert!(worst <= tol * scale + 1e-6, "{what}: max error {worst} vs gradient scale {scale}");
 }

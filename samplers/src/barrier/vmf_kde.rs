@@ -39,7 +39,10 @@ impl VmfKdeBarrier {
         let (classes, capacity, dim) = (bank.num_classes(), bank.capacity(), bank.dim());
         let zd = z.dims();
         if zd.len() != 2 || zd[1] != dim {
-            return Err(hamos_api::Error::shape("vmf_kde", format!("positions {zd:?} do not have dimension {dim}")));
+            return Err(hamos_api::Error::shape(
+                "vmf_kde",
+                format!("positions {zd:?} do not have dimension {dim}"),
+            ));
         }
         let flat = bank.embeddings().reshape(&[classes * capacity, dim])?;
         let logits = z.matmul(&flat.t()?)?.scale(self.kappa)?.reshape(&[zd[0], classes, capacity])?;

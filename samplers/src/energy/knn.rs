@@ -75,7 +75,12 @@ impl ClassReferences {
 
 impl KnnEnergy {
     /// The k-th nearest neighbour in class `u` and in class `v` of every chain, `[m, d]` each.
-    pub fn neighbours(&self, z: &Tensor, pairs: &ChainPairs, bank: &ClassBank) -> Result<(Tensor, Tensor, Vec<String>)> {
+    pub fn neighbours(
+        &self,
+        z: &Tensor,
+        pairs: &ChainPairs,
+        bank: &ClassBank,
+    ) -> Result<(Tensor, Tensor, Vec<String>)> {
         let (classes, capacity, dim) = (bank.num_classes(), bank.capacity(), bank.dim());
         check_inputs(z, pairs, bank)?;
         let backend = z.backend();
@@ -100,18 +105,18 @@ impl KnnEnergy {
             .flat_map(|(class, &n)| {
                 let k = self.k.min(n);
                 if k < self.k {
-                    notes.push(format!("knn energy: class {class} holds {n} < k = {} embeddings; using its {k}-th neighbour", self.k));
+                    notes.push(format!(
+                        "knn energy: class {class} holds {n} < k = {} embeddings; using its {k}-th neighbour",
+                        self.k
+                    ));
                 }
                 std::iter::repeat_n(k as i64 - 1, refs.width)
             })
             .collect();
         let kth_column = backend.from_i64(&kth_column, &[classes, refs.width, 1])?;
         let kth = nearest.gather(2, &kth_column)?.to_vec_i64()?;
-        let rows: Vec<i64> = kth
-            .iter()
-            .enumerate()
-            .map(|(slot, &i)| (slot / refs.width * capacity) as i64 + i)
-            .collect();
+        let rows: Vec<i64> =
+            kth.iter().enumerate().map(|(slot, &i)| (slot / refs.width * capacity) as i64 + i).collect();
         let flat_bank = bank.embeddings().reshape(&[classes * capacity, dim])?;
         let per_slot = flat_bank.index_select(0, &backend.from_i64(&rows, &[rows.len()])?)?;
         let first = per_slot.index_select(0, &backend.from_i64(&refs.first_slot, &[pairs.len()])?)?;
@@ -130,7 +135,10 @@ fn check_inputs(z: &Tensor, pairs: &ChainPairs, bank: &ClassBank) -> Result<()> 
     }
     let classes = bank.num_classes();
     if let Some(&(u, v)) = pairs.pairs.iter().find(|&&(u, v)| u >= classes || v >= classes) {
-        return Err(hamos_api::Error::shape("knn energy", format!("pair ({u}, {v}) out of range for {classes} classes")));
+        return Err(hamos_api::Error::shape(
+            "knn energy",
+            format!("pair ({u}, {v}) out of range for {classes} classes"),
+        ));
     }
     if let Some(class) = bank.counts().iter().position(|&n| n == 0) {
         let used = pairs.pairs.iter().any(|&(u, v)| u == class || v == class);

@@ -1,6 +1,6 @@
 //! Independent f64 reference scores (naive loops) and random inputs.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::needless_range_loop)] // naive index loops on purpose
 
 use std::sync::Arc;
 
@@ -20,25 +20,13 @@ pub fn gaussian_rows(rng: &mut HamosRng, n: usize, center: &[f64], std: f32) -> 
     let noise = hamos_api::backend::randn_host(n * d, 0.0, std, rng);
     noise
         .chunks(d)
-        .map(|r| {
-            r.iter()
-                .zip(center)
-                .map(|(e, c)| f64::from((c + f64::from(*e)) as f32))
-                .collect()
-        })
+        .map(|r| r.iter().zip(center).map(|(e, c)| f64::from((c + f64::from(*e)) as f32)).collect())
         .collect()
 }
 
 /// Unit-norm copies of `rows`, rounded to `f32`.
 pub fn unit(rows: &Rows) -> Rows {
-    rows.iter()
-        .map(|r| {
-            normalize(r)
-                .into_iter()
-                .map(|v| f64::from(v as f32))
-                .collect()
-        })
-        .collect()
+    rows.iter().map(|r| normalize(r).into_iter().map(|v| f64::from(v as f32)).collect()).collect()
 }
 
 /// Uploads rows as an `[n, d]` tensor.
@@ -59,10 +47,7 @@ pub fn assert_all_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let g = f64::from(*g);
-        assert!(
-            (g - w).abs() <= tol * w.abs().max(1.0),
-            "{what}[{i}]: got {g}, want {w}"
-        );
+        assert!((g - w).abs() <= tol * w.abs().max(1.0), "{what}[{i}]: got {g}, want {w}");
     }
 }
 
@@ -83,13 +68,7 @@ pub fn knn_ref(train: &Rows, test: &Rows, k: usize) -> Vec<f64> {
             let q = normalize(q);
             let mut dists: Vec<f64> = train
                 .iter()
-                .map(|t| {
-                    t.iter()
-                        .zip(&q)
-                        .map(|(a, b)| (a - b).powi(2))
-                        .sum::<f64>()
-                        .sqrt()
-                })
+                .map(|t| t.iter().zip(&q).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt())
                 .collect();
             dists.sort_by(f64::total_cmp);
             -dists[k - 1]
@@ -100,13 +79,9 @@ pub fn knn_ref(train: &Rows, test: &Rows, k: usize) -> Vec<f64> {
 /// Inverse by Gauss-Jordan elimination with partial pivoting.
 fn inverse(mut a: Rows) -> Rows {
     let n = a.len();
-    let mut inv: Rows = (0..n)
-        .map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
-        .collect();
+    let mut inv: Rows = (0..n).map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect()).collect();
     for col in 0..n {
-        let pivot = (col..n)
-            .max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs()))
-            .unwrap_or(col);
+        let pivot = (col..n).max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs())).unwrap_or(col);
         a.swap(col, pivot);
         inv.swap(col, pivot);
         let p = a[col][col];
@@ -161,9 +136,7 @@ pub fn mahalanobis_ref(train: &Rows, labels: &[usize], test: &Rows, ridge: f64) 
                 .filter(|&c| counts[c] > 0.0)
                 .map(|c| {
                     let diff: Vec<f64> = x.iter().zip(&means[c]).map(|(a, b)| a - b).collect();
-                    (0..d)
-                        .map(|i| diff[i] * dot(&precision[i], &diff))
-                        .sum::<f64>()
+                    (0..d).map(|i| diff[i] * dot(&precision[i], &diff)).sum::<f64>()
                 })
                 .fold(f64::INFINITY, f64::min);
             -best

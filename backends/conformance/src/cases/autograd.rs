@@ -8,23 +8,14 @@ use hamos_api::{Backend, BinaryOp, Result, Tensor};
 use crate::gradcheck::{check_gradients, check_unary_gradient, GRAD_TOL};
 use crate::reference::{HostTensor, Inputs};
 
-const BROADCASTS: [(&[usize], &[usize]); 5] = [
-    (&[3, 4], &[3, 4]),
-    (&[3, 4], &[4]),
-    (&[3, 1], &[1, 4]),
-    (&[2, 3, 4], &[3, 1]),
-    (&[1], &[2, 3]),
-];
+const BROADCASTS: [(&[usize], &[usize]); 5] =
+    [(&[3, 4], &[3, 4]), (&[3, 4], &[4]), (&[3, 1], &[1, 4]), (&[2, 3, 4], &[3, 1]), (&[1], &[2, 3])];
 
 fn binary_grad(backend: &Arc<dyn Backend>, op: BinaryOp, seed: u64) -> Result<()> {
     let mut inputs = Inputs::new(seed);
     for (da, db) in BROADCASTS {
         let a = inputs.normal(da);
-        let b = if op == BinaryOp::Div {
-            inputs.positive(db)
-        } else {
-            inputs.normal(db)
-        };
+        let b = if op == BinaryOp::Div { inputs.positive(db) } else { inputs.normal(db) };
         let host: fn(f64, f64) -> f64 = match op {
             BinaryOp::Add => |x, y| x + y,
             BinaryOp::Sub => |x, y| x - y,
@@ -83,35 +74,17 @@ fn unary_grad(
 
 /// Gradient of `exp`.
 pub fn grad_exp(backend: &Arc<dyn Backend>) -> Result<()> {
-    unary_grad(
-        backend,
-        "d exp",
-        &Inputs::new(811).normal(&[3, 4]),
-        Tensor::exp,
-        f64::exp,
-    )
+    unary_grad(backend, "d exp", &Inputs::new(811).normal(&[3, 4]), Tensor::exp, f64::exp)
 }
 
 /// Gradient of `log` (positive inputs).
 pub fn grad_log(backend: &Arc<dyn Backend>) -> Result<()> {
-    unary_grad(
-        backend,
-        "d log",
-        &Inputs::new(812).positive(&[3, 4]),
-        Tensor::log,
-        f64::ln,
-    )
+    unary_grad(backend, "d log", &Inputs::new(812).positive(&[3, 4]), Tensor::log, f64::ln)
 }
 
 /// Gradient of `sqrt` (positive inputs).
 pub fn grad_sqrt(backend: &Arc<dyn Backend>) -> Result<()> {
-    unary_grad(
-        backend,
-        "d sqrt",
-        &Inputs::new(813).positive(&[3, 4]),
-        Tensor::sqrt,
-        f64::sqrt,
-    )
+    unary_grad(backend, "d sqrt", &Inputs::new(813).positive(&[3, 4]), Tensor::sqrt, f64::sqrt)
 }
 
 /// Gradients of `cos` and `sin`.
@@ -123,13 +96,7 @@ pub fn grad_cos_sin(backend: &Arc<dyn Backend>) -> Result<()> {
 
 /// Gradient of `tanh`.
 pub fn grad_tanh(backend: &Arc<dyn Backend>) -> Result<()> {
-    unary_grad(
-        backend,
-        "d tanh",
-        &Inputs::new(815).normal(&[3, 4]),
-        Tensor::tanh,
-        f64::tanh,
-    )
+    unary_grad(backend, "d tanh", &Inputs::new(815).normal(&[3, 4]), Tensor::tanh, f64::tanh)
 }
 
 /// Gradients of `abs` and `relu` (inputs at least 0.05 away from the kink at 0).
@@ -142,27 +109,9 @@ pub fn grad_abs_relu(backend: &Arc<dyn Backend>) -> Result<()> {
 /// Gradients of `affine`, `scale`, `add_scalar`, `neg` and `sqr`.
 pub fn grad_affine(backend: &Arc<dyn Backend>) -> Result<()> {
     let x = Inputs::new(817).normal(&[3, 4]);
-    unary_grad(
-        backend,
-        "d affine(1.5, -0.3)",
-        &x,
-        |t| t.affine(1.5, -0.3),
-        |v| 1.5 * v - 0.3,
-    )?;
-    unary_grad(
-        backend,
-        "d scale(-0.7)",
-        &x,
-        |t| t.scale(-0.7),
-        |v| -0.7 * v,
-    )?;
-    unary_grad(
-        backend,
-        "d add_scalar(2)",
-        &x,
-        |t| t.add_scalar(2.0),
-        |v| v + 2.0,
-    )?;
+    unary_grad(backend, "d affine(1.5, -0.3)", &x, |t| t.affine(1.5, -0.3), |v| 1.5 * v - 0.3)?;
+    unary_grad(backend, "d scale(-0.7)", &x, |t| t.scale(-0.7), |v| -0.7 * v)?;
+    unary_grad(backend, "d add_scalar(2)", &x, |t| t.add_scalar(2.0), |v| v + 2.0)?;
     unary_grad(backend, "d neg", &x, Tensor::neg, |v| -v)?;
     unary_grad(backend, "d sqr", &x, Tensor::sqr, |v| v * v)
 }
@@ -180,20 +129,8 @@ pub fn grad_clamp(backend: &Arc<dyn Backend>) -> Result<()> {
             }
         })
         .round_f32();
-    unary_grad(
-        backend,
-        "d clamp(-0.5, 0.7)",
-        &x,
-        |t| t.clamp(-0.5, 0.7),
-        |v| v.clamp(-0.5, 0.7),
-    )?;
-    unary_grad(
-        backend,
-        "d clamp(0, inf)",
-        &x,
-        |t| t.clamp(0.0, f64::INFINITY),
-        |v| v.max(0.0),
-    )
+    unary_grad(backend, "d clamp(-0.5, 0.7)", &x, |t| t.clamp(-0.5, 0.7), |v| v.clamp(-0.5, 0.7))?;
+    unary_grad(backend, "d clamp(0, inf)", &x, |t| t.clamp(0.0, f64::INFINITY), |v| v.max(0.0))
 }
 
 /// Gradient of `sum` along each dim, both `keepdim`s.
@@ -248,22 +185,15 @@ pub fn grad_mean(backend: &Arc<dyn Backend>) -> Result<()> {
         |t| t.mean(1, false),
         |h| Ok(h.sum(1, false)?.map(|v| v / 4.0)),
     )?;
-    check_unary_gradient(backend, "d sum_all", &x, Tensor::sum_all, |h| {
-        Ok(h.sum_all())
-    })?;
-    check_unary_gradient(backend, "d mean_all", &x, Tensor::mean_all, |h| {
-        Ok(h.sum_all().map(|v| v / 12.0))
-    })
+    check_unary_gradient(backend, "d sum_all", &x, Tensor::sum_all, |h| Ok(h.sum_all()))?;
+    check_unary_gradient(backend, "d mean_all", &x, Tensor::mean_all, |h| Ok(h.sum_all().map(|v| v / 12.0)))
 }
 
 /// Gradients of 2-D and batched `matmul` wrt both operands.
 pub fn grad_matmul(backend: &Arc<dyn Backend>) -> Result<()> {
     let mut inputs = Inputs::new(824);
-    let shapes: [(&[usize], &[usize]); 3] = [
-        (&[3, 4], &[4, 2]),
-        (&[2, 3, 4], &[2, 4, 5]),
-        (&[1, 5], &[5, 3]),
-    ];
+    let shapes: [(&[usize], &[usize]); 3] =
+        [(&[3, 4], &[4, 2]), (&[2, 3, 4], &[2, 4, 5]), (&[1, 5], &[5, 3])];
     for (da, db) in shapes {
         let (a, b) = (inputs.normal(da), inputs.normal(db));
         check_gradients(

@@ -26,11 +26,7 @@ pub fn grad_narrow(backend: &Arc<dyn Backend>) -> Result<()> {
 /// Gradients of `cat` along dims 0 and 1 wrt every part.
 pub fn grad_cat(backend: &Arc<dyn Backend>) -> Result<()> {
     let mut inputs = Inputs::new(902);
-    let parts0 = [
-        inputs.normal(&[2, 3]),
-        inputs.normal(&[1, 3]),
-        inputs.normal(&[3, 3]),
-    ];
+    let parts0 = [inputs.normal(&[2, 3]), inputs.normal(&[1, 3]), inputs.normal(&[3, 3])];
     let parts1 = [inputs.normal(&[2, 3]), inputs.normal(&[2, 1])];
     for (dim, parts) in [(0, &parts0[..]), (1, &parts1[..])] {
         check_gradients(
@@ -49,20 +45,8 @@ pub fn grad_cat(backend: &Arc<dyn Backend>) -> Result<()> {
 pub fn grad_reshape_transpose(backend: &Arc<dyn Backend>) -> Result<()> {
     let mut inputs = Inputs::new(903);
     let x = inputs.normal(&[2, 3, 4]);
-    check_unary_gradient(
-        backend,
-        "d reshape",
-        &x,
-        |t| t.reshape(&[4, 6]),
-        |h| h.reshape(&[4, 6]),
-    )?;
-    check_unary_gradient(
-        backend,
-        "d transpose(0, 2)",
-        &x,
-        |t| t.transpose(0, 2),
-        |h| h.transpose(0, 2),
-    )?;
+    check_unary_gradient(backend, "d reshape", &x, |t| t.reshape(&[4, 6]), |h| h.reshape(&[4, 6]))?;
+    check_unary_gradient(backend, "d transpose(0, 2)", &x, |t| t.transpose(0, 2), |h| h.transpose(0, 2))?;
     check_unary_gradient(
         backend,
         "d reshape then t then narrow",

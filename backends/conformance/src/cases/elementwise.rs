@@ -31,44 +31,19 @@ fn binary_on(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     }
 }
 
-const BINARY: [BinaryOp; 6] = [
-    BinaryOp::Add,
-    BinaryOp::Sub,
-    BinaryOp::Mul,
-    BinaryOp::Div,
-    BinaryOp::Maximum,
-    BinaryOp::Minimum,
-];
+const BINARY: [BinaryOp; 6] =
+    [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Maximum, BinaryOp::Minimum];
 
-fn check_binary(
-    backend: &Arc<dyn Backend>,
-    inputs: &mut Inputs,
-    lhs: &[usize],
-    rhs: &[usize],
-) -> Result<()> {
+fn check_binary(backend: &Arc<dyn Backend>, inputs: &mut Inputs, lhs: &[usize], rhs: &[usize]) -> Result<()> {
     for op in BINARY {
         let a = inputs.normal(lhs);
         // Denominators stay away from zero; the other ops see signed values.
-        let b = if op == BinaryOp::Div {
-            inputs.positive(rhs)
-        } else {
-            inputs.normal(rhs)
-        };
+        let b = if op == BinaryOp::Div { inputs.positive(rhs) } else { inputs.normal(rhs) };
         let (ta, tb) = (a.upload(backend)?, b.upload(backend)?);
         let want = a.zip(&b, binary_ref(op))?;
-        assert_tensor(
-            &format!("{op:?} {lhs:?} with {rhs:?}"),
-            &binary_on(op, &ta, &tb)?,
-            &want,
-            TOL,
-        )?;
+        assert_tensor(&format!("{op:?} {lhs:?} with {rhs:?}"), &binary_on(op, &ta, &tb)?, &want, TOL)?;
         let via_inner = ta.inner().binary(op, &tb)?;
-        assert_tensor(
-            &format!("TensorImpl::binary {op:?} {lhs:?} with {rhs:?}"),
-            &via_inner,
-            &want,
-            TOL,
-        )?;
+        assert_tensor(&format!("TensorImpl::binary {op:?} {lhs:?} with {rhs:?}"), &via_inner, &want, TOL)?;
     }
     Ok(())
 }
@@ -122,52 +97,22 @@ pub fn unary_ops(backend: &Arc<dyn Backend>) -> Result<()> {
         };
         let tx = x.upload(backend)?;
         assert_tensor(&format!("{op:?}"), &backend_op(&tx)?, &x.map(host_op), TOL)?;
-        assert_tensor(
-            &format!("TensorImpl::unary {op:?}"),
-            &tx.inner().unary(op)?,
-            &x.map(host_op),
-            TOL,
-        )?;
+        assert_tensor(&format!("TensorImpl::unary {op:?}"), &tx.inner().unary(op)?, &x.map(host_op), TOL)?;
     }
     let big = HostTensor::new(&[4], vec![-20.0, 20.0, 1e-3, 80.0])?;
-    assert_tensor(
-        "tanh saturates",
-        &big.upload(backend)?.tanh()?,
-        &big.map(f64::tanh),
-        TOL,
-    )?;
+    assert_tensor("tanh saturates", &big.upload(backend)?.tanh()?, &big.map(f64::tanh), TOL)?;
     let small = HostTensor::new(&[3], vec![-100.0, -20.0, 10.0])?;
-    assert_tensor(
-        "exp of large negatives",
-        &small.upload(backend)?.exp()?,
-        &small.map(f64::exp),
-        TOL,
-    )
+    assert_tensor("exp of large negatives", &small.upload(backend)?.exp()?, &small.map(f64::exp), TOL)
 }
 
 /// `affine` and the shorthands `scale`, `add_scalar`, `neg`, `sqr`.
 pub fn affine_and_scalars(backend: &Arc<dyn Backend>) -> Result<()> {
     let x = Inputs::new(304).normal(&[2, 3, 4]);
     let tx = x.upload(backend)?;
-    assert_tensor(
-        "affine(1.5, -0.3)",
-        &tx.affine(1.5, -0.3)?,
-        &x.map(|v| v * 1.5 - 0.3),
-        TOL,
-    )?;
-    assert_tensor(
-        "affine(-2, 0.25)",
-        &tx.affine(-2.0, 0.25)?,
-        &x.map(|v| -2.0 * v + 0.25),
-        TOL,
-    )?;
+    assert_tensor("affine(1.5, -0.3)", &tx.affine(1.5, -0.3)?, &x.map(|v| v * 1.5 - 0.3), TOL)?;
+    assert_tensor("affine(-2, 0.25)", &tx.affine(-2.0, 0.25)?, &x.map(|v| -2.0 * v + 0.25), TOL)?;
     assert_tensor("scale(0.1)", &tx.scale(0.1)?, &x.map(|v| v * 0.1), TOL)?;
-    assert_tensor(
-        "add_scalar(3.5)",
-        &tx.add_scalar(3.5)?,
-        &x.map(|v| v + 3.5),
-        TOL,
-    )?;
+    assert_tensor("add_scalar(3.5)", &tx.add_scalar(3.5)?, &x.map(|v| v + 3.5), TOL)?;
     assert_tensor("neg", &tx.neg()?, &x.map(|v| -v), 0.0)?;
     assert_tensor("sqr", &tx.sqr()?, &x.map(|v| v * v), TOL)
 }
@@ -176,22 +121,7 @@ pub fn affine_and_scalars(backend: &Arc<dyn Backend>) -> Result<()> {
 pub fn clamp(backend: &Arc<dyn Backend>) -> Result<()> {
     let x = Inputs::new(305).normal(&[4, 5]);
     let tx = x.upload(backend)?;
-    assert_tensor(
-        "clamp(-0.5, 0.7)",
-        &tx.clamp(-0.5, 0.7)?,
-        &x.map(|v| v.clamp(-0.5, 0.7)),
-        1e-6,
-    )?;
-    assert_tensor(
-        "clamp(0, inf)",
-        &tx.clamp(0.0, f64::INFINITY)?,
-        &x.map(|v| v.max(0.0)),
-        1e-6,
-    )?;
-    assert_tensor(
-        "clamp(-inf, 0.2)",
-        &tx.clamp(f64::NEG_INFINITY, 0.2)?,
-        &x.map(|v| v.min(0.2)),
-        1e-6,
-    )
+    assert_tensor("clamp(-0.5, 0.7)", &tx.clamp(-0.5, 0.7)?, &x.map(|v| v.clamp(-0.5, 0.7)), 1e-6)?;
+    assert_tensor("clamp(0, inf)", &tx.clamp(0.0, f64::INFINITY)?, &x.map(|v| v.max(0.0)), 1e-6)?;
+    assert_tensor("clamp(-inf, 0.2)", &tx.clamp(f64::NEG_INFINITY, 0.2)?, &x.map(|v| v.min(0.2)), 1e-6)
 }

@@ -8,19 +8,12 @@ use crate::reference::{expect_err, no_panic, Inputs};
 
 fn tensors(backend: &Arc<dyn Backend>, seed: u64, shapes: &[&[usize]]) -> Result<Vec<Tensor>> {
     let mut inputs = Inputs::new(seed);
-    shapes
-        .iter()
-        .map(|dims| inputs.normal(dims).upload(backend))
-        .collect()
+    shapes.iter().map(|dims| inputs.normal(dims).upload(backend)).collect()
 }
 
 /// `matmul` of incompatible shapes: inner dims, ranks and batch dims that differ.
 pub fn matmul_shape_mismatch_errors(backend: &Arc<dyn Backend>) -> Result<()> {
-    let t = tensors(
-        backend,
-        1101,
-        &[&[2, 3], &[2, 3], &[2, 3, 4], &[3, 4, 5], &[4], &[2, 4, 5]],
-    )?;
+    let t = tensors(backend, 1101, &[&[2, 3], &[2, 3], &[2, 3, 4], &[3, 4, 5], &[4], &[2, 4, 5]])?;
     expect_err("matmul [2, 3] x [2, 3]", || t[0].matmul(&t[1]))?;
     expect_err("matmul [2, 3, 4] x [3, 4, 5]", || t[2].matmul(&t[3]))?;
     expect_err("matmul [4] x [4]", || t[4].matmul(&t[4]))?;
@@ -35,12 +28,8 @@ pub fn broadcast_mismatch_errors(backend: &Arc<dyn Backend>) -> Result<()> {
     expect_err("mul [2, 3] * [3, 2]", || t[0].mul(&t[2]))?;
     expect_err("maximum [2, 3] with [2]", || t[0].maximum(&t[3]))?;
     expect_err("lt [2, 3] < [4, 5]", || t[0].lt(&t[1]))?;
-    expect_err("where_mask [2, 3] with [4, 5]", || {
-        t[0].where_mask(&t[1], &t[0])
-    })?;
-    expect_err("broadcast_as [2, 3] to [4, 3]", || {
-        t[0].broadcast_as(&[4, 3])
-    })?;
+    expect_err("where_mask [2, 3] with [4, 5]", || t[0].where_mask(&t[1], &t[0]))?;
+    expect_err("broadcast_as [2, 3] to [4, 3]", || t[0].broadcast_as(&[4, 3]))?;
     expect_err("broadcast_as [2, 3] to [3]", || t[0].broadcast_as(&[3]))?;
     Ok(())
 }
@@ -56,12 +45,8 @@ pub fn reshape_wrong_count_errors(backend: &Arc<dyn Backend>) -> Result<()> {
 /// `narrow` past the end or on a missing dim.
 pub fn narrow_out_of_range_errors(backend: &Arc<dyn Backend>) -> Result<()> {
     let t = tensors(backend, 1104, &[&[4, 5]])?;
-    expect_err("narrow(dim 1, start 3, len 3) of [4, 5]", || {
-        t[0].narrow(1, 3, 3)
-    })?;
-    expect_err("narrow(dim 0, start 5, len 1) of [4, 5]", || {
-        t[0].narrow(0, 5, 1)
-    })?;
+    expect_err("narrow(dim 1, start 3, len 3) of [4, 5]", || t[0].narrow(1, 3, 3))?;
+    expect_err("narrow(dim 0, start 5, len 1) of [4, 5]", || t[0].narrow(0, 5, 1))?;
     expect_err("narrow(dim 2) of [4, 5]", || t[0].narrow(2, 0, 1))?;
     Ok(())
 }
@@ -97,12 +82,8 @@ pub fn topk_k_too_large_errors(backend: &Arc<dyn Backend>) -> Result<()> {
 /// `cat` of nothing, or of parts whose other dims differ.
 pub fn cat_mismatch_errors(backend: &Arc<dyn Backend>) -> Result<()> {
     let t = tensors(backend, 1107, &[&[2, 3], &[2, 4], &[2, 3, 1]])?;
-    expect_err("cat [2, 3] and [2, 4] along dim 0", || {
-        Tensor::cat(&[&t[0], &t[1]], 0)
-    })?;
-    expect_err("cat [2, 3] and [2, 3, 1] along dim 0", || {
-        Tensor::cat(&[&t[0], &t[2]], 0)
-    })?;
+    expect_err("cat [2, 3] and [2, 4] along dim 0", || Tensor::cat(&[&t[0], &t[1]], 0))?;
+    expect_err("cat [2, 3] and [2, 3, 1] along dim 0", || Tensor::cat(&[&t[0], &t[2]], 0))?;
     expect_err("cat of no tensors", || Tensor::cat(&[], 0))?;
     expect_err("Backend::cat of no tensors", || backend.cat(&[], 0))?;
     Ok(())
@@ -118,9 +99,7 @@ pub fn index_out_of_range_errors(backend: &Arc<dyn Backend>) -> Result<()> {
     let t = tensors(backend, 1108, &[&[3, 4]])?;
     let too_big = backend.from_i64(&[0, 4], &[2])?;
     let negative = backend.from_i64(&[-1], &[1])?;
-    expect_err("index_select index 4 along a dim of 4", || {
-        t[0].index_select(1, &too_big)
-    })?;
+    expect_err("index_select index 4 along a dim of 4", || t[0].index_select(1, &too_big))?;
     expect_err("index_select index 3 along a dim of 3", || {
         t[0].index_select(0, &backend.from_i64(&[3], &[1])?)
     })?;
@@ -135,9 +114,7 @@ pub fn gradients_of_non_scalar_errors(backend: &Arc<dyn Backend>) -> Result<()> 
     let x = Inputs::new(1109).normal(&[2, 3]).variable(backend)?;
     let y = x.sqr()?;
     expect_err("gradients of a [2, 3] tensor", || y.gradients(&[&x]))?;
-    expect_err("gradients of a [2, 1] tensor", || {
-        y.sum(1, true)?.gradients(&[&x])
-    })?;
+    expect_err("gradients of a [2, 1] tensor", || y.sum(1, true)?.gradients(&[&x]))?;
     Ok(())
 }
 
@@ -150,10 +127,7 @@ pub fn cross_backend_mismatch(a: &Arc<dyn Backend>, b: &Arc<dyn Backend>) -> Res
     let mut inputs = Inputs::new(1110);
     let (x, y) = (inputs.normal(&[2, 3]), inputs.normal(&[2, 3]));
     let (ta, tb) = (x.upload(a)?, y.upload(b)?);
-    let (ma, mb) = (
-        inputs.normal(&[3, 2]).upload(a)?,
-        inputs.normal(&[3, 2]).upload(b)?,
-    );
+    let (ma, mb) = (inputs.normal(&[3, 2]).upload(a)?, inputs.normal(&[3, 2]).upload(b)?);
     let ids_b = b.from_i64(&[0, 1], &[2])?;
     let gather_ids_b = b.from_i64(&[0, 1, 0, 1, 0, 1], &[2, 3])?;
     let mask_a = ta.gt(&x.upload(a)?)?;
@@ -163,14 +137,8 @@ pub fn cross_backend_mismatch(a: &Arc<dyn Backend>, b: &Arc<dyn Backend>) -> Res
         ("matmul", Box::new(|| ta.matmul(&mb))),
         ("matmul (reversed)", Box::new(|| tb.matmul(&ma))),
         ("compare", Box::new(|| ta.lt(&tb))),
-        (
-            "where_mask on_true",
-            Box::new(|| mask_a.where_mask(&tb, &ta)),
-        ),
-        (
-            "where_mask on_false",
-            Box::new(|| mask_a.where_mask(&ta, &tb)),
-        ),
+        ("where_mask on_true", Box::new(|| mask_a.where_mask(&tb, &ta))),
+        ("where_mask on_false", Box::new(|| mask_a.where_mask(&ta, &tb))),
         ("index_select", Box::new(|| ta.index_select(0, &ids_b))),
         ("gather", Box::new(|| ta.gather(1, &gather_ids_b))),
         ("cat", Box::new(|| Tensor::cat(&[&ta, &tb], 0))),
@@ -181,14 +149,10 @@ pub fn cross_backend_mismatch(a: &Arc<dyn Backend>, b: &Arc<dyn Backend>) -> Res
         match no_panic(&name, f)? {
             Err(Error::BackendMismatch { .. }) => {}
             Err(other) => {
-                return Err(Error::Data(format!(
-                    "{name}: gave `{other}`, want Error::BackendMismatch"
-                )));
+                return Err(Error::Data(format!("{name}: gave `{other}`, want Error::BackendMismatch")));
             }
             Ok(t) => {
-                return Err(Error::Data(format!(
-                    "{name}: returned Ok({t:?}), want Error::BackendMismatch"
-                )))
+                return Err(Error::Data(format!("{name}: returned Ok({t:?}), want Error::BackendMismatch")))
             }
         }
     }

@@ -35,12 +35,7 @@ pub fn reduce_each_dim(backend: &Arc<dyn Backend>) -> Result<()> {
                 let name = format!("{op:?} dim {dim} keepdim {keepdim}");
                 assert_tensor(&name, &backend_reduce(op, &tx, dim, keepdim)?, &want, TOL)?;
                 let via_inner = tx.inner().reduce(op, dim, keepdim)?;
-                assert_tensor(
-                    &format!("TensorImpl::reduce {name}"),
-                    &via_inner,
-                    &want,
-                    TOL,
-                )?;
+                assert_tensor(&format!("TensorImpl::reduce {name}"), &via_inner, &want, TOL)?;
             }
         }
     }
@@ -57,12 +52,7 @@ pub fn reduce_to_rank0(backend: &Arc<dyn Backend>) -> Result<()> {
     let got = s.to_scalar_f32()?;
     let want = x.data.iter().sum::<f64>();
     crate::reference::assert_close("to_scalar_f32 of rank 0", &[got], &[want], TOL)?;
-    assert_tensor(
-        "max of [5] with keepdim",
-        &tx.max(0, true)?,
-        &x.max(0, true)?,
-        0.0,
-    )
+    assert_tensor("max of [5] with keepdim", &tx.max(0, true)?, &x.max(0, true)?, 0.0)
 }
 
 /// `argmax` along each dim: `I64`, the right shape for both `keepdim`s, the right indices; ties
@@ -82,11 +72,7 @@ pub fn argmax(backend: &Arc<dyn Backend>) -> Result<()> {
         }
     }
     let ties = backend.from_f32(&[1.0, 3.0, 3.0, 2.0, 5.0, 5.0, 5.0, -1.0], &[2, 4])?;
-    assert_i64(
-        "argmax ties",
-        &ties.argmax(1, false)?.to_vec_i64()?,
-        &[1, 0],
-    )
+    assert_i64("argmax ties", &ties.argmax(1, false)?.to_vec_i64()?, &[1, 0])
 }
 
 /// `mean` along each dim, and `sum_all` / `mean_all` with shape `[1]`.
@@ -97,39 +83,19 @@ pub fn mean_and_all(backend: &Arc<dyn Backend>) -> Result<()> {
         for keepdim in [true, false] {
             let n = x.dims[dim] as f64;
             let want = x.sum(dim, keepdim)?.map(|v| v / n);
-            assert_tensor(
-                &format!("mean dim {dim} keepdim {keepdim}"),
-                &tx.mean(dim, keepdim)?,
-                &want,
-                TOL,
-            )?;
+            assert_tensor(&format!("mean dim {dim} keepdim {keepdim}"), &tx.mean(dim, keepdim)?, &want, TOL)?;
         }
     }
     let total: f64 = x.data.iter().sum();
-    assert_tensor(
-        "sum_all",
-        &tx.sum_all()?,
-        &HostTensor::new(&[1], vec![total])?,
-        TOL,
-    )?;
+    assert_tensor("sum_all", &tx.sum_all()?, &HostTensor::new(&[1], vec![total])?, TOL)?;
     let mean = total / x.elem_count() as f64;
-    assert_tensor(
-        "mean_all",
-        &tx.mean_all()?,
-        &HostTensor::new(&[1], vec![mean])?,
-        TOL,
-    )
+    assert_tensor("mean_all", &tx.mean_all()?, &HostTensor::new(&[1], vec![mean])?, TOL)
 }
 
 /// A long sum (100 000 elements) stays accurate: a backend must not lose precision badly.
 pub fn sum_long(backend: &Arc<dyn Backend>) -> Result<()> {
     let x = Inputs::new(405).uniform(&[4, 25_000], 0.0, 1.0);
     let tx = x.upload(backend)?;
-    assert_tensor(
-        "sum of [4, 25000] along dim 1",
-        &tx.sum(1, false)?,
-        &x.sum(1, false)?,
-        1e-4,
-    )?;
+    assert_tensor("sum of [4, 25000] along dim 1", &tx.sum(1, false)?, &x.sum(1, false)?, 1e-4)?;
     assert_tensor("sum_all of 100000", &tx.sum_all()?, &x.sum_all(), 1e-4)
 }

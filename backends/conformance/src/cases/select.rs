@@ -6,24 +6,14 @@ use hamos_api::{Backend, CmpOp, DType, Result, Tensor};
 
 use crate::reference::{assert_dims, assert_dtype, assert_i64, assert_tensor, HostTensor, Inputs};
 
-fn check_topk(
-    backend: &Arc<dyn Backend>,
-    x: &HostTensor,
-    k: usize,
-    dim: usize,
-    largest: bool,
-) -> Result<()> {
+fn check_topk(backend: &Arc<dyn Backend>, x: &HostTensor, k: usize, dim: usize, largest: bool) -> Result<()> {
     let name = format!("topk(k {k}, dim {dim}, largest {largest}) of {:?}", x.dims);
     let (values, indices) = x.upload(backend)?.topk(k, dim, largest)?;
     let (want_values, want_indices) = x.topk(k, dim, largest)?;
     assert_tensor(&format!("{name} values"), &values, &want_values, 0.0)?;
     assert_dims(&format!("{name} indices"), &indices, &want_values.dims)?;
     assert_dtype(&format!("{name} indices"), &indices, DType::I64)?;
-    assert_i64(
-        &format!("{name} indices"),
-        &indices.to_vec_i64()?,
-        &want_indices,
-    )
+    assert_i64(&format!("{name} indices"), &indices.to_vec_i64()?, &want_indices)
 }
 
 /// `topk` largest and smallest along each dim: sorted values and their indices.
@@ -60,31 +50,16 @@ pub fn index_select(backend: &Arc<dyn Backend>) -> Result<()> {
     let mut inputs = Inputs::new(603);
     let x = inputs.normal(&[5, 4, 3]);
     let tx = x.upload(backend)?;
-    for (dim, picks) in [
-        (0, vec![4, 0, 0, 2]),
-        (1, vec![3, 1]),
-        (2, vec![2, 2, 0, 1, 0]),
-        (0, vec![3]),
-    ] {
+    for (dim, picks) in [(0, vec![4, 0, 0, 2]), (1, vec![3, 1]), (2, vec![2, 2, 0, 1, 0]), (0, vec![3])] {
         let ids = backend.from_i64(&picks, &[picks.len()])?;
         let name = format!("index_select dim {dim} {picks:?}");
-        assert_tensor(
-            &name,
-            &tx.index_select(dim, &ids)?,
-            &x.index_select(dim, &picks)?,
-            0.0,
-        )?;
+        assert_tensor(&name, &tx.index_select(dim, &ids)?, &x.index_select(dim, &picks)?, 0.0)?;
     }
     let m = inputs.normal(&[6, 7]);
     let picks = inputs.indices(9, 7);
     let ids = backend.from_i64(&picks, &[9])?;
     let got = m.upload(backend)?.index_select(1, &ids)?;
-    assert_tensor(
-        "index_select random columns",
-        &got,
-        &m.index_select(1, &picks)?,
-        0.0,
-    )
+    assert_tensor("index_select random columns", &got, &m.index_select(1, &picks)?, 0.0)
 }
 
 /// `gather` along dims 0 and 1, with repeated indices.
@@ -92,33 +67,18 @@ pub fn gather(backend: &Arc<dyn Backend>) -> Result<()> {
     let mut inputs = Inputs::new(604);
     let x = inputs.normal(&[3, 5]);
     let tx = x.upload(backend)?;
-    for (dim, dims, bound) in [
-        (1, [3, 2], 5),
-        (1, [3, 5], 5),
-        (0, [2, 5], 3),
-        (1, [3, 1], 5),
-    ] {
+    for (dim, dims, bound) in [(1, [3, 2], 5), (1, [3, 5], 5), (0, [2, 5], 3), (1, [3, 1], 5)] {
         let count = dims.iter().product();
         let picks = inputs.indices(count, bound);
         let ids = backend.from_i64(&picks, &dims)?;
         let name = format!("gather dim {dim} {picks:?}");
-        assert_tensor(
-            &name,
-            &tx.gather(dim, &ids)?,
-            &x.gather(dim, &picks, &dims)?,
-            0.0,
-        )?;
+        assert_tensor(&name, &tx.gather(dim, &ids)?, &x.gather(dim, &picks, &dims)?, 0.0)?;
     }
     let y = inputs.normal(&[2, 3, 4]);
     let picks = inputs.indices(2 * 3 * 2, 4);
     let ids = backend.from_i64(&picks, &[2, 3, 2])?;
     let got = y.upload(backend)?.gather(2, &ids)?;
-    assert_tensor(
-        "gather rank 3 dim 2",
-        &got,
-        &y.gather(2, &picks, &[2, 3, 2])?,
-        0.0,
-    )
+    assert_tensor("gather rank 3 dim 2", &got, &y.gather(2, &picks, &[2, 3, 2])?, 0.0)
 }
 
 fn cmp_ref(op: CmpOp) -> fn(f64, f64) -> f64 {
@@ -154,25 +114,13 @@ pub fn compare_ops(backend: &Arc<dyn Backend>) -> Result<()> {
     let (c, d) = (inputs.normal(&[3, 1]), inputs.normal(&[1, 4]));
     let e = HostTensor::new(&[1], vec![a.data[2]])?;
     let pairs = [(&a, &b), (&c, &d), (&a, &e), (&a, &d)];
-    for op in [
-        CmpOp::Eq,
-        CmpOp::Ne,
-        CmpOp::Lt,
-        CmpOp::Le,
-        CmpOp::Gt,
-        CmpOp::Ge,
-    ] {
+    for op in [CmpOp::Eq, CmpOp::Ne, CmpOp::Lt, CmpOp::Le, CmpOp::Gt, CmpOp::Ge] {
         for &(x, y) in &pairs {
             let (tx, ty) = (x.upload(backend)?, y.upload(backend)?);
             let name = format!("{op:?} {:?} with {:?}", x.dims, y.dims);
             let want = x.zip(y, cmp_ref(op))?;
             assert_tensor(&name, &cmp_on(op, &tx, &ty)?, &want, 0.0)?;
-            assert_tensor(
-                &format!("TensorImpl::compare {name}"),
-                &tx.inner().compare(op, &ty)?,
-                &want,
-                0.0,
-            )?;
+            assert_tensor(&format!("TensorImpl::compare {name}"), &tx.inner().compare(op, &ty)?, &want, 0.0)?;
         }
     }
     Ok(())
@@ -189,20 +137,9 @@ pub fn where_mask(backend: &Arc<dyn Backend>) -> Result<()> {
         [&[2, 3, 4], &[4], &[3, 4]],
     ];
     for [dm, dt, df] in shapes {
-        let (m, t, f) = (
-            mask(&inputs.normal(dm)),
-            inputs.normal(dt),
-            inputs.normal(df),
-        );
-        let got = m
-            .upload(backend)?
-            .where_mask(&t.upload(backend)?, &f.upload(backend)?)?;
-        assert_tensor(
-            &format!("where_mask {dm:?} {dt:?} {df:?}"),
-            &got,
-            &m.where_mask(&t, &f)?,
-            0.0,
-        )?;
+        let (m, t, f) = (mask(&inputs.normal(dm)), inputs.normal(dt), inputs.normal(df));
+        let got = m.upload(backend)?.where_mask(&t.upload(backend)?, &f.upload(backend)?)?;
+        assert_tensor(&format!("where_mask {dm:?} {dt:?} {df:?}"), &got, &m.where_mask(&t, &f)?, 0.0)?;
     }
     let (x, y) = (inputs.normal(&[4, 5]), inputs.normal(&[4, 5]));
     let (tx, ty) = (x.upload(backend)?, y.upload(backend)?);
@@ -222,13 +159,8 @@ pub fn to_dtype(backend: &Arc<dyn Backend>) -> Result<()> {
     assert_dtype("F32 to I64", &back, DType::I64)?;
     assert_i64("F32 to I64", &back.to_vec_i64()?, &ints)?;
     assert_i64("I64 to I64", &t.to_dtype(DType::I64)?.to_vec_i64()?, &ints)?;
-    let idx = Inputs::new(607)
-        .distinct(&[3, 6])
-        .upload(backend)?
-        .argmax(1, false)?;
+    let idx = Inputs::new(607).distinct(&[3, 6]).upload(backend)?.argmax(1, false)?;
     let as_f32 = idx.to_dtype(DType::F32)?.to_vec_f32()?;
     let as_i64: Vec<f32> = idx.to_vec_i64()?.iter().map(|&v| v as f32).collect();
-    crate::reference::ensure(as_f32 == as_i64, "argmax to F32", || {
-        format!("{as_f32:?} vs {as_i64:?}")
-    })
+    crate::reference::ensure(as_f32 == as_i64, "argmax to F32", || format!("{as_f32:?} vs {as_i64:?}"))
 }

@@ -10,30 +10,17 @@ use crate::reference::{assert_close, assert_tensor, ensure, HostTensor, Inputs};
 /// The gradient wrt a variable the loss does not depend on is zeros of its shape.
 pub fn grad_unused_variable_is_zero(backend: &Arc<dyn Backend>) -> Result<()> {
     let mut inputs = Inputs::new(1001);
-    let (x, y, w) = (
-        inputs.normal(&[3, 4]),
-        inputs.normal(&[2, 5]),
-        inputs.normal(&[3, 4]),
-    );
+    let (x, y, w) = (inputs.normal(&[3, 4]), inputs.normal(&[2, 5]), inputs.normal(&[3, 4]));
     let (vx, vy) = (x.variable(backend)?, y.variable(backend)?);
     let loss = vx.mul(&w.upload(backend)?)?.sum_all()?;
     let grads = loss.gradients(&[&vx, &vy])?;
-    ensure(grads.len() == 2, "gradients", || {
-        format!("{} gradients for 2 variables", grads.len())
-    })?;
+    ensure(grads.len() == 2, "gradients", || format!("{} gradients for 2 variables", grads.len()))?;
     assert_tensor("gradient wrt the used variable", &grads[0], &w, 1e-6)?;
     let zeros = HostTensor::new(&[2, 5], vec![0.0; 10])?;
     assert_tensor("gradient wrt an unused variable", &grads[1], &zeros, 0.0)?;
     let only = loss.gradients(&[&vy])?;
-    ensure(only.len() == 1, "gradients", || {
-        format!("{} gradients for 1 variable", only.len())
-    })?;
-    assert_tensor(
-        "gradient wrt only an unused variable",
-        &only[0],
-        &zeros,
-        0.0,
-    )
+    ensure(only.len() == 1, "gradients", || format!("{} gradients for 1 variable", only.len()))?;
+    assert_tensor("gradient wrt only an unused variable", &only[0], &zeros, 0.0)
 }
 
 /// Calling `gradients` twice (on one loss, and on a second loss of the same variable) gives the
@@ -48,12 +35,7 @@ pub fn grad_no_accumulation(backend: &Arc<dyn Backend>) -> Result<()> {
     let first = loss.gradients(&[&vx])?;
     let second = loss.gradients(&[&vx])?;
     assert_tensor("first gradients call", &first[0], &want, 1e-5)?;
-    assert_tensor(
-        "second gradients call on the same loss",
-        &second[0],
-        &want,
-        1e-5,
-    )?;
+    assert_tensor("second gradients call on the same loss", &second[0], &want, 1e-5)?;
     let again = vx.sqr()?.mul(&tw)?.sum_all()?.gradients(&[&vx])?;
     assert_tensor("gradients of a rebuilt loss", &again[0], &want, 1e-5)
 }
@@ -66,12 +48,7 @@ pub fn grad_detach_blocks(backend: &Arc<dyn Backend>) -> Result<()> {
     let d = vx.detach()?;
     assert_tensor("detach keeps values", &d, &x, 0.0)?;
     let loss = d.mul(&vx)?.sum_all()?;
-    assert_tensor(
-        "gradient through detach(x) * x",
-        &loss.gradients(&[&vx])?[0],
-        &x,
-        1e-6,
-    )
+    assert_tensor("gradient through detach(x) * x", &loss.gradients(&[&vx])?[0], &x, 1e-6)
 }
 
 /// A variable used in several branches gets the sum of their gradients.
@@ -79,18 +56,9 @@ pub fn grad_reused_variable(backend: &Arc<dyn Backend>) -> Result<()> {
     let x = Inputs::new(1004).normal(&[2, 3]);
     let vx = x.variable(backend)?;
     // loss = sum(x * x + exp(x) + 3 x)  =>  dloss/dx = 2x + exp(x) + 3
-    let loss = vx
-        .mul(&vx)?
-        .add(&vx.exp()?)?
-        .add(&vx.scale(3.0)?)?
-        .sum_all()?;
+    let loss = vx.mul(&vx)?.add(&vx.exp()?)?.add(&vx.scale(3.0)?)?.sum_all()?;
     let want = x.map(|v| 2.0 * v + v.exp() + 3.0);
-    assert_tensor(
-        "gradient of a variable used in three branches",
-        &loss.gradients(&[&vx])?[0],
-        &want,
-        1e-5,
-    )
+    assert_tensor("gradient of a variable used in three branches", &loss.gradients(&[&vx])?[0], &want, 1e-5)
 }
 
 /// Plain gradient descent on a linear regression, written only against `Tensor` ops, drives the
@@ -101,9 +69,7 @@ pub fn linear_regression_trains(backend: &Arc<dyn Backend>) -> Result<()> {
     let (true_w, true_b) = ([1.5, -2.0, 0.5], 0.3);
     let x = inputs.normal(&[64, 3]);
     let noise = inputs.normal(&[64, 1]).map(|v| 0.01 * v);
-    let y = x
-        .matmul(&HostTensor::new(&[3, 1], true_w.to_vec())?)?
-        .zip(&noise, |p, n| p + n + true_b)?;
+    let y = x.matmul(&HostTensor::new(&[3, 1], true_w.to_vec())?)?.zip(&noise, |p, n| p + n + true_b)?;
     let (tx, ty) = (x.upload(backend)?, y.upload(backend)?);
     let loss_of = |w: &Tensor, b: &Tensor| tx.matmul(w)?.add(b)?.sub(&ty)?.sqr()?.mean_all();
 
@@ -113,19 +79,13 @@ pub fn linear_regression_trains(backend: &Arc<dyn Backend>) -> Result<()> {
     for _ in 0..150 {
         let loss = loss_of(&w, &b)?;
         let grads = loss.gradients(&[&w, &b])?;
-        ensure(grads.len() == 2, "gradients", || {
-            format!("{} gradients for 2 variables", grads.len())
-        })?;
+        ensure(grads.len() == 2, "gradients", || format!("{} gradients for 2 variables", grads.len()))?;
         w = backend.variable(&w.sub(&grads[0].scale(0.1)?)?.detach()?)?;
         b = backend.variable(&b.sub(&grads[1].scale(0.1)?)?.detach()?)?;
     }
     let last = loss_of(&w, &b)?.to_scalar_f32()?;
-    ensure(initial > 1.0, "linear regression", || {
-        format!("initial loss {initial}, want > 1")
-    })?;
-    ensure(last < 1e-3, "linear regression", || {
-        format!("loss went from {initial} to {last}, want < 1e-3")
-    })?;
+    ensure(initial > 1.0, "linear regression", || format!("initial loss {initial}, want > 1"))?;
+    ensure(last < 1e-3, "linear regression", || format!("loss went from {initial} to {last}, want < 1e-3"))?;
     let wb: Vec<f64> = true_w.iter().copied().chain([true_b]).collect();
     let got: Vec<f32> = w.to_vec_f32()?.into_iter().chain(b.to_vec_f32()?).collect();
     assert_close("linear regression weights and bias", &got, &wb, 0.02)

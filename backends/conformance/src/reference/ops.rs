@@ -40,16 +40,9 @@ fn ravel(index: &[usize], dims: &[usize]) -> usize {
 /// `(outer, len, inner)`: the tensor seen as `[outer, len, inner]` around `dim`.
 fn split(dims: &[usize], dim: usize, op: &'static str) -> Result<(usize, usize, usize)> {
     if dim >= dims.len() {
-        return Err(Error::shape(
-            op,
-            format!("reference: dim {dim} out of range for {dims:?}"),
-        ));
+        return Err(Error::shape(op, format!("reference: dim {dim} out of range for {dims:?}")));
     }
-    Ok((
-        dims[..dim].iter().product(),
-        dims[dim],
-        dims[dim + 1..].iter().product(),
-    ))
+    Ok((dims[..dim].iter().product(), dims[dim], dims[dim + 1..].iter().product()))
 }
 
 fn index_of(i: i64, bound: usize, op: &'static str) -> Result<usize> {
@@ -62,20 +55,13 @@ fn index_of(i: i64, bound: usize, op: &'static str) -> Result<usize> {
 impl HostTensor {
     /// Element-wise `f(x)`.
     pub fn map(&self, f: impl Fn(f64) -> f64) -> HostTensor {
-        HostTensor {
-            dims: self.dims.clone(),
-            data: self.data.iter().map(|&v| f(v)).collect(),
-        }
+        HostTensor { dims: self.dims.clone(), data: self.data.iter().map(|&v| f(v)).collect() }
     }
 
     /// Broadcasting element-wise `f(self, other)`.
     pub fn zip(&self, other: &HostTensor, f: impl Fn(f64, f64) -> f64) -> Result<HostTensor> {
-        let dims = broadcast_shape(&self.dims, &other.dims).ok_or_else(|| {
-            Error::shape(
-                "zip",
-                format!("reference: {:?} vs {:?}", self.dims, other.dims),
-            )
-        })?;
+        let dims = broadcast_shape(&self.dims, &other.dims)
+            .ok_or_else(|| Error::shape("zip", format!("reference: {:?} vs {:?}", self.dims, other.dims)))?;
         let (a, b) = (self.broadcast_as(&dims)?, other.broadcast_as(&dims)?);
         let data = a.data.iter().zip(&b.data).map(|(&x, &y)| f(x, y)).collect();
         Ok(HostTensor { dims, data })
@@ -83,18 +69,13 @@ impl HostTensor {
 
     /// Expands size-1 dims (and prepends dims) to `dims`.
     pub fn broadcast_as(&self, dims: &[usize]) -> Result<HostTensor> {
-        let lead = dims.len().checked_sub(self.dims.len()).ok_or_else(|| {
-            Error::shape(
-                "broadcast_as",
-                format!("reference: {:?} to {dims:?}", self.dims),
-            )
-        })?;
+        let lead = dims
+            .len()
+            .checked_sub(self.dims.len())
+            .ok_or_else(|| Error::shape("broadcast_as", format!("reference: {:?} to {dims:?}", self.dims)))?;
         for (i, &d) in self.dims.iter().enumerate() {
             if d != 1 && d != dims[lead + i] {
-                return Err(Error::shape(
-                    "broadcast_as",
-                    format!("reference: {:?} to {dims:?}", self.dims),
-                ));
+                return Err(Error::shape("broadcast_as", format!("reference: {:?} to {dims:?}", self.dims)));
             }
         }
         let count: usize = dims.iter().product();
@@ -110,10 +91,7 @@ impl HostTensor {
                 self.data[ravel(&src, &self.dims)]
             })
             .collect();
-        Ok(HostTensor {
-            dims: dims.to_vec(),
-            data,
-        })
+        Ok(HostTensor { dims: dims.to_vec(), data })
     }
 
     /// Same data, new shape.
@@ -124,10 +102,7 @@ impl HostTensor {
     /// Swaps two dims.
     pub fn transpose(&self, d0: usize, d1: usize) -> Result<HostTensor> {
         if d0 >= self.dims.len() || d1 >= self.dims.len() {
-            return Err(Error::shape(
-                "transpose",
-                format!("reference: {:?}", self.dims),
-            ));
+            return Err(Error::shape("transpose", format!("reference: {:?}", self.dims)));
         }
         let mut dims = self.dims.clone();
         dims.swap(d0, d1);
@@ -149,15 +124,10 @@ impl HostTensor {
 
     /// Concatenation along `dim`.
     pub fn cat(parts: &[&HostTensor], dim: usize) -> Result<HostTensor> {
-        let first = parts
-            .first()
-            .ok_or_else(|| Error::shape("cat", "reference: no parts"))?;
+        let first = parts.first().ok_or_else(|| Error::shape("cat", "reference: no parts"))?;
         let (outer, _, inner) = split(&first.dims, dim, "cat")?;
         let mut dims = first.dims.clone();
-        dims[dim] = parts
-            .iter()
-            .map(|p| p.dims.get(dim).copied().unwrap_or(0))
-            .sum();
+        dims[dim] = parts.iter().map(|p| p.dims.get(dim).copied().unwrap_or(0)).sum();
         let mut data = Vec::with_capacity(dims.iter().product());
         for o in 0..outer {
             for p in parts {
@@ -179,9 +149,7 @@ impl HostTensor {
         let mut data = Vec::with_capacity(outer * inner);
         for o in 0..outer {
             for r in 0..inner {
-                let line: Vec<f64> = (0..len)
-                    .map(|i| self.data[(o * len + i) * inner + r])
-                    .collect();
+                let line: Vec<f64> = (0..len).map(|i| self.data[(o * len + i) * inner + r]).collect();
                 data.push(f(&line));
             }
         }
@@ -201,16 +169,12 @@ impl HostTensor {
 
     /// Maximum along `dim`.
     pub fn max(&self, dim: usize, keepdim: bool) -> Result<HostTensor> {
-        self.along(dim, keepdim, "max", |l| {
-            l.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-        })
+        self.along(dim, keepdim, "max", |l| l.iter().copied().fold(f64::NEG_INFINITY, f64::max))
     }
 
     /// Minimum along `dim`.
     pub fn min(&self, dim: usize, keepdim: bool) -> Result<HostTensor> {
-        self.along(dim, keepdim, "min", |l| {
-            l.iter().copied().fold(f64::INFINITY, f64::min)
-        })
+        self.along(dim, keepdim, "min", |l| l.iter().copied().fold(f64::INFINITY, f64::min))
     }
 
     /// Index of the first maximum along `dim`, as `f64` values of the indices.
@@ -236,30 +200,19 @@ impl HostTensor {
 
     /// Sum of all elements, shape `[1]`.
     pub fn sum_all(&self) -> HostTensor {
-        HostTensor {
-            dims: vec![1],
-            data: vec![self.data.iter().sum()],
-        }
+        HostTensor { dims: vec![1], data: vec![self.data.iter().sum()] }
     }
 
     /// Unit Euclidean norm along `dim` (norm floored at 1e-12).
     pub fn l2_normalize(&self, dim: usize) -> Result<HostTensor> {
-        let norm = self
-            .map(|v| v * v)
-            .sum(dim, true)?
-            .map(|v| v.sqrt().max(1e-12));
+        let norm = self.map(|v| v * v).sum(dim, true)?.map(|v| v.sqrt().max(1e-12));
         self.zip(&norm, |x, n| x / n)
     }
 
     /// Matrix product of the last two dims, batched over equal leading dims.
     pub fn matmul(&self, rhs: &HostTensor) -> Result<HostTensor> {
         let (ra, rb) = (self.dims.len(), rhs.dims.len());
-        let bad = || {
-            Error::shape(
-                "matmul",
-                format!("reference: {:?} x {:?}", self.dims, rhs.dims),
-            )
-        };
+        let bad = || Error::shape("matmul", format!("reference: {:?} x {:?}", self.dims, rhs.dims));
         if ra < 2
             || ra != rb
             || self.dims[..ra - 2] != rhs.dims[..rb - 2]
@@ -273,9 +226,8 @@ impl HostTensor {
         for b in 0..batch {
             for i in 0..m {
                 for j in 0..n {
-                    data[(b * m + i) * n + j] = (0..k)
-                        .map(|p| self.data[(b * m + i) * k + p] * rhs.data[(b * k + p) * n + j])
-                        .sum();
+                    data[(b * m + i) * n + j] =
+                        (0..k).map(|p| self.data[(b * m + i) * k + p] * rhs.data[(b * k + p) * n + j]).sum();
                 }
             }
         }
@@ -291,9 +243,7 @@ impl HostTensor {
         let data = (0..m * n)
             .map(|ij| {
                 let (i, j) = (ij / n, ij % n);
-                (0..d)
-                    .map(|p| (self.data[i * d + p] - other.data[j * d + p]).powi(2))
-                    .sum()
+                (0..d).map(|p| (self.data[i * d + p] - other.data[j * d + p]).powi(2)).sum()
             })
             .collect();
         HostTensor::new(&[m, n], data)
@@ -312,9 +262,8 @@ impl HostTensor {
         let (mut values, mut indices) = (vec![0.0; count], vec![0; count]);
         for o in 0..outer {
             for r in 0..inner {
-                let mut line: Vec<(usize, f64)> = (0..len)
-                    .map(|i| (i, self.data[(o * len + i) * inner + r]))
-                    .collect();
+                let mut line: Vec<(usize, f64)> =
+                    (0..len).map(|i| (i, self.data[(o * len + i) * inner + r])).collect();
                 line.sort_by(|a, b| {
                     let order = a.1.total_cmp(&b.1);
                     (if largest { order.reverse() } else { order }).then(a.0.cmp(&b.0))
@@ -363,20 +312,9 @@ impl HostTensor {
         let dims = broadcast_shape(&self.dims, &on_true.dims)
             .and_then(|d| broadcast_shape(&d, &on_false.dims))
             .ok_or_else(|| Error::shape("where_mask", "reference: shapes do not broadcast"))?;
-        let (m, t, f) = (
-            self.broadcast_as(&dims)?,
-            on_true.broadcast_as(&dims)?,
-            on_false.broadcast_as(&dims)?,
-        );
-        let data = (0..m.data.len())
-            .map(|i| {
-                if m.data[i] != 0.0 {
-                    t.data[i]
-                } else {
-                    f.data[i]
-                }
-            })
-            .collect();
+        let (m, t, f) =
+            (self.broadcast_as(&dims)?, on_true.broadcast_as(&dims)?, on_false.broadcast_as(&dims)?);
+        let data = (0..m.data.len()).map(|i| if m.data[i] != 0.0 { t.data[i] } else { f.data[i] }).collect();
         HostTensor::new(&dims, data)
     }
 }

@@ -1,0 +1,62 @@
+//! Shared fixtures for the sampler tests: clustered unit embeddings on the candle CPU backend.
+
+use std::sync::Arc;
+
+use hamos_api::{Backend, ChainPairs, ClassBank, EnergyEval, OodnessEnergy, Result, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// A smooth test energy with a known target: `U(z) = -kappa mean.z`, the vMF density.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VmfEnergy {
+    /// Concentration.
+    pub kappa: f64,
+    /// Unit mean direction.
+    pub mean: Vec<f32>,
+}
+
+#[typetag::serde(name = "test_vmf")]
+impl OodnessEnergy for VmfEnergy {
+    fn energy_and_grad(&self, z: &Tensor, _pairs: &ChainPairs, _bank: &ClassBank) -> Result<EnergyEval> {
+        let [rows, dim] = z.dims()[..] else { unreachable!() };
+        let mean = z.backend().from_f32(&self.mean, &[dim, 1])?;
+        let energy = z.matmul(&mean)?.scale(-self.kappa)?.reshape(&[rows])?;
+        let grad = mean.t()?.scale(-self.kappa)?.broadcast_as(&[rows, dim])?;
+        Ok(EnergyEval { energy, grad, notes: Vec::new() })
+    }
+}
+
+/// The candle CPU backend.
+pub fn candle() -> Arc<dyn Backend> {
+    Arc::new(hamos_candle::CandleBackend::cpu())
+}
+
+/// `classes` tight clusters of `per_class` unit vectors in `dim` dimensions around random
+/// centres, noise scale `spread`.
+pub fn clustered_bank(
+    backend: &Arc<dyn Backend>,
+    classes: usize,
+    per_class: usize,
+    dim: usize,
+    spread: f32,
+    seed: u64,
+) -> Result<ClassBank> {
+    let mut rng = hamos_api::rng_from_seed(seed);
+    let centres = hamos_api::backend::randn_host(classes * dim, 0.0, 1.0, &mut rng);
+    let (mut rows, mut labels) = (Vec::new(), Vec::new());
+    for class in 0..classes {
+        let centre = unit(&centres[class * dim..(class + 1) * dim]);
+        for _ in 0..per_class {
+            let noise = hamos_api::backend::randn_host(dim, 0.0, spread, &mut rng);
+            let point: Vec<f32> = centre.iter().zip(&noise).map(|(c, n)| c + n).collect();
+            rows.extend(unit(&point));
+            labels.push(class);
+        }
+    }
+    ClassBank::from_rows(backend, &rows, dim, &labels, classes, per_class)
+}
+
+/// `v / |v|`.
+pub fn unit(v: &[f32]) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / n).collect()
+}
