@@ -2,7 +2,8 @@
 //!
 //! Links every plugin crate of the workspace and the compiled backends, so that their
 //! registrations are visible, and holds the pipeline behind the `hamos` command:
-//! [`bench`] (benchmarks of the tensor abstraction and of synthesis).
+//! [`synth`] (standalone synthesis from embedding files, [`embeddings`] for the formats),
+//! [`bench`] and [`synth_bench`] (benchmarks of the tensor abstraction and of synthesis).
 //!
 //! ```
 //! let config = hamos::load_config(None, vec!["sampler.step_size=0.05".into()])?;
@@ -12,7 +13,10 @@
 //! ```
 
 pub mod bench;
+pub mod embeddings;
 pub mod plugins;
+pub mod synth;
+pub mod synth_bench;
 
 use std::path::PathBuf;
 

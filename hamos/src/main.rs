@@ -32,6 +32,26 @@ enum Command {
     Plugins,
     /// Print the resolved config (defaults, file, HAMOS_ environment, --set).
     Config(ConfigArgs),
+    /// Synthesize outliers from class-labelled embeddings (.npz, .safetensors, or .npy + --labels).
+    Synth {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Embeddings file: `embeddings` [n, d] float and `labels` [n] integer.
+        #[arg(long)]
+        embeddings: PathBuf,
+        /// Labels file, for a `.npy` embeddings file.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Number of classes (default: largest label + 1).
+        #[arg(long)]
+        num_classes: Option<usize>,
+        /// Output file, same format as the input.
+        #[arg(long)]
+        out: PathBuf,
+        /// Diagnostics JSON (default: `--out` with extension `.json`).
+        #[arg(long)]
+        diagnostics: Option<PathBuf>,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -49,6 +69,26 @@ enum BenchCommand {
         /// Calls per sample.
         #[arg(long, default_value_t = 20000)]
         iters: usize,
+    },
+    /// One mini-batch of synthesis per sampler at CIFAR-10 and CIFAR-100 scale (Table 9 time).
+    Synth {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Samplers to time (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "random_walk,hmc,mala,mmala,rmhmc,vos,npos")]
+        samplers: Vec<String>,
+        /// Class counts (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "10,100")]
+        classes: Vec<usize>,
+        /// Buffered embeddings per class `S`.
+        #[arg(long, default_value_t = 1000)]
+        per_class: usize,
+        /// Embedding dimension `d`.
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+        /// Timed mini-batches per cell (median reported, after one warm-up).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
     },
 }
 
@@ -78,6 +118,55 @@ fn run(cli: Cli) -> hamos::Result<()> {
                 backend.name(),
                 backend.device()
             );
+        }
+        Command::Synth { config, embeddings, labels, num_classes, out, diagnostics } => {
+            let config = hamos::load_config(config.config, config.overrides)?;
+            let report = hamos::synth::run(
+                &config,
+                &embeddings,
+                labels.as_deref(),
+                num_classes,
+                &out,
+                diagnostics.as_deref(),
+            )?;
+            for note in &report.notes {
+                println!("note: {note}");
+            }
+            for round in &report.rounds {
+                println!(
+                    "round {}: {} chains, acceptance {:.3}, barrier rejections {}, mean |dH| {:.4}, \
+                     mean angular step {:.4}, mean OOD-ness {:.4}, non-finite {}",
+                    round.round,
+                    round.active_chains,
+                    round.acceptance_rate,
+                    round.barrier_rejections,
+                    round.mean_abs_delta_h,
+                    round.mean_angular_step,
+                    round.mean_oodness,
+                    round.non_finite
+                );
+            }
+            let written: Vec<String> = report.outputs.iter().map(|p| p.display().to_string()).collect();
+            println!("wrote {} outliers to {}", report.outliers, written.join(", "));
+        }
+        Command::Bench { what: BenchCommand::Synth { config, samplers, classes, per_class, dim, runs } } => {
+            let config = hamos::load_config(config.config, config.overrides)?;
+            let bar = indicatif::ProgressBar::new((samplers.len() * classes.len()) as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let timings =
+                hamos::synth_bench::run(&config, &samplers, &classes, per_class, dim, runs, |name, c| {
+                    bar.set_message(format!("{name} at C = {c}"));
+                    bar.inc(1);
+                })?;
+            bar.finish_and_clear();
+            println!(
+                "backend {} {}, S = {per_class}, d = {dim}, median of {runs} mini-batches after one warm-up",
+                config.backend, config.device
+            );
+            print!("{}", hamos::synth_bench::table(&timings, &classes));
         }
         Command::Bench { what: BenchCommand::Ops { samples, iters } } => {
             print!("{}", hamos::bench::overhead_table(samples, iters)?);

@@ -34,13 +34,16 @@
 //! ```
 
 pub mod barrier;
+mod baseline;
 pub mod chains;
 pub mod energy;
 pub mod hmc;
 pub mod mala;
 pub mod mcmc;
+pub mod npos;
 pub mod random_walk;
 pub mod rmhmc;
+pub mod vos;
 
 use hamos_api::{ChainPairs, IdBarrier, OodnessEnergy, Result, Synthesis, SynthesisInput};
 use rand::RngCore;

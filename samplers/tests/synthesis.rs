@@ -167,3 +167,49 @@ fn same_seed_same_outliers() {
     assert_eq!(run(11), run(11));
     assert_ne!(run(11), run(12));
 }
+
+#[test]
+fn baselines_return_unit_outliers_per_class_farther_out_than_the_class() {
+    use hamos_samplers::{npos::Npos, vos::Vos};
+    let backend = candle();
+    let bank = clustered_bank(&backend, 4, 50, 8, 0.15, 12).unwrap();
+    let prototypes = bank.prototypes().unwrap();
+    let input = SynthesisInput { bank: &bank, prototypes: &prototypes };
+    let energy = KnnEnergy { k: 10 };
+    let baselines: Vec<(&str, Box<dyn Sampler>)> =
+        vec![("vos", Box::new(Vos::default())), ("npos", Box::new(Npos::default()))];
+    // Mean cosine of the class's own members to its prototype, the yardstick of "inside".
+    let protos = prototypes.to_rows_f32().unwrap();
+    let members = bank.embeddings().to_vec_f32().unwrap();
+    let inside: f32 = (0..4)
+        .map(|c| {
+            (0..50)
+                .map(|i| (0..8).map(|j| members[(c * 50 + i) * 8 + j] * protos[c][j]).sum::<f32>())
+                .sum::<f32>()
+                / 50.0
+        })
+        .sum::<f32>()
+        / 4.0;
+    for (name, sampler) in baselines {
+        sampler.validate().unwrap();
+        let mut rng = hamos_api::rng_from_seed(2);
+        let out = sampler.synthesize(&input, &energy, &VmfKdeBarrier::default(), &mut rng).unwrap();
+        assert_eq!(out.outliers.dims(), vec![4 * 20, 8], "{name}");
+        let rows = out.outliers.to_rows_f32().unwrap();
+        let mut outside = 0.0;
+        for (row, tag) in rows.iter().zip(&out.tags) {
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "{name}");
+            assert_eq!(tag.class_u, tag.class_v, "{name}");
+            outside += row.iter().zip(&protos[tag.class_u]).map(|(a, b)| a * b).sum::<f32>();
+        }
+        outside /= rows.len() as f32;
+        assert!(
+            outside < inside,
+            "{name}: outliers (cos {outside}) should sit farther out than members (cos {inside})"
+        );
+        let mut rng = hamos_api::rng_from_seed(2);
+        let again = sampler.synthesize(&input, &energy, &VmfKdeBarrier::default(), &mut rng).unwrap();
+        assert_eq!(again.outliers.to_vec_f32().unwrap(), out.outliers.to_vec_f32().unwrap(), "{name}");
+    }
+}

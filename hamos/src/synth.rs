@@ -1,0 +1,92 @@
+//! `hamos synth`: standalone outlier synthesis from class-labelled embeddings.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hamos_api::{Backend, ClassBank, Error, Result, RoundDiagnostics, RunConfig, Synthesis, SynthesisInput};
+use serde::Serialize;
+
+use crate::embeddings::{self, LabelledEmbeddings};
+
+/// What `hamos synth` writes as JSON next to the outliers.
+#[derive(Debug, Serialize)]
+pub struct SynthReport {
+    /// The embeddings file.
+    pub input: PathBuf,
+    /// Files written.
+    pub outputs: Vec<PathBuf>,
+    /// Backend and device.
+    pub backend: String,
+    /// Sampler name and config, as TOML.
+    pub sampler: String,
+    /// Seed.
+    pub seed: u64,
+    /// Outliers written.
+    pub outliers: usize,
+    /// Per-round diagnostics.
+    pub rounds: Vec<RoundDiagnostics>,
+    /// Chains stopped for non-finite values: `(chain, round)`.
+    pub stopped_chains: Vec<(usize, usize)>,
+    /// Corrections applied to the input and notes from the sampler.
+    pub notes: Vec<String>,
+}
+
+/// Builds the class buffer (the last `train.buffer_size` rows of each class) and synthesizes.
+pub fn synthesize(
+    config: &RunConfig,
+    backend: &Arc<dyn Backend>,
+    data: &LabelledEmbeddings,
+) -> Result<Synthesis> {
+    let capacity = config.train.buffer_size;
+    let bank = ClassBank::from_rows(backend, &data.rows, data.dim, &data.labels, data.num_classes, capacity)?;
+    let prototypes = bank.prototypes()?;
+    let input = SynthesisInput { bank: &bank, prototypes: &prototypes };
+    let mut rng = hamos_api::rng_from_seed(config.seed);
+    config.sampler.synthesize(&input, config.energy.as_ref(), config.barrier.as_ref(), &mut rng)
+}
+
+/// Reads `embeddings`, synthesizes with `config`, writes the outliers to `out` (same format as
+/// the input) and the report to `diagnostics` (default: `out` with extension `.json`).
+pub fn run(
+    config: &RunConfig,
+    embeddings: &Path,
+    labels: Option<&Path>,
+    num_classes: Option<usize>,
+    out: &Path,
+    diagnostics: Option<&Path>,
+) -> Result<SynthReport> {
+    let (in_format, out_format) = (embeddings::Format::of(embeddings)?, embeddings::Format::of(out)?);
+    if in_format != out_format {
+        return Err(Error::Data(format!(
+            "--out {} must have the input's format ({:?})",
+            out.display(),
+            in_format
+        )));
+    }
+    let data = embeddings::read(embeddings, labels, num_classes)?;
+    let backend = crate::open_backend(config)?;
+    let synthesis = synthesize(config, &backend, &data)?;
+    let rows = synthesis.outliers.to_vec_f32()?;
+    let outputs = embeddings::write_outliers(out, &rows, data.dim, &synthesis.tags)?;
+    let mut notes = data.corrections;
+    notes.extend(synthesis.notes);
+    let report = SynthReport {
+        input: embeddings.to_path_buf(),
+        outputs,
+        backend: format!("{} {}", backend.name(), backend.device()),
+        sampler: toml::to_string(&config.sampler).unwrap_or_default(),
+        seed: config.seed,
+        outliers: synthesis.tags.len(),
+        rounds: synthesis.rounds,
+        stopped_chains: synthesis.stopped_chains,
+        notes,
+    };
+    let json_path = diagnostics.map(Path::to_path_buf).unwrap_or_else(|| out.with_extension("json"));
+    let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Data(format!("diagnostics: {e}")))?;
+    std::fs::write(&json_path, json).map_err(|source| Error::Io {
+        op: "writing diagnostics",
+        path: json_path,
+        source,
+    })?;
+    Ok(report)
+}
