@@ -12,6 +12,7 @@
 //! ```
 
 mod backend;
+mod fused;
 mod tensor;
 
 pub use backend::CandleBackend;

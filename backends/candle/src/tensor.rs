@@ -366,6 +366,14 @@ impl TensorImpl for CandleTensor {
         wrap(self.0.detach())
     }
 
+    fn fused_class_logsumexp(&self, bank: &Tensor, counts: &[usize], scale: f64) -> Option<Result<Tensor>> {
+        let bank = match self.operand("class_logsumexp", bank) {
+            Ok(bank) => bank,
+            Err(e) => return Some(Err(e)),
+        };
+        crate::fused::class_logsumexp(&self.0, bank, counts, scale).map(|r| r.and_then(wrap))
+    }
+
     fn gradients(&self, wrt: &[&Tensor]) -> Result<Vec<Tensor>> {
         let store = self.0.backward().op("gradients")?;
         wrt.iter()

@@ -133,6 +133,7 @@ macro_rules! __conformance_cases {
             pairwise_sq_dists
             cosine_similarity
             row_dot_and_norm
+            class_logsumexp
             // autograd
             grad_add
             grad_sub

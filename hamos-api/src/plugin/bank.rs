@@ -10,6 +10,10 @@ use crate::tensor::Tensor;
 pub struct ClassBank {
     embeddings: Tensor,
     counts: Vec<usize>,
+    /// `[c, s]`: 1 for valid rows, 0 for padding (built once; samplers read it every step).
+    valid_mask: Tensor,
+    /// `[c, 1, s]`: squared norm of every row (built once, as above).
+    row_sq_norms: Tensor,
 }
 
 impl ClassBank {
@@ -31,7 +35,13 @@ impl ClassBank {
                 format!("class {class} counts {n} > capacity {capacity}"),
             ));
         }
-        Ok(ClassBank { embeddings, counts })
+        let mask: Vec<f32> = counts
+            .iter()
+            .flat_map(|&n| (0..capacity).map(move |slot| if slot < n { 1.0 } else { 0.0 }))
+            .collect();
+        let valid_mask = embeddings.backend().from_f32(&mask, &[classes, capacity])?;
+        let row_sq_norms = embeddings.sqr()?.sum(2, false)?.reshape(&[classes, 1, capacity])?;
+        Ok(ClassBank { embeddings, counts, valid_mask, row_sq_norms })
     }
 
     /// Buckets row-major `embeddings` (`n` rows of `dim`) by `labels`, keeping the last
@@ -98,13 +108,12 @@ impl ClassBank {
 
     /// `[c, s]` mask: 1 for valid rows, 0 for padding.
     pub fn valid_mask(&self) -> Result<Tensor> {
-        let capacity = self.capacity();
-        let mask: Vec<f32> = self
-            .counts
-            .iter()
-            .flat_map(|&n| (0..capacity).map(move |slot| if slot < n { 1.0 } else { 0.0 }))
-            .collect();
-        self.embeddings.backend().from_f32(&mask, &[self.num_classes(), capacity])
+        Ok(self.valid_mask.clone())
+    }
+
+    /// `[c, 1, s]` squared norms of the rows (0 for padding).
+    pub fn row_sq_norms(&self) -> &Tensor {
+        &self.row_sq_norms
     }
 
     /// Unit-norm class means `[c, d]` (padding is zero, so the sum only sees valid rows).

@@ -89,6 +89,43 @@ impl Tensor {
         self.l2_normalize(1)?.matmul(&other.l2_normalize(1)?.t()?)
     }
 
+    /// For queries `self` `[m, d]` and a class bank `[c, s, d]` whose class `i` holds
+    /// `counts[i]` valid rows: `out[j, i] = logsumexp over valid rows x of scale * (self_j . x)`,
+    /// shape `[m, c]` (a class without rows gives `-inf`). This is the vMF kernel density of
+    /// Eqn 11 in log space, up to constants.
+    ///
+    /// Backends may fuse it ([`TensorImpl::fused_class_logsumexp`]) to avoid the `[m, c * s]`
+    /// intermediate; fused versions carry no gradient, the generic one does.
+    pub fn class_logsumexp(&self, bank: &Tensor, counts: &[usize], scale: f64) -> Result<Tensor> {
+        let (qd, bd) = (self.dims(), bank.dims());
+        let (m, classes, capacity, dim) = match (&qd[..], &bd[..]) {
+            (&[m, d], &[c, s, d2]) if d == d2 && counts.len() == c && counts.iter().all(|&n| n <= s) => {
+                (m, c, s, d)
+            }
+            _ => {
+                return Err(Error::shape(
+                    "class_logsumexp",
+                    format!(
+                    "needs [m, d] queries, a [c, s, d] bank and c counts <= s; got {qd:?}, {bd:?}, {} counts",
+                    counts.len()
+                ),
+                ))
+            }
+        };
+        if let Some(fused) = self.inner().fused_class_logsumexp(bank, counts, scale) {
+            return fused;
+        }
+        let flat = bank.reshape(&[classes * capacity, dim])?;
+        let logits = self.matmul(&flat.t()?)?.scale(scale)?.reshape(&[m, classes, capacity])?;
+        let valid: Vec<f32> = counts
+            .iter()
+            .flat_map(|&n| (0..capacity).map(move |slot| if slot < n { 1.0 } else { 0.0 }))
+            .collect();
+        let valid = self.backend().from_f32(&valid, &[1, classes, capacity])?;
+        let logits = valid.where_mask(&logits, &logits.scalar_like(f32::NEG_INFINITY)?)?;
+        logits.logsumexp(2, false)
+    }
+
     /// Row-wise dot products of two `[m, d]` tensors, shape `[m, 1]`.
     pub fn row_dot(&self, other: &Tensor) -> Result<Tensor> {
         if self.dims() != other.dims() || self.rank() != 2 {

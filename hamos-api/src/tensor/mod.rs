@@ -163,6 +163,17 @@ pub trait TensorImpl: Send + fmt::Debug + 'static {
     /// Gradients of this scalar with respect to each of `wrt` (zeros where it does not
     /// depend on one). Does not accumulate into any state: calling it twice gives the same.
     fn gradients(&self, wrt: &[&Tensor]) -> Result<Vec<Tensor>>;
+
+    /// Provided, optional: a fused [`Tensor::class_logsumexp`] for this backend, or `None` to
+    /// use the generic composition of required ops. Overrides need not track gradients.
+    fn fused_class_logsumexp(
+        &self,
+        _bank: &Tensor,
+        _counts: &[usize],
+        _scale: f64,
+    ) -> Option<Result<Tensor>> {
+        None
+    }
 }
 
 /// A tensor of any compiled backend. Cheap to clone (storage is shared).

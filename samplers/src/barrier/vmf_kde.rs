@@ -36,7 +36,7 @@ hamos_api::register_plugin!(
 impl VmfKdeBarrier {
     /// `log p_c(z)` up to the shared normalizer, `[m, c]`.
     pub fn class_log_density(&self, z: &Tensor, bank: &ClassBank) -> Result<Tensor> {
-        let (classes, capacity, dim) = (bank.num_classes(), bank.capacity(), bank.dim());
+        let (classes, dim) = (bank.num_classes(), bank.dim());
         let zd = z.dims();
         if zd.len() != 2 || zd[1] != dim {
             return Err(hamos_api::Error::shape(
@@ -44,13 +44,10 @@ impl VmfKdeBarrier {
                 format!("positions {zd:?} do not have dimension {dim}"),
             ));
         }
-        let flat = bank.embeddings().reshape(&[classes * capacity, dim])?;
-        let logits = z.matmul(&flat.t()?)?.scale(self.kappa)?.reshape(&[zd[0], classes, capacity])?;
-        let valid = bank.valid_mask()?.reshape(&[1, classes, capacity])?;
-        let logits = valid.where_mask(&logits, &logits.scalar_like(f32::NEG_INFINITY)?)?;
+        let log_kernel_sums = z.class_logsumexp(bank.embeddings(), bank.counts(), self.kappa)?;
         let log_counts: Vec<f32> = bank.counts().iter().map(|&n| (n.max(1) as f32).ln()).collect();
         let log_counts = z.backend().from_f32(&log_counts, &[1, classes])?;
-        logits.logsumexp(2, false)?.sub(&log_counts)
+        log_kernel_sums.sub(&log_counts)
     }
 }
 

@@ -88,10 +88,11 @@ impl KnnEnergy {
         let chain_idx = backend.from_i64(&refs.chains, &[refs.chains.len()])?;
         // [c, width, d] x [c, d, s]: each class only meets the chains that reference it.
         let queries = z.index_select(0, &chain_idx)?.reshape(&[classes, refs.width, dim])?;
-        let dots = queries.matmul(&bank.embeddings().transpose(1, 2)?)?;
-        let bank_sq = bank.embeddings().sqr()?.sum(2, false)?.reshape(&[classes, 1, capacity])?;
+        // bank x queries^T keeps the big operand contiguous (no per-call copy of the bank).
+        let dots = bank.embeddings().matmul(&queries.transpose(1, 2)?)?.transpose(1, 2)?;
+        let bank_sq = bank.row_sq_norms();
         let query_sq = queries.sqr()?.sum(2, true)?;
-        let dist_sq = dots.scale(-2.0)?.add(&bank_sq)?.add(&query_sq)?;
+        let dist_sq = dots.scale(-2.0)?.add(bank_sq)?.add(&query_sq)?;
         let valid = bank.valid_mask()?.reshape(&[classes, 1, capacity])?;
         let dist_sq = valid.where_mask(&dist_sq, &dist_sq.scalar_like(f32::INFINITY)?)?;
 

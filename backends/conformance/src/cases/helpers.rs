@@ -100,3 +100,48 @@ pub fn row_dot_and_norm(backend: &Arc<dyn Backend>) -> Result<()> {
     }
     Ok(())
 }
+
+/// `class_logsumexp` (fused where the backend fuses it) matches an f64 loop, with classes of
+/// different fill (one with a single row), unit-norm rows, and a large scale.
+pub fn class_logsumexp(backend: &Arc<dyn Backend>) -> Result<()> {
+    let mut inputs = Inputs::new(707);
+    let (m, classes, capacity, dim) = (9, 7, 300, 16);
+    let unit = |t: HostTensor| -> Result<HostTensor> {
+        let rows: Vec<f64> = t
+            .data
+            .chunks(dim)
+            .flat_map(|r| {
+                let n = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+                r.iter().map(move |x| x / n).collect::<Vec<_>>()
+            })
+            .collect();
+        HostTensor::new(&t.dims, rows).map(|h| h.round_f32())
+    };
+    let queries = unit(inputs.normal(&[m, dim]))?;
+    let bank = unit(inputs.normal(&[classes, capacity, dim]))?;
+    let counts = [300, 1, 150, 299, 17, 300, 64];
+    for scale in [2.0, 40.0] {
+        let mut want = Vec::with_capacity(m * classes);
+        for q in queries.data.chunks(dim) {
+            for (c, &n) in counts.iter().enumerate() {
+                let logits: Vec<f64> = (0..n)
+                    .map(|s| {
+                        let row = &bank.data[(c * capacity + s) * dim..(c * capacity + s + 1) * dim];
+                        scale * q.iter().zip(row).map(|(a, b)| a * b).sum::<f64>()
+                    })
+                    .collect();
+                let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                want.push(max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln());
+            }
+        }
+        let got = queries.upload(backend)?.class_logsumexp(&bank.upload(backend)?, &counts, scale)?;
+        assert_tensor(
+            &format!("class_logsumexp scale {scale}"),
+            &got,
+            &HostTensor::new(&[m, classes], want)?,
+            1e-4,
+        )?;
+    }
+    let bad = queries.upload(backend)?.class_logsumexp(&bank.upload(backend)?, &[1, 2], 1.0);
+    ensure(bad.is_err(), "class_logsumexp", || "wrong count of classes accepted".into())
+}
