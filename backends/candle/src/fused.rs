@@ -22,7 +22,9 @@ fn exp_nonpositive(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     let x = x.max(-87.0);
-    let n = (x * std::f32::consts::LOG2_E).round();
+    // Round to nearest by the 1.5 * 2^23 trick: `round()` calls libm and blocks vectorization.
+    const SHIFTER: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + SHIFTER) - SHIFTER;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
@@ -49,7 +51,7 @@ fn segment_logsumexp(segment: &[f32], scale: f32) -> f32 {
     max + (lanes.iter().sum::<f32>() + tail).ln()
 }
 
-fn cpu_slice<'a>(storage: &'a Storage, offset: usize, len: usize) -> Result<&'a [f32]> {
+fn cpu_slice(storage: &Storage, offset: usize, len: usize) -> Result<&[f32]> {
     match storage {
         Storage::Cpu(CpuStorage::F32(values)) => values
             .get(offset..offset + len)
