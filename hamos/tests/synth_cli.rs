@@ -168,3 +168,29 @@ fn missing_and_mismatched_files_are_errors() {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(!result.status.success() && stderr.contains("unknown format"), "{stderr}");
 }
+
+fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], values: &[T]) {
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut w = npyz::WriteOptions::new().default_dtype().shape(shape).writer(file).begin_nd().unwrap();
+    w.extend(values.iter().copied()).unwrap();
+    w.finish().unwrap();
+}
+
+#[test]
+fn synthesizes_from_a_pair_of_npy_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, labels) = dataset();
+    let (emb, lab) = (dir.path().join("emb.npy"), dir.path().join("labels.npy"));
+    write_npy(&emb, &[90, 8], &rows);
+    let labels32: Vec<i32> = labels.iter().map(|&l| l as i32).collect();
+    write_npy(&lab, &[90], &labels32);
+    let out = dir.path().join("out.npy");
+    let without_labels = synth(&emb, &out, &[]);
+    assert!(String::from_utf8_lossy(&without_labels.stderr).contains("--labels"));
+    let result = synth(&emb, &out, &["--labels", lab.to_str().unwrap()]);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    let tags = npyz::NpyFile::new(std::fs::File::open(dir.path().join("out.tags.npy")).unwrap()).unwrap();
+    assert_eq!(tags.shape(), &[30, 4]);
+    let outliers = npyz::NpyFile::new(std::fs::File::open(&out).unwrap()).unwrap();
+    assert_eq!(outliers.shape(), &[30, 8]);
+}
