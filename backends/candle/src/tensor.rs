@@ -78,6 +78,12 @@ impl CandleTensor {
     /// exactly on the host: partial selection is O(width) per row and has no width limit (candle's
     /// CUDA argsort fails above 8192 columns).
     fn topk_indices_last_dim(&self, k: usize, largest: bool) -> Result<CTensor> {
+        self.select_last_dim(k, largest, true)
+    }
+
+    /// Indices of the `k` extreme entries of each last-dim row (sorted when `sorted`; otherwise
+    /// only the last one, the `k`-th, is returned).
+    fn select_last_dim(&self, k: usize, largest: bool, sorted: bool) -> Result<CTensor> {
         let dims = self.0.dims().to_vec();
         let width = *dims.last().unwrap_or(&1);
         let values =
@@ -88,16 +94,23 @@ impl CandleTensor {
         for row in values.chunks(width.max(1)) {
             slots.clear();
             slots.extend(0..row.len());
-            if k < row.len() {
-                slots.select_nth_unstable_by(k, |&a, &b| order(&row[a], &row[b]).then(a.cmp(&b)));
+            let cmp = |a: &usize, b: &usize| order(&row[*a], &row[*b]).then(a.cmp(b));
+            if sorted {
+                if k < row.len() {
+                    slots.select_nth_unstable_by(k, cmp);
+                }
+                slots.truncate(k);
+                slots.sort_unstable_by(cmp);
+                picked.extend(slots.iter().map(|&i| i as i64));
+            } else {
+                // Partial selection puts the k-th in place; nothing is sorted.
+                slots.select_nth_unstable_by(k - 1, cmp);
+                picked.push(slots[k - 1] as i64);
             }
-            slots.truncate(k);
-            slots.sort_unstable_by(|&a, &b| order(&row[a], &row[b]).then(a.cmp(&b)));
-            picked.extend(slots.iter().map(|&i| i as i64));
         }
         let mut out_dims = dims;
         if let Some(last) = out_dims.last_mut() {
-            *last = k;
+            *last = if sorted { k } else { 1 };
         }
         CTensor::from_vec(picked, out_dims, self.0.device()).op("topk")
     }
@@ -266,6 +279,25 @@ impl TensorImpl for CandleTensor {
             (values.transpose(dim, last).op("topk")?, indices.transpose(dim, last).op("topk")?)
         };
         Ok((wrap(values)?, wrap(indices)?))
+    }
+
+    fn kth_smallest(&self, k: usize, dim: usize) -> Result<(Tensor, Tensor)> {
+        self.check_dim("kth_smallest", dim)?;
+        let width = self.0.dims()[dim];
+        if k == 0 || k > width {
+            return Err(Error::shape("kth_smallest", format!("k = {k} must be in 1..={width}")));
+        }
+        let last = self.0.rank() - 1;
+        let moved =
+            if dim == last { self.0.clone() } else { self.0.transpose(dim, last).op("kth_smallest")? };
+        let index = CandleTensor(moved.clone()).select_last_dim(k, false, false)?;
+        let value = moved.contiguous().op("kth_smallest")?.gather(&index, last).op("kth_smallest")?;
+        if dim == last {
+            Ok((wrap(value)?, wrap(index)?))
+        } else {
+            let back = |t: CTensor| t.transpose(dim, last).op("kth_smallest");
+            Ok((wrap(back(value)?)?, wrap(back(index)?)?))
+        }
     }
 
     fn index_select(&self, dim: usize, indices: &Tensor) -> Result<Tensor> {

@@ -125,6 +125,7 @@ macro_rules! __conformance_cases {
             gather
             compare_ops
             where_mask
+            kth_smallest
             to_dtype
             // helpers
             l2_normalize

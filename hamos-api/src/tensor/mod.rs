@@ -164,6 +164,14 @@ pub trait TensorImpl: Send + fmt::Debug + 'static {
     /// depend on one). Does not accumulate into any state: calling it twice gives the same.
     fn gradients(&self, wrt: &[&Tensor]) -> Result<Vec<Tensor>>;
 
+    /// Provided: the `k`-th smallest value along `dim` (1-based `k`) and its `I64` index, both
+    /// with `dim` kept at size 1. The default takes it from [`TensorImpl::topk`]; backends may
+    /// override it with a selection that does not sort.
+    fn kth_smallest(&self, k: usize, dim: usize) -> Result<(Tensor, Tensor)> {
+        let (values, indices) = self.topk(k, dim, false)?;
+        Ok((values.narrow(dim, k - 1, 1)?, indices.narrow(dim, k - 1, 1)?))
+    }
+
     /// Provided, optional: a fused [`Tensor::class_logsumexp`] for this backend, or `None` to
     /// use the generic composition of required ops. Overrides need not track gradients.
     fn fused_class_logsumexp(

@@ -210,6 +210,15 @@ impl Tensor {
         self.inner().topk(k, dim, largest)
     }
 
+    /// The `k`-th smallest value (1-based) along `dim` and its index, `dim` kept at size 1.
+    pub fn kth_smallest(&self, k: usize, dim: usize) -> Result<(Tensor, Tensor)> {
+        let width = self.dim("kth_smallest", dim)?;
+        if k == 0 || k > width {
+            return Err(Error::shape("kth_smallest", format!("k = {k} must be in 1..={width}")));
+        }
+        self.inner().kth_smallest(k, dim)
+    }
+
     /// Slices `indices` (rank-1 `I64`) along `dim`.
     pub fn index_select(&self, dim: usize, indices: &Tensor) -> Result<Tensor> {
         self.inner().index_select(dim, indices)

@@ -97,13 +97,12 @@ impl KnnEnergy {
         let dist_sq = valid.where_mask(&dist_sq, &dist_sq.scalar_like(f32::INFINITY)?)?;
 
         let k_max = self.k.min(capacity);
-        let (_, nearest) = dist_sq.topk(k_max, 2, false)?;
         let mut notes = Vec::new();
-        let kth_column: Vec<i64> = bank
+        let k_per_class: Vec<usize> = bank
             .counts()
             .iter()
             .enumerate()
-            .flat_map(|(class, &n)| {
+            .map(|(class, &n)| {
                 let k = self.k.min(n);
                 if k < self.k {
                     notes.push(format!(
@@ -111,11 +110,18 @@ impl KnnEnergy {
                         self.k
                     ));
                 }
-                std::iter::repeat_n(k as i64 - 1, refs.width)
+                k
             })
             .collect();
-        let kth_column = backend.from_i64(&kth_column, &[classes, refs.width, 1])?;
-        let kth = nearest.gather(2, &kth_column)?.to_vec_i64()?;
+        let kth = if k_per_class.iter().all(|&k| k == k_max) {
+            // Every class has k rows: select the k-th directly, without sorting the k nearest.
+            dist_sq.kth_smallest(k_max, 2)?.1.to_vec_i64()?
+        } else {
+            let (_, nearest) = dist_sq.topk(k_max, 2, false)?;
+            let column: Vec<i64> =
+                k_per_class.iter().flat_map(|&k| std::iter::repeat_n(k as i64 - 1, refs.width)).collect();
+            nearest.gather(2, &backend.from_i64(&column, &[classes, refs.width, 1])?)?.to_vec_i64()?
+        };
         let rows: Vec<i64> =
             kth.iter().enumerate().map(|(slot, &i)| (slot / refs.width * capacity) as i64 + i).collect();
         let flat_bank = bank.embeddings().reshape(&[classes * capacity, dim])?;

@@ -164,3 +164,43 @@ pub fn to_dtype(backend: &Arc<dyn Backend>) -> Result<()> {
     let as_i64: Vec<f32> = idx.to_vec_i64()?.iter().map(|&v| v as f32).collect();
     crate::reference::ensure(as_f32 == as_i64, "argmax to F32", || format!("{as_f32:?} vs {as_i64:?}"))
 }
+
+/// `kth_smallest` along each dim matches a host sort: the k-th value and its index, dim kept.
+pub fn kth_smallest(backend: &std::sync::Arc<dyn hamos_api::Backend>) -> hamos_api::Result<()> {
+    let mut inputs = Inputs::new(330);
+    let (rows, cols) = (4, 50);
+    let x = inputs.distinct(&[rows, cols]);
+    let tx = x.upload(backend)?;
+    for k in [1, 7, 50] {
+        let (values, indices) = tx.kth_smallest(k, 1)?;
+        assert_dims("kth_smallest dim 1", &values, &[rows, 1])?;
+        let (mut want_v, mut want_i) = (Vec::new(), Vec::new());
+        for r in 0..rows {
+            let row = &x.data[r * cols..(r + 1) * cols];
+            let mut order: Vec<usize> = (0..cols).collect();
+            order.sort_by(|&a, &b| row[a].total_cmp(&row[b]));
+            want_v.push(row[order[k - 1]]);
+            want_i.push(order[k - 1] as i64);
+        }
+        assert_tensor(&format!("kth_smallest k {k}"), &values, &HostTensor::new(&[rows, 1], want_v)?, 0.0)?;
+        assert_i64(&format!("kth_smallest k {k} indices"), &indices.to_vec_i64()?, &want_i)?;
+    }
+    let (values, _) = tx.kth_smallest(2, 0)?;
+    assert_dims("kth_smallest dim 0", &values, &[1, cols])?;
+    for c in 0..cols {
+        let mut column: Vec<f64> = (0..rows).map(|r| x.data[r * cols + c]).collect();
+        column.sort_by(f64::total_cmp);
+        let got = values.to_vec_f32()?[c];
+        if f64::from(got) != column[1] {
+            return Err(hamos_api::Error::Data(format!(
+                "kth_smallest dim 0 column {c}: {got} vs {}",
+                column[1]
+            )));
+        }
+    }
+    let too_big = tx.kth_smallest(51, 1);
+    if too_big.is_ok() {
+        return Err(hamos_api::Error::Data("kth_smallest accepted k > width".into()));
+    }
+    Ok(())
+}
