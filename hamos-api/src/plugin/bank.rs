@@ -35,10 +35,7 @@ impl ClassBank {
                 format!("class {class} counts {n} > capacity {capacity}"),
             ));
         }
-        let mask: Vec<f32> = counts
-            .iter()
-            .flat_map(|&n| (0..capacity).map(move |slot| if slot < n { 1.0 } else { 0.0 }))
-            .collect();
+        let mask = crate::tensor::valid_row_mask(&counts, capacity);
         let valid_mask = embeddings.backend().from_f32(&mask, &[classes, capacity])?;
         let row_sq_norms = embeddings.sqr()?.sum(2, false)?.reshape(&[classes, 1, capacity])?;
         Ok(ClassBank { embeddings, counts, valid_mask, row_sq_norms })

@@ -117,11 +117,7 @@ impl Tensor {
         }
         let flat = bank.reshape(&[classes * capacity, dim])?;
         let logits = self.matmul(&flat.t()?)?.scale(scale)?.reshape(&[m, classes, capacity])?;
-        let valid: Vec<f32> = counts
-            .iter()
-            .flat_map(|&n| (0..capacity).map(move |slot| if slot < n { 1.0 } else { 0.0 }))
-            .collect();
-        let valid = self.backend().from_f32(&valid, &[1, classes, capacity])?;
+        let valid = self.backend().from_f32(&valid_row_mask(counts, capacity), &[1, classes, capacity])?;
         let logits = valid.where_mask(&logits, &logits.scalar_like(f32::NEG_INFINITY)?)?;
         logits.logsumexp(2, false)
     }
@@ -136,6 +132,11 @@ impl Tensor {
         }
         self.mul(other)?.sum(1, true)
     }
+}
+
+/// Row-major `[counts.len(), capacity]` mask: 1 for the first `counts[i]` slots of row `i`, 0 after.
+pub(crate) fn valid_row_mask(counts: &[usize], capacity: usize) -> Vec<f32> {
+    counts.iter().flat_map(|&n| (0..capacity).map(move |slot| if slot < n { 1.0 } else { 0.0 })).collect()
 }
 
 fn check_rows(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {

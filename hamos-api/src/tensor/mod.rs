@@ -12,6 +12,8 @@
 //! virtual call per op (measured in the README).
 
 mod helpers;
+
+pub(crate) use helpers::valid_row_mask;
 mod ops;
 
 use std::any::Any;
