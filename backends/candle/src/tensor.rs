@@ -406,6 +406,20 @@ impl TensorImpl for CandleTensor {
         crate::fused::class_logsumexp(&self.0, bank, counts, scale).map(|r| r.and_then(wrap))
     }
 
+    fn fused_class_kth_nearest(
+        &self,
+        bank: &Tensor,
+        counts: &[usize],
+        targets: &[(usize, usize)],
+        k: usize,
+    ) -> Option<Result<Tensor>> {
+        let bank = match self.operand("class_kth_nearest", bank) {
+            Ok(bank) => bank,
+            Err(e) => return Some(Err(e)),
+        };
+        crate::fused::class_kth_nearest(&self.0, bank, counts, targets, k).map(|r| r.and_then(wrap))
+    }
+
     fn gradients(&self, wrt: &[&Tensor]) -> Result<Vec<Tensor>> {
         let store = self.0.backward().op("gradients")?;
         wrt.iter()

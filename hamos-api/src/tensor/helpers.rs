@@ -97,21 +97,8 @@ impl Tensor {
     /// Backends may fuse it ([`TensorImpl::fused_class_logsumexp`]) to avoid the `[m, c * s]`
     /// intermediate; fused versions carry no gradient, the generic one does.
     pub fn class_logsumexp(&self, bank: &Tensor, counts: &[usize], scale: f64) -> Result<Tensor> {
-        let (qd, bd) = (self.dims(), bank.dims());
-        let (m, classes, capacity, dim) = match (&qd[..], &bd[..]) {
-            (&[m, d], &[c, s, d2]) if d == d2 && counts.len() == c && counts.iter().all(|&n| n <= s) => {
-                (m, c, s, d)
-            }
-            _ => {
-                return Err(Error::shape(
-                    "class_logsumexp",
-                    format!(
-                    "needs [m, d] queries, a [c, s, d] bank and c counts <= s; got {qd:?}, {bd:?}, {} counts",
-                    counts.len()
-                ),
-                ))
-            }
-        };
+        let (m, classes, capacity, dim) =
+            super::neighbours::class_bank_shape("class_logsumexp", self, bank, counts)?;
         if let Some(fused) = self.inner().fused_class_logsumexp(bank, counts, scale) {
             return fused;
         }

@@ -12,9 +12,11 @@
 //! virtual call per op (measured in the README).
 
 mod helpers;
+mod neighbours;
+mod ops;
 
 pub(crate) use helpers::valid_row_mask;
-mod ops;
+pub use neighbours::{resolve_kth_tie, select_kth, KthSelection};
 
 use std::any::Any;
 use std::fmt;
@@ -181,6 +183,19 @@ pub trait TensorImpl: Send + fmt::Debug + 'static {
         _bank: &Tensor,
         _counts: &[usize],
         _scale: f64,
+    ) -> Option<Result<Tensor>> {
+        None
+    }
+
+    /// Provided, optional: a fused [`Tensor::class_kth_nearest`] for this backend, or `None` to
+    /// use the generic version. Overrides receive validated arguments and must return the same
+    /// rows as the generic version (use [`select_kth`] and [`resolve_kth_tie`]).
+    fn fused_class_kth_nearest(
+        &self,
+        _bank: &Tensor,
+        _counts: &[usize],
+        _targets: &[(usize, usize)],
+        _k: usize,
     ) -> Option<Result<Tensor>> {
         None
     }

@@ -35,100 +35,36 @@ hamos_api::register_plugin!(
     "-log of the mean k-th nearest-neighbour distance to the chain's two classes (Eqns 1-4)"
 );
 
-/// Which chain sides look at each class, padded to a rectangle for one batched product.
-struct ClassReferences {
-    /// `[c * width]` chain index per slot (padding repeats chain 0).
-    chains: Vec<i64>,
-    /// Slot of chain `m`'s first and second class in the flattened `[c * width]` layout.
-    first_slot: Vec<i64>,
-    second_slot: Vec<i64>,
-    width: usize,
-}
-
-impl ClassReferences {
-    fn new(pairs: &[(usize, usize)], classes: usize) -> Self {
-        let mut per_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
-        let mut sides = Vec::with_capacity(pairs.len());
-        for (chain, &(u, v)) in pairs.iter().enumerate() {
-            per_class[u].push(chain);
-            let first = per_class[u].len() - 1;
-            per_class[v].push(chain);
-            let second = per_class[v].len() - 1;
-            sides.push(((u, first), (v, second)));
-        }
-        let width = per_class.iter().map(Vec::len).max().unwrap_or(0).max(1);
-        let mut chains = vec![0i64; classes * width];
-        for (class, refs) in per_class.iter().enumerate() {
-            for (slot, &chain) in refs.iter().enumerate() {
-                chains[class * width + slot] = chain as i64;
-            }
-        }
-        let slot = |(class, i): (usize, usize)| (class * width + i) as i64;
-        ClassReferences {
-            chains,
-            first_slot: sides.iter().map(|&(a, _)| slot(a)).collect(),
-            second_slot: sides.iter().map(|&(_, b)| slot(b)).collect(),
-            width,
-        }
-    }
-}
-
 impl KnnEnergy {
-    /// The k-th nearest neighbour in class `u` and in class `v` of every chain, `[m, d]` each.
+    /// The k-th nearest neighbour in class `u` and in class `v` of every chain, `[m, d]` each,
+    /// and notes on classes holding fewer than `k` embeddings.
     pub fn neighbours(
         &self,
         z: &Tensor,
         pairs: &ChainPairs,
         bank: &ClassBank,
     ) -> Result<(Tensor, Tensor, Vec<String>)> {
-        let (classes, capacity, dim) = (bank.num_classes(), bank.capacity(), bank.dim());
         check_inputs(z, pairs, bank)?;
-        let backend = z.backend();
-        let refs = ClassReferences::new(&pairs.pairs, classes);
-        let chain_idx = backend.from_i64(&refs.chains, &[refs.chains.len()])?;
-        // [c, width, d] x [c, d, s]: each class only meets the chains that reference it.
-        let queries = z.index_select(0, &chain_idx)?.reshape(&[classes, refs.width, dim])?;
-        // bank x queries^T keeps the big operand contiguous (no per-call copy of the bank).
-        let dots = bank.embeddings().matmul(&queries.transpose(1, 2)?)?.transpose(1, 2)?;
-        let bank_sq = bank.row_sq_norms();
-        let query_sq = queries.sqr()?.sum(2, true)?;
-        let dist_sq = dots.scale(-2.0)?.add(bank_sq)?.add(&query_sq)?;
-        let valid = bank.valid_mask()?.reshape(&[classes, 1, capacity])?;
-        let dist_sq = valid.where_mask(&dist_sq, &dist_sq.scalar_like(f32::INFINITY)?)?;
-
-        let k_max = self.k.min(capacity);
-        let mut notes = Vec::new();
-        let k_per_class: Vec<usize> = bank
+        let (classes, capacity, dim, chains) = (bank.num_classes(), bank.capacity(), bank.dim(), pairs.len());
+        let notes = bank
             .counts()
             .iter()
             .enumerate()
+            .filter(|&(_, &n)| n < self.k)
             .map(|(class, &n)| {
-                let k = self.k.min(n);
-                if k < self.k {
-                    notes.push(format!(
-                        "knn energy: class {class} holds {n} < k = {} embeddings; using its {k}-th neighbour",
-                        self.k
-                    ));
-                }
-                k
+                format!(
+                    "knn energy: class {class} holds {n} < k = {} embeddings; using its {n}-th neighbour",
+                    self.k
+                )
             })
             .collect();
-        let kth = if k_per_class.iter().all(|&k| k == k_max) {
-            // Every class has k rows: select the k-th directly, without sorting the k nearest.
-            dist_sq.kth_smallest(k_max, 2)?.1.to_vec_i64()?
-        } else {
-            let (_, nearest) = dist_sq.topk(k_max, 2, false)?;
-            let column: Vec<i64> =
-                k_per_class.iter().flat_map(|&k| std::iter::repeat_n(k as i64 - 1, refs.width)).collect();
-            nearest.gather(2, &backend.from_i64(&column, &[classes, refs.width, 1])?)?.to_vec_i64()?
-        };
-        let rows: Vec<i64> =
-            kth.iter().enumerate().map(|(slot, &i)| (slot / refs.width * capacity) as i64 + i).collect();
+        let targets: Vec<(usize, usize)> = (pairs.pairs.iter().enumerate().map(|(chain, &(u, _))| (chain, u)))
+            .chain(pairs.pairs.iter().enumerate().map(|(chain, &(_, v))| (chain, v)))
+            .collect();
+        let rows = z.class_kth_nearest(bank.embeddings(), bank.counts(), &targets, self.k)?;
         let flat_bank = bank.embeddings().reshape(&[classes * capacity, dim])?;
-        let per_slot = flat_bank.index_select(0, &backend.from_i64(&rows, &[rows.len()])?)?;
-        let first = per_slot.index_select(0, &backend.from_i64(&refs.first_slot, &[pairs.len()])?)?;
-        let second = per_slot.index_select(0, &backend.from_i64(&refs.second_slot, &[pairs.len()])?)?;
-        Ok((first, second, notes))
+        let nearest = flat_bank.index_select(0, &rows)?;
+        Ok((nearest.narrow(0, 0, chains)?, nearest.narrow(0, chains, chains)?, notes))
     }
 }
 

@@ -1,0 +1,80 @@
+//! Fused CPU kernels for the two hot ops of outlier synthesis, overriding the provided ops of
+//! the tensor trait: [`hamos_api::Tensor::class_logsumexp`] (the vMF barrier) and
+//! [`hamos_api::Tensor::class_kth_nearest`] (the k-NN energy). Both stream the bank once through
+//! one tile kernel (`simd.rs`) and never build the `[m, c * s]` intermediate. Off the CPU they
+//! return `None` and the generic versions run.
+
+mod kth;
+mod logsumexp;
+mod simd;
+
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor as CTensor};
+use hamos_api::{Error, Result};
+
+use crate::tensor::Op;
+
+/// Runs `f` on the `f32` host slices of contiguous `queries` `[m, d]` and `bank` `[c, s, d]`;
+/// `None` when they are not `f32` on the CPU.
+fn with_cpu_slices<T>(
+    op: &'static str,
+    queries: &CTensor,
+    bank: &CTensor,
+    f: impl FnOnce(&[f32], &[f32], usize, usize) -> T,
+) -> Option<Result<T>> {
+    let on_cpu = |t: &CTensor| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32;
+    if !on_cpu(queries) || !on_cpu(bank) {
+        return None;
+    }
+    let run = || -> Result<T> {
+        let (&[_, dim], &[_, capacity, _]) = (queries.dims(), bank.dims()) else {
+            return Err(Error::shape(op, "needs [m, d] queries and a [c, s, d] bank"));
+        };
+        let (queries, bank) = (queries.contiguous().op(op)?, bank.contiguous().op(op)?);
+        let (q_storage, q_layout) = queries.storage_and_layout();
+        let (b_storage, b_layout) = bank.storage_and_layout();
+        let q = cpu_slice(op, &q_storage, q_layout.start_offset(), queries.elem_count())?;
+        let b = cpu_slice(op, &b_storage, b_layout.start_offset(), bank.elem_count())?;
+        Ok(f(q, b, dim, capacity))
+    };
+    Some(run())
+}
+
+fn cpu_slice<'a>(op: &'static str, storage: &'a Storage, offset: usize, len: usize) -> Result<&'a [f32]> {
+    match storage {
+        Storage::Cpu(CpuStorage::F32(values)) => {
+            values.get(offset..offset + len).ok_or_else(|| Error::shape(op, "storage shorter than its layout"))
+        }
+        _ => Err(Error::shape(op, "fused kernel needs F32 tensors on the CPU")),
+    }
+}
+
+/// The fused class-wise log-sum-exp, `[m, c]`; `None` off the CPU.
+pub(crate) fn class_logsumexp(
+    queries: &CTensor,
+    bank: &CTensor,
+    counts: &[usize],
+    scale: f64,
+) -> Option<Result<CTensor>> {
+    let out = with_cpu_slices("class_logsumexp", queries, bank, |q, b, dim, capacity| {
+        logsumexp::class_logsumexp(q, dim, b, capacity, counts, scale as f32)
+    })?;
+    let m = queries.dims()[0];
+    Some(out.and_then(|values| CTensor::from_vec(values, (m, counts.len()), &Device::Cpu).op("class_logsumexp")))
+}
+
+/// The fused k-th nearest rows, `[targets]` `I64`; `None` off the CPU.
+pub(crate) fn class_kth_nearest(
+    queries: &CTensor,
+    bank: &CTensor,
+    counts: &[usize],
+    targets: &[(usize, usize)],
+    k: usize,
+) -> Option<Result<CTensor>> {
+    let out = with_cpu_slices("class_kth_nearest", queries, bank, |q, b, dim, capacity| {
+        kth::class_kth_nearest(q, dim, b, capacity, counts, targets, k)
+    })?;
+    Some(out.and_then(|rows| {
+        let len = rows.len();
+        CTensor::from_vec(rows, len, &Device::Cpu).op("class_kth_nearest")
+    }))
+}
