@@ -29,7 +29,10 @@ pub use config::{ConfigSources, RunConfig, TrainConfig};
 pub use error::{Error, Result};
 pub use plugin::*;
 pub use registry::{PluginKind, PluginRegistration};
-pub use tensor::{broadcast_shape, resolve_kth_tie, select_kth, KthSelection, BinaryOp, CmpOp, DType, ReduceOp, Tensor, TensorImpl, UnaryOp};
+pub use tensor::{
+    broadcast_shape, resolve_kth_tie, select_kth, BinaryOp, CmpOp, DType, KthSelection, ReduceOp, Tensor,
+    TensorImpl, UnaryOp,
+};
 
 #[doc(hidden)]
 pub use inventory;

@@ -15,8 +15,10 @@ pub struct SynthTiming {
     pub classes: usize,
     /// Median milliseconds per mini-batch.
     pub median_ms: f64,
-    /// Barrier GFLOP per mini-batch (the `m x (C S) x d` products, 2 FLOP per multiply-add).
-    pub barrier_gflop: f64,
+    /// GFLOP per mini-batch in the barrier's and the energy's products (2 FLOP per
+    /// multiply-add), counted from the run's diagnostics: each barrier check is `C S d`
+    /// multiply-adds, each energy evaluation `2 S d`. Zero for the baselines.
+    pub gflop: f64,
 }
 
 /// Clustered unit embeddings: `classes` classes of `per_class` rows in `dim` dimensions.
@@ -62,28 +64,28 @@ pub fn run(
             progress(name, classes);
             let mut rng = hamos_api::rng_from_seed(config.seed);
             let mut times = Vec::with_capacity(runs);
-            let mut chains = 0;
+            let mut gflop = 0.0;
             for run in 0..=runs {
                 let start = Instant::now();
                 let synthesis =
                     sampler.synthesize(&input, config.energy.as_ref(), config.barrier.as_ref(), &mut rng)?;
                 let elapsed = start.elapsed().as_secs_f64() * 1e3;
-                chains = synthesis.tags.iter().map(|t| t.chain + 1).max().unwrap_or(0);
+                let multiply_adds: usize = synthesis
+                    .rounds
+                    .iter()
+                    .map(|r| (r.barrier_checks * classes + r.energy_evaluations * 2) * per_class * dim)
+                    .sum();
+                gflop = 2.0 * multiply_adds as f64 / 1e9;
                 if run > 0 {
                     times.push(elapsed);
                 }
             }
             times.sort_by(f64::total_cmp);
-            let rounds = match name.as_str() {
-                "vos" | "npos" => 0,
-                _ => 6,
-            };
-            let barrier_gflop = (rounds * chains * classes * per_class * dim * 2) as f64 / 1e9;
             out.push(SynthTiming {
                 sampler: name.clone(),
                 classes,
                 median_ms: times[times.len() / 2],
-                barrier_gflop,
+                gflop,
             });
         }
     }
@@ -94,10 +96,10 @@ pub fn run(
 pub fn table(timings: &[SynthTiming], class_counts: &[usize]) -> String {
     let mut out = String::from("| sampler |");
     for c in class_counts {
-        out.push_str(&format!(" C = {c}: ms | barrier GFLOP/s |"));
+        out.push_str(&format!(" C = {c}: ms | GFLOP | GFLOP/s |"));
     }
     out.push_str("\n|---|");
-    out.push_str(&"---|---|".repeat(class_counts.len()));
+    out.push_str(&"---|---|---|".repeat(class_counts.len()));
     out.push('\n');
     let mut names: Vec<&str> = Vec::new();
     for t in timings {
@@ -109,13 +111,14 @@ pub fn table(timings: &[SynthTiming], class_counts: &[usize]) -> String {
         out.push_str(&format!("| {name} |"));
         for &c in class_counts {
             match timings.iter().find(|t| t.sampler == name && t.classes == c) {
-                Some(t) if t.barrier_gflop > 0.0 => out.push_str(&format!(
-                    " {:.1} | {:.1} |",
+                Some(t) if t.gflop > 0.0 => out.push_str(&format!(
+                    " {:.1} | {:.2} | {:.1} |",
                     t.median_ms,
-                    t.barrier_gflop / (t.median_ms / 1e3)
+                    t.gflop,
+                    t.gflop / (t.median_ms / 1e3)
                 )),
-                Some(t) => out.push_str(&format!(" {:.1} | - |", t.median_ms)),
-                None => out.push_str(" - | - |"),
+                Some(t) => out.push_str(&format!(" {:.1} | - | - |", t.median_ms)),
+                None => out.push_str(" - | - | - |"),
             }
         }
         out.push('\n');

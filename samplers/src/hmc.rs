@@ -86,7 +86,7 @@ impl Kernel for HmcKernel {
         let (positions, q_end, eval) =
             spherical_leapfrog(target, &state.positions, &q, &state.eval, self.step_size, self.steps)?;
         let h_new = eval.energy.add(&kinetic(&q_end)?)?;
-        Ok(Proposal { positions, eval, log_accept: h_old.sub(&h_new)? })
+        Ok(Proposal { positions, eval, log_accept: h_old.sub(&h_new)?, energy_evaluations: self.steps })
     }
 }
 

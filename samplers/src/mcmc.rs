@@ -5,6 +5,8 @@ use hamos_api::{
     ChainPairs, ClassBank, EnergyEval, IdBarrier, OodnessEnergy, OutlierTag, Result, RoundDiagnostics,
     Synthesis, Tensor,
 };
+use std::collections::HashMap;
+
 use rand::{Rng, RngCore};
 
 /// What a kernel proposes for every chain.
@@ -16,6 +18,8 @@ pub struct Proposal {
     pub eval: EnergyEval,
     /// Metropolis-Hastings log acceptance ratio `[m]`, e.g. `H(old) - H(new)`.
     pub log_accept: Tensor,
+    /// Energy evaluations per chain this proposal took (for the diagnostics).
+    pub energy_evaluations: usize,
 }
 
 /// The chains' state between rounds.
@@ -78,7 +82,7 @@ pub fn run_chains(
 ) -> Result<Synthesis> {
     let chains = target.pairs.len();
     let backend = starts.backend();
-    let thresholds = barrier.thresholds(starts, target.bank)?;
+    let (thresholds, threshold_checks) = start_thresholds(barrier, starts, target.bank)?;
     let first_eval = target.eval(starts)?;
     let mut notes = first_eval.notes.clone();
     let mut state = ChainState { positions: starts.clone(), eval: first_eval, history: Vec::new() };
@@ -93,12 +97,22 @@ pub fn run_chains(
         let uniforms: Vec<f64> = (0..chains).map(|_| rng.random::<f64>()).collect();
         let log_accept = proposal.log_accept.to_vec_f32()?;
         let finite = finite_rows(&proposal)?;
-        let admitted = match barrier.admits(&proposal.positions, thresholds.as_ref(), target.bank)? {
-            Some(mask) => mask.to_vec_f32()?.iter().map(|&x| x != 0.0).collect(),
-            None => vec![true; chains],
-        };
+        let passes_mh: Vec<bool> = (0..chains)
+            .map(|c| match rule {
+                AcceptRule::Metropolis => uniforms[c].ln() < f64::from(log_accept[c]),
+                AcceptRule::AlwaysAccept => true,
+            })
+            .collect();
+        // Only proposals that MH would keep need the barrier's verdict.
+        let checked: Vec<usize> = (0..chains).filter(|&c| active[c] && finite[c] && passes_mh[c]).collect();
+        let admitted =
+            barrier_verdicts(barrier, &proposal.positions, thresholds.as_ref(), target.bank, &checked)?;
 
         let mut stats = RoundDiagnostics { round, ..RoundDiagnostics::default() };
+        let live_before = active.iter().filter(|&&a| a).count();
+        stats.energy_evaluations =
+            live_before * proposal.energy_evaluations + if round == 0 { chains } else { 0 };
+        stats.barrier_checks = checked.len() + if round == 0 { threshold_checks } else { 0 };
         let mut accept = vec![0.0f32; chains];
         let (mut accepted, mut abs_dh_sum) = (0usize, 0.0f64);
         for chain in 0..chains {
@@ -112,15 +126,10 @@ pub fn run_chains(
                 continue;
             }
             stats.active_chains += 1;
-            let log_alpha = f64::from(log_accept[chain]);
-            abs_dh_sum += log_alpha.abs();
-            let passes_mh = match rule {
-                AcceptRule::Metropolis => uniforms[chain].ln() < log_alpha,
-                AcceptRule::AlwaysAccept => true,
-            };
-            if passes_mh && !admitted[chain] {
+            abs_dh_sum += f64::from(log_accept[chain]).abs();
+            if passes_mh[chain] && !admitted[chain] {
                 stats.barrier_rejections += 1;
-            } else if passes_mh {
+            } else if passes_mh[chain] {
                 accept[chain] = 1.0;
                 accepted += 1;
             }
@@ -170,6 +179,60 @@ pub fn run_chains(
         _ => Tensor::cat(&outputs.iter().collect::<Vec<_>>(), 0)?,
     };
     Ok(Synthesis { outliers, tags, rounds: diagnostics, stopped_chains, notes })
+}
+
+/// The barrier thresholds of the chain starts, evaluated once per distinct start (chains
+/// `(u, v)` and `(v, u)` usually share one), and how many points that took.
+fn start_thresholds(
+    barrier: &dyn IdBarrier,
+    starts: &Tensor,
+    bank: &ClassBank,
+) -> Result<(Option<Tensor>, usize)> {
+    let width = starts.dims().get(1).copied().unwrap_or(1).max(1);
+    let values = starts.to_vec_f32()?;
+    let mut first_of: HashMap<Vec<u32>, i64> = HashMap::new();
+    let mut distinct = Vec::new();
+    let slot: Vec<i64> = values
+        .chunks(width)
+        .enumerate()
+        .map(|(row, v)| {
+            *first_of.entry(v.iter().map(|x| x.to_bits()).collect()).or_insert_with(|| {
+                distinct.push(row as i64);
+                distinct.len() as i64 - 1
+            })
+        })
+        .collect();
+    let backend = starts.backend();
+    let unique = starts.index_select(0, &backend.from_i64(&distinct, &[distinct.len()])?)?;
+    let Some(thresholds) = barrier.thresholds(&unique, bank)? else { return Ok((None, 0)) };
+    let expanded = thresholds.index_select(0, &backend.from_i64(&slot, &[slot.len()])?)?;
+    Ok((Some(expanded), distinct.len()))
+}
+
+/// The barrier's verdict for each chain: evaluated for the chains in `checked` only (the others
+/// read `true`, their proposal being rejected or stopped anyway).
+fn barrier_verdicts(
+    barrier: &dyn IdBarrier,
+    positions: &Tensor,
+    thresholds: Option<&Tensor>,
+    bank: &ClassBank,
+    checked: &[usize],
+) -> Result<Vec<bool>> {
+    let chains = positions.dims().first().copied().unwrap_or(0);
+    let mut verdicts = vec![true; chains];
+    let Some(thresholds) = thresholds else { return Ok(verdicts) };
+    if checked.is_empty() {
+        return Ok(verdicts);
+    }
+    let rows: Vec<i64> = checked.iter().map(|&c| c as i64).collect();
+    let rows = positions.backend().from_i64(&rows, &[rows.len()])?;
+    let subset = positions.index_select(0, &rows)?;
+    if let Some(mask) = barrier.admits(&subset, Some(&thresholds.index_select(0, &rows)?), bank)? {
+        for (&chain, &admit) in checked.iter().zip(&mask.to_vec_f32()?) {
+            verdicts[chain] = admit != 0.0;
+        }
+    }
+    Ok(verdicts)
 }
 
 /// Chains whose proposed position, energy and acceptance ratio are all finite.

@@ -47,7 +47,7 @@ impl Kernel for RandomWalkKernel {
         let (positions, _) = geodesic_flow(&state.positions, &xi, self.step_size)?;
         let eval = target.eval(&positions)?;
         let log_accept = state.eval.energy.sub(&eval.energy)?;
-        Ok(Proposal { positions, eval, log_accept })
+        Ok(Proposal { positions, eval, log_accept, energy_evaluations: 1 })
     }
 }
 

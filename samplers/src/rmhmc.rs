@@ -137,7 +137,7 @@ impl Kernel for MetricKernel {
         let (positions, q_end, eval) =
             spherical_leapfrog(target, z, &q, &state.eval, self.step_size, self.steps)?;
         let h_new = eval.energy.add(&kinetic(&positions, &q_end, &inv_metric)?)?;
-        Ok(Proposal { positions, eval, log_accept: h_old.sub(&h_new)? })
+        Ok(Proposal { positions, eval, log_accept: h_old.sub(&h_new)?, energy_evaluations: self.steps })
     }
 }
 

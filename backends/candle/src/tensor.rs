@@ -7,15 +7,20 @@ use hamos_api::{
 };
 
 use crate::backend::CandleBackend;
+use crate::fused::BankCache;
 
 /// A candle tensor behind the shared tensor trait.
+///
+/// The second field caches the repacked form the fused kernels build when this tensor is used
+/// as a class bank; clones share it, and candle tensors are immutable (variables excepted, which
+/// are never cached), so it cannot go stale.
 #[derive(Debug, Clone)]
-pub struct CandleTensor(CTensor);
+pub struct CandleTensor(CTensor, BankCache);
 
 impl CandleTensor {
     /// Wraps a candle tensor.
     pub fn new(raw: CTensor) -> Self {
-        CandleTensor(raw)
+        CandleTensor(raw, BankCache::default())
     }
 
     /// The candle tensor.
@@ -36,7 +41,7 @@ impl<T> Op<T> for candle_core::Result<T> {
 }
 
 pub(crate) fn wrap(raw: CTensor) -> Result<Tensor> {
-    Ok(Tensor::from_impl(CandleTensor(raw)))
+    Ok(Tensor::from_impl(CandleTensor::new(raw)))
 }
 
 fn device_name(device: &Device) -> String {
@@ -50,6 +55,11 @@ fn device_name(device: &Device) -> String {
 impl CandleTensor {
     fn operand<'a>(&self, op: &'static str, rhs: &'a Tensor) -> Result<&'a CTensor> {
         Ok(rhs.expect_backend::<CandleTensor>(op, self)?.raw())
+    }
+
+    /// The cache of the repacked bank, shared by clones.
+    pub(crate) fn bank_cache(&self) -> &BankCache {
+        &self.1
     }
 
     fn check_dim(&self, op: &'static str, dim: usize) -> Result<()> {
@@ -271,7 +281,7 @@ impl TensorImpl for CandleTensor {
         }
         let last = self.0.rank() - 1;
         let moved = if dim == last { self.0.clone() } else { self.0.transpose(dim, last).op("topk")? };
-        let indices = CandleTensor(moved.clone()).topk_indices_last_dim(k, largest)?;
+        let indices = CandleTensor::new(moved.clone()).topk_indices_last_dim(k, largest)?;
         let values = moved.contiguous().op("topk")?.gather(&indices, last).op("topk")?;
         let (values, indices) = if dim == last {
             (values, indices)
@@ -290,7 +300,7 @@ impl TensorImpl for CandleTensor {
         let last = self.0.rank() - 1;
         let moved =
             if dim == last { self.0.clone() } else { self.0.transpose(dim, last).op("kth_smallest")? };
-        let index = CandleTensor(moved.clone()).select_last_dim(k, false, false)?;
+        let index = CandleTensor::new(moved.clone()).select_last_dim(k, false, false)?;
         let value = moved.contiguous().op("kth_smallest")?.gather(&index, last).op("kth_smallest")?;
         if dim == last {
             Ok((wrap(value)?, wrap(index)?))
@@ -399,7 +409,7 @@ impl TensorImpl for CandleTensor {
     }
 
     fn fused_class_logsumexp(&self, bank: &Tensor, counts: &[usize], scale: f64) -> Option<Result<Tensor>> {
-        let bank = match self.operand("class_logsumexp", bank) {
+        let bank = match bank.expect_backend::<CandleTensor>("class_logsumexp", self) {
             Ok(bank) => bank,
             Err(e) => return Some(Err(e)),
         };
@@ -413,7 +423,7 @@ impl TensorImpl for CandleTensor {
         targets: &[(usize, usize)],
         k: usize,
     ) -> Option<Result<Tensor>> {
-        let bank = match self.operand("class_kth_nearest", bank) {
+        let bank = match bank.expect_backend::<CandleTensor>("class_kth_nearest", self) {
             Ok(bank) => bank,
             Err(e) => return Some(Err(e)),
         };

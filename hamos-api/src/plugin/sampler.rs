@@ -69,6 +69,13 @@ pub struct RoundDiagnostics {
     pub mean_angular_step: f64,
     /// Mean OOD-ness `P = exp(-U)` at the positions after the round.
     pub mean_oodness: f64,
+    /// Points the ID barrier evaluated: the proposals that passed Metropolis-Hastings (the
+    /// others need no verdict), plus, in round 0, the distinct chain starts that set the
+    /// thresholds.
+    pub barrier_checks: usize,
+    /// Points at which the OOD-ness energy was evaluated (chains times evaluations; round 0
+    /// includes the starts).
+    pub energy_evaluations: usize,
 }
 
 /// One synthesized mini-batch.

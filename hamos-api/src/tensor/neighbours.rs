@@ -32,34 +32,45 @@ pub enum KthSelection {
 /// query's squared norm (it sets the rounding window). NaN sorts last; negative values (from
 /// rounding) count as 0. Needs `1 <= k <= dist_sq.len()`.
 pub fn select_kth(dist_sq: &[f32], k: usize, query_sq: f32) -> KthSelection {
-    let clean = |d: f32| if d.is_nan() { f32::INFINITY } else { d.max(0.0) };
-    // Non-negative floats order like their bits; the index in the low half breaks ties.
-    let mut keys: Vec<u64> =
-        dist_sq.iter().enumerate().map(|(i, &d)| (u64::from(clean(d).to_bits()) << 32) | i as u64).collect();
-    let k = k.clamp(1, keys.len().max(1));
+    let k = k.clamp(1, dist_sq.len().max(1));
+    // Non-negative floats order like their bits; the row in the low half breaks ties.
+    let mut keys: Vec<u64> = dist_sq
+        .iter()
+        .enumerate()
+        .map(|(row, &d)| (u64::from(distance_bits(d)) << 32) | row as u64)
+        .collect();
     let (_, &mut kth, _) = keys.select_nth_unstable(k - 1);
     let (kth_dist, kth_row) = (f32::from_bits((kth >> 32) as u32), (kth & 0xffff_ffff) as usize);
     if !kth_dist.is_finite() {
         return KthSelection::Unique(kth_row);
     }
-    // |x| <= |q| + |q - x| bounds the row's norm from the distance itself.
+    // |x| <= |q| + |q - x| bounds the row's norm from the distance itself; the rounding
+    // scales with |q|^2 + |x|^2.
     let query_norm = query_sq.max(0.0).sqrt();
     let scale = query_sq + (query_norm + kth_dist.sqrt()).powi(2);
     let tolerance = TIE_WINDOW * scale.max(f32::MIN_POSITIVE);
     let (low, high) = (kth_dist - tolerance, kth_dist + tolerance);
-    let mut below = 0;
-    let mut candidates = Vec::new();
-    for (row, &d) in dist_sq.iter().enumerate() {
-        let d = clean(d);
-        if d < low {
-            below += 1;
-        } else if d <= high {
-            candidates.push(row);
-        }
-    }
+    // Branch-free so it vectorizes: negative rounding reads as 0; NaN fails every comparison,
+    // as the infinity it stands for would.
+    let floor = |d: f32| if d < 0.0 { 0.0 } else { d };
+    let below: usize = dist_sq.iter().map(|&d| usize::from(floor(d) < low)).sum();
+    let candidates: Vec<usize> =
+        (0..dist_sq.len()).filter(|&row| (low..=high).contains(&floor(dist_sq[row]))).collect();
     match candidates.len() {
         1 => KthSelection::Unique(candidates[0]),
         _ => KthSelection::Tied { below, candidates },
+    }
+}
+
+/// The order key of a distance: NaN last (as infinity), rounding below zero as zero.
+#[inline]
+fn distance_bits(d: f32) -> u32 {
+    if d.is_nan() {
+        f32::INFINITY.to_bits()
+    } else if d < 0.0 {
+        0
+    } else {
+        d.to_bits()
     }
 }
 
@@ -76,11 +87,8 @@ pub fn resolve_kth_tie<'a>(
     let mut ranked: Vec<(f64, usize)> = candidates
         .iter()
         .map(|&r| {
-            let dist = query
-                .iter()
-                .zip(row(r))
-                .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-                .sum::<f64>();
+            let dist =
+                query.iter().zip(row(r)).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum::<f64>();
             (dist, r)
         })
         .collect();
@@ -112,7 +120,9 @@ impl Tensor {
         if let Some(&(row, class)) = targets.iter().find(|&&(row, class)| row >= m || class >= classes) {
             return Err(Error::shape(
                 "class_kth_nearest",
-                format!("target (query {row}, class {class}) out of range for {m} queries and {classes} classes"),
+                format!(
+                    "target (query {row}, class {class}) out of range for {m} queries and {classes} classes"
+                ),
             ));
         }
         if let Some(&(_, class)) = targets.iter().find(|&&(_, class)| counts[class] == 0) {
@@ -138,14 +148,16 @@ impl Tensor {
             .flat_map(|q| (0..width).map(move |slot| q.get(slot).copied().unwrap_or(0) as i64))
             .collect();
         let backend = self.backend();
-        let queries =
-            self.index_select(0, &backend.from_i64(&rows, &[rows.len()])?)?.reshape(&[classes, width, dim])?;
+        let queries = self
+            .index_select(0, &backend.from_i64(&rows, &[rows.len()])?)?
+            .reshape(&[classes, width, dim])?;
         let dots = bank.matmul(&queries.transpose(1, 2)?)?.transpose(1, 2)?;
         let bank_sq = bank.sqr()?.sum(2, true)?.transpose(1, 2)?;
         let query_sq = queries.sqr()?.sum(2, true)?;
         let dist_sq = dots.scale(-2.0)?.add(&bank_sq)?.add(&query_sq)?.to_vec_f32()?;
         let host_queries = self.to_vec_f32()?;
-        let query_sq = |row: usize| host_queries[row * dim..(row + 1) * dim].iter().map(|x| x * x).sum::<f32>();
+        let query_sq =
+            |row: usize| host_queries[row * dim..(row + 1) * dim].iter().map(|x| x * x).sum::<f32>();
 
         let mut found = vec![0i64; targets.len()];
         let mut tied = Vec::new();
@@ -166,7 +178,8 @@ impl Tensor {
                 })
                 .collect();
             let flat_bank = bank.reshape(&[classes * capacity, dim])?;
-            let fetched = flat_bank.index_select(0, &backend.from_i64(&flat, &[flat.len()])?)?.to_vec_f32()?;
+            let fetched =
+                flat_bank.index_select(0, &backend.from_i64(&flat, &[flat.len()])?)?.to_vec_f32()?;
             let mut offset = 0;
             for (target, below, candidates) in tied {
                 let (row, class) = targets[target];
@@ -222,11 +235,47 @@ mod tests {
     }
 
     #[test]
+    fn selection_matches_a_sort_with_nan_and_rounding() {
+        let mut values: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 1013) as f32 / 250.0).collect();
+        values[17] = f32::NAN;
+        values[400] = -1e-7;
+        values[401] = values[3];
+        values[402] = f32::NEG_INFINITY;
+        values[403] = f32::INFINITY;
+        let mut sorted: Vec<(f32, usize)> =
+            values.iter().map(|&d| f32::from_bits(distance_bits(d))).zip(0..).collect();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for k in [1, 2, 199, 200, 500, 999, 1000] {
+            let want = sorted[k - 1].1;
+            match select_kth(&values, k, 1.0) {
+                KthSelection::Unique(r) => assert_eq!(r, want, "k = {k}"),
+                KthSelection::Tied { candidates, .. } => assert!(candidates.contains(&want), "k = {k}"),
+            }
+        }
+    }
+
+    #[test]
+    #[ignore = "timing, run by hand with --release"]
+    fn selection_speed() {
+        let values: Vec<f32> =
+            (0..1000u64).map(|i| ((i * 2_654_435_761) % 100_003) as f32 / 25_000.0).collect();
+        let start = std::time::Instant::now();
+        let mut sink = 0;
+        for round in 0..20_000 {
+            if let KthSelection::Unique(r) = select_kth(&values, 150 + round % 100, 1.0) {
+                sink += r;
+            }
+        }
+        println!("select_kth: {:.2} us ({sink})", start.elapsed().as_secs_f64() / 20_000.0 * 1e6);
+    }
+
+    #[test]
     fn near_ties_are_settled_in_f64() {
         // Rows 0 and 1 are at f32 distances that tie, but row 1 is nearer in f64.
         let query = [1.0f32, 0.0];
         let rows = [[0.0f32, 1.0], [1.0e-8, 1.0], [5.0, 5.0]];
-        let dist: Vec<f32> = rows.iter().map(|r| (query[0] - r[0]).powi(2) + (query[1] - r[1]).powi(2)).collect();
+        let dist: Vec<f32> =
+            rows.iter().map(|r| (query[0] - r[0]).powi(2) + (query[1] - r[1]).powi(2)).collect();
         let KthSelection::Tied { below, candidates } = select_kth(&dist, 1, 1.0) else {
             panic!("expected a tie among {dist:?}");
         };

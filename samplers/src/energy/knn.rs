@@ -58,9 +58,10 @@ impl KnnEnergy {
                 )
             })
             .collect();
-        let targets: Vec<(usize, usize)> = (pairs.pairs.iter().enumerate().map(|(chain, &(u, _))| (chain, u)))
-            .chain(pairs.pairs.iter().enumerate().map(|(chain, &(_, v))| (chain, v)))
-            .collect();
+        let targets: Vec<(usize, usize)> =
+            (pairs.pairs.iter().enumerate().map(|(chain, &(u, _))| (chain, u)))
+                .chain(pairs.pairs.iter().enumerate().map(|(chain, &(_, v))| (chain, v)))
+                .collect();
         let rows = z.class_kth_nearest(bank.embeddings(), bank.counts(), &targets, self.k)?;
         let flat_bank = bank.embeddings().reshape(&[classes * capacity, dim])?;
         let nearest = flat_bank.index_select(0, &rows)?;

@@ -1,24 +1,27 @@
 //! The k-th nearest row of a class for each (query, class) request, fused: one class at a time,
-//! the squared distances of its requesting queries come from the tile kernel, then
+//! the squared distances of its requesting queries come from the narrow tile kernel, then
 //! [`hamos_api::select_kth`] picks the k-th and [`hamos_api::resolve_kth_tie`] settles rows
 //! within rounding of it in `f64`, exactly as the generic version does.
 
 use hamos_api::{resolve_kth_tie, select_kth, KthSelection};
 use rayon::prelude::*;
 
-use super::simd::{tile_at, PackedQueries, TileKernel, MR, NR};
+use super::packing::{PackedBank, PackedQueries};
+use super::simd::{TileKernel, MR, NARROW};
 
 /// The flat row `class * capacity + r` of the `min(k, counts[class])`-th nearest valid row `r`
-/// for each `(query, class)` of `targets`. Arguments are validated by the caller.
+/// for each `(query, class)` of `targets`. `bank` is the raw `[c, s, d]` bank (for the `f64`
+/// tie-break), `packed` its packed form. Arguments are validated by the caller.
 pub(crate) fn class_kth_nearest(
     queries: &[f32],
     dim: usize,
     bank: &[f32],
-    capacity: usize,
+    packed: &PackedBank,
     counts: &[usize],
     targets: &[(usize, usize)],
     k: usize,
 ) -> Vec<i64> {
+    let capacity = bank.len() / (counts.len() * dim).max(1);
     let mut per_class: Vec<Vec<(usize, usize)>> = vec![Vec::new(); counts.len()];
     for (target, &(query, class)) in targets.iter().enumerate() {
         per_class[class].push((target, query));
@@ -29,21 +32,21 @@ pub(crate) fn class_kth_nearest(
         .filter(|(_, requests)| !requests.is_empty())
         .map(|(class, requests)| {
             let n = counts[class];
-            let rows = &bank[class * capacity * dim..(class * capacity + n) * dim];
             let query_rows = requests.iter().map(|&(_, q)| &queries[q * dim..(q + 1) * dim]);
-            let packed = PackedQueries::new(query_rows, dim);
-            let dist_sq = class_distances(&packed, rows, n, dim);
+            let packed_queries = PackedQueries::new(query_rows, dim, NARROW);
+            let row_sq = &packed.row_sq_norms[class * capacity..class * capacity + n];
+            let dist_sq = class_distances(&packed_queries, packed, class, row_sq, dim);
+            let rows = &bank[class * capacity * dim..(class * capacity + n) * dim];
+            let kc = k.min(n);
             requests
                 .iter()
                 .enumerate()
                 .map(|(j, &(target, query))| {
-                    let kc = k.min(n);
-                    let row = match select_kth(&dist_sq[j * n..(j + 1) * n], kc, packed.sq_norms[j]) {
+                    let row = match select_kth(&dist_sq[j * n..(j + 1) * n], kc, packed_queries.sq_norms[j]) {
                         KthSelection::Unique(r) => r,
                         KthSelection::Tied { below, candidates } => {
-                            resolve_kth_tie(below, &candidates, kc, &queries[query * dim..(query + 1) * dim], |r| {
-                                &rows[r * dim..(r + 1) * dim]
-                            })
+                            let query = &queries[query * dim..(query + 1) * dim];
+                            resolve_kth_tie(below, &candidates, kc, query, |r| &rows[r * dim..(r + 1) * dim])
                         }
                     };
                     (target, (class * capacity + row) as i64)
@@ -59,53 +62,60 @@ pub(crate) fn class_kth_nearest(
 }
 
 /// `[queries][n]` squared distances `|x|^2 + |q|^2 - 2 q.x` of the packed queries to the `n`
-/// rows.
-fn class_distances(packed: &PackedQueries, rows: &[f32], n: usize, dim: usize) -> Vec<f32> {
+/// valid rows of `class`.
+fn class_distances(
+    queries: &PackedQueries,
+    bank: &PackedBank,
+    class: usize,
+    row_sq: &[f32],
+    dim: usize,
+) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
     if let Some(kernel) = super::simd::Avx2Fma::detect() {
         // SAFETY: `detect` found AVX2 and FMA on this CPU.
-        return unsafe { class_distances_avx2(kernel, packed, rows, n, dim) };
+        return unsafe { class_distances_avx2(kernel, queries, bank, class, row_sq, dim) };
     }
-    class_distances_with(super::simd::Portable, packed, rows, n, dim)
+    class_distances_with(super::simd::Portable, queries, bank, class, row_sq, dim)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn class_distances_avx2(
     kernel: super::simd::Avx2Fma,
-    packed: &PackedQueries,
-    rows: &[f32],
-    n: usize,
+    queries: &PackedQueries,
+    bank: &PackedBank,
+    class: usize,
+    row_sq: &[f32],
     dim: usize,
 ) -> Vec<f32> {
-    class_distances_with(kernel, packed, rows, n, dim)
+    class_distances_with(kernel, queries, bank, class, row_sq, dim)
 }
 
 #[inline(always)]
 fn class_distances_with<K: TileKernel>(
     kernel: K,
-    packed: &PackedQueries,
-    rows: &[f32],
-    n: usize,
+    queries: &PackedQueries,
+    bank: &PackedBank,
+    class: usize,
+    row_sq: &[f32],
     dim: usize,
 ) -> Vec<f32> {
-    let row_sq: Vec<f32> = rows.chunks_exact(dim).map(|r| r.iter().map(|x| x * x).sum()).collect();
-    let mut dist_sq = vec![0.0f32; packed.len * n];
-    let mut pad = vec![0.0f32; MR * dim];
-    for b in 0..packed.blocks() {
-        let block = packed.block(b, dim);
-        let lanes = (packed.len - b * NR).min(NR);
-        let mut first = 0;
-        while first < n {
-            let tile = tile_at(kernel, rows, n, first, block, dim, &mut pad);
-            for (i, tile_row) in tile.iter().enumerate().take((n - first).min(MR)) {
+    let n = row_sq.len();
+    let mut dist_sq = vec![0.0f32; queries.len * n];
+    for b in 0..queries.blocks() {
+        let block = queries.block(b);
+        let lanes = (queries.len - b * NARROW).min(NARROW);
+        // Two packed blocks (2 MR rows) per tile; the bank keeps a spare zero block at the end.
+        for pair in 0..n.div_ceil(2 * MR) {
+            let tile = kernel.narrow(bank.blocks(class, 2 * pair, 2), block, dim);
+            let first = pair * 2 * MR;
+            for (i, tile_row) in tile.iter().enumerate().take(n - first.min(n)) {
                 let r = first + i;
                 for (j, &dot) in tile_row.iter().enumerate().take(lanes) {
-                    let q = b * NR + j;
-                    dist_sq[q * n + r] = row_sq[r] + packed.sq_norms[q] - 2.0 * dot;
+                    let q = b * NARROW + j;
+                    dist_sq[q * n + r] = row_sq[r] + queries.sq_norms[q] - 2.0 * dot;
                 }
             }
-            first += MR;
         }
     }
     dist_sq

@@ -6,12 +6,42 @@
 
 mod kth;
 mod logsumexp;
+mod packing;
 mod simd;
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor as CTensor};
 use hamos_api::{Error, Result};
 
-use crate::tensor::Op;
+use crate::tensor::{CandleTensor, Op};
+use packing::PackedBank;
+
+/// A bank tensor's [`PackedBank`], built on first use.
+#[derive(Clone, Default)]
+pub(crate) struct BankCache(Arc<OnceLock<PackedBank>>);
+
+impl fmt::Debug for BankCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BankCache({})", if self.0.get().is_some() { "packed" } else { "empty" })
+    }
+}
+
+/// Runs `f` with `bank`'s packed form: cached with the tensor, or built for this call when the
+/// tensor is a variable (whose values may change).
+fn with_packed<T>(bank: &CandleTensor, values: &[f32], f: impl FnOnce(&PackedBank) -> T) -> T {
+    let (classes, capacity, dim) = match bank.raw().dims() {
+        &[c, s, d] => (c, s, d),
+        _ => (0, 0, 0),
+    };
+    let build = || PackedBank::new(values, classes, capacity, dim);
+    if bank.raw().is_variable() {
+        f(&build())
+    } else {
+        f(bank.bank_cache().0.get_or_init(build))
+    }
+}
 
 /// Runs `f` on the `f32` host slices of contiguous `queries` `[m, d]` and `bank` `[c, s, d]`;
 /// `None` when they are not `f32` on the CPU.
@@ -41,9 +71,9 @@ fn with_cpu_slices<T>(
 
 fn cpu_slice<'a>(op: &'static str, storage: &'a Storage, offset: usize, len: usize) -> Result<&'a [f32]> {
     match storage {
-        Storage::Cpu(CpuStorage::F32(values)) => {
-            values.get(offset..offset + len).ok_or_else(|| Error::shape(op, "storage shorter than its layout"))
-        }
+        Storage::Cpu(CpuStorage::F32(values)) => values
+            .get(offset..offset + len)
+            .ok_or_else(|| Error::shape(op, "storage shorter than its layout")),
         _ => Err(Error::shape(op, "fused kernel needs F32 tensors on the CPU")),
     }
 }
@@ -51,27 +81,31 @@ fn cpu_slice<'a>(op: &'static str, storage: &'a Storage, offset: usize, len: usi
 /// The fused class-wise log-sum-exp, `[m, c]`; `None` off the CPU.
 pub(crate) fn class_logsumexp(
     queries: &CTensor,
-    bank: &CTensor,
+    bank: &CandleTensor,
     counts: &[usize],
     scale: f64,
 ) -> Option<Result<CTensor>> {
-    let out = with_cpu_slices("class_logsumexp", queries, bank, |q, b, dim, capacity| {
-        logsumexp::class_logsumexp(q, dim, b, capacity, counts, scale as f32)
+    let out = with_cpu_slices("class_logsumexp", queries, bank.raw(), |q, b, dim, _| {
+        with_packed(bank, b, |packed| logsumexp::class_logsumexp(q, dim, packed, counts, scale as f32))
     })?;
     let m = queries.dims()[0];
-    Some(out.and_then(|values| CTensor::from_vec(values, (m, counts.len()), &Device::Cpu).op("class_logsumexp")))
+    Some(
+        out.and_then(|values| {
+            CTensor::from_vec(values, (m, counts.len()), &Device::Cpu).op("class_logsumexp")
+        }),
+    )
 }
 
 /// The fused k-th nearest rows, `[targets]` `I64`; `None` off the CPU.
 pub(crate) fn class_kth_nearest(
     queries: &CTensor,
-    bank: &CTensor,
+    bank: &CandleTensor,
     counts: &[usize],
     targets: &[(usize, usize)],
     k: usize,
 ) -> Option<Result<CTensor>> {
-    let out = with_cpu_slices("class_kth_nearest", queries, bank, |q, b, dim, capacity| {
-        kth::class_kth_nearest(q, dim, b, capacity, counts, targets, k)
+    let out = with_cpu_slices("class_kth_nearest", queries, bank.raw(), |q, b, dim, _| {
+        with_packed(bank, b, |packed| kth::class_kth_nearest(q, dim, b, packed, counts, targets, k))
     })?;
     Some(out.and_then(|rows| {
         let len = rows.len();

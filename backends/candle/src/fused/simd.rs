@@ -1,63 +1,32 @@
-//! The tile kernel under both fused ops: `MR` bank rows against `NR` packed queries, with
-//! AVX2 + FMA on x86_64 when the CPU has them (checked at run time) and portable code elsewhere.
+//! The tile kernels under both fused ops, with AVX2 + FMA on x86_64 when the CPU has them
+//! (checked at run time) and portable code elsewhere.
 //!
-//! Queries are packed as `[d][NR]` blocks so the kernel broadcasts one bank value and multiplies
-//! it into two 8-lane vectors of queries: 12 accumulators, no horizontal sums, no packing of the
-//! (large) bank. Callers write their loops once, generic over [`TileKernel`], and enter them
-//! through a `#[target_feature]` wrapper so the whole loop is compiled for the vector unit.
+//! Both broadcast one bank value and multiply it into vectors of packed queries (12
+//! accumulators, no horizontal sums): the *wide* tile is [`MR`] rows by 16 queries (the barrier:
+//! hundreds of queries per class), the *narrow* tile `2 MR` rows by 8 queries (the k-NN energy:
+//! about `2 N_adj` queries per class). Callers write their loops once, generic over
+//! [`TileKernel`], and enter them through a `#[target_feature]` function with no closures in
+//! between, so the whole loop is compiled for the vector unit.
 
-/// Bank rows per tile.
+/// Bank rows per packed block (and per wide tile).
 pub(crate) const MR: usize = 6;
-/// Queries per tile (two AVX2 vectors).
-pub(crate) const NR: usize = 16;
+/// Queries per wide tile (two AVX2 vectors).
+pub(crate) const WIDE: usize = 16;
+/// Queries per narrow tile (one AVX2 vector).
+pub(crate) const NARROW: usize = 8;
 
 /// `tile[i][j]` = bank row `i` . query `j`.
-pub(crate) type Tile = [[f32; NR]; MR];
+pub(crate) type WideTile = [[f32; WIDE]; MR];
+/// `tile[i][j]` = bank row `i` . query `j`, rows of two consecutive blocks.
+pub(crate) type NarrowTile = [[f32; NARROW]; 2 * MR];
 
-/// Queries packed in blocks of [`NR`]: block `b` holds queries `b * NR ..` as `[d][NR]`, the
-/// missing ones zero.
-pub(crate) struct PackedQueries {
-    data: Vec<f32>,
-    /// Number of queries.
-    pub len: usize,
-    /// Squared norm of every query.
-    pub sq_norms: Vec<f32>,
-}
-
-impl PackedQueries {
-    /// Packs `rows` (each of length `dim`).
-    pub fn new<'a>(rows: impl ExactSizeIterator<Item = &'a [f32]>, dim: usize) -> Self {
-        let len = rows.len();
-        let blocks = len.div_ceil(NR);
-        let mut data = vec![0.0f32; blocks * dim * NR];
-        let mut sq_norms = Vec::with_capacity(len);
-        for (q, row) in rows.enumerate() {
-            let (block, lane) = (q / NR, q % NR);
-            let base = block * dim * NR + lane;
-            for (k, &x) in row.iter().enumerate() {
-                data[base + k * NR] = x;
-            }
-            sq_norms.push(row.iter().map(|x| x * x).sum());
-        }
-        PackedQueries { data, len, sq_norms }
-    }
-
-    /// Number of blocks.
-    pub fn blocks(&self) -> usize {
-        self.len.div_ceil(NR)
-    }
-
-    /// Block `b`, `[d][NR]`.
-    pub fn block(&self, b: usize, dim: usize) -> &[f32] {
-        &self.data[b * dim * NR..(b + 1) * dim * NR]
-    }
-}
-
-/// One tile product.
+/// The tile products.
 pub(crate) trait TileKernel: Copy {
-    /// `out[i][j] = rows[i * dim..][..dim] . packed[k * NR + j]` over `k < dim`; `rows` holds
-    /// `MR` rows, `packed` one block.
-    fn tile(self, rows: &[f32], packed: &[f32], dim: usize) -> Tile;
+    /// One block of packed rows (`[d][MR]`) against one block of 16 packed queries.
+    fn wide(self, rows: &[f32], queries: &[f32], dim: usize) -> WideTile;
+
+    /// Two consecutive blocks of packed rows (`2 x [d][MR]`) against 8 packed queries.
+    fn narrow(self, rows: &[f32], queries: &[f32], dim: usize) -> NarrowTile;
 
     /// For the first `valid` rows `i` of `tile` and every lane `j`: with
     /// `x = scale * tile[i][j] - shift[j]`, adds `e^x` (by [`exp_clamped`]'s rules) to `sum[j]`
@@ -65,15 +34,15 @@ pub(crate) trait TileKernel: Copy {
     #[inline(always)]
     fn exp_sums(
         self,
-        tile: &Tile,
+        tile: &WideTile,
         valid: usize,
         scale: f32,
-        shift: &[f32; NR],
-        sum: &mut [f32; NR],
-        peak: &mut [f32; NR],
+        shift: &[f32; WIDE],
+        sum: &mut [f32; WIDE],
+        peak: &mut [f32; WIDE],
     ) {
         for tile_row in tile.iter().take(valid) {
-            for j in 0..NR {
+            for j in 0..WIDE {
                 let x = scale * tile_row[j] - shift[j];
                 peak[j] = peak[j].max(x);
                 sum[j] += exp_clamped(x);
@@ -88,13 +57,29 @@ pub(crate) struct Portable;
 
 impl TileKernel for Portable {
     #[inline(always)]
-    fn tile(self, rows: &[f32], packed: &[f32], dim: usize) -> Tile {
-        let (rows, packed) = (&rows[..MR * dim], &packed[..dim * NR]);
-        let mut acc = [[0.0f32; NR]; MR];
+    fn wide(self, rows: &[f32], queries: &[f32], dim: usize) -> WideTile {
+        let (rows, queries) = (&rows[..dim * MR], &queries[..dim * WIDE]);
+        let mut acc = [[0.0f32; WIDE]; MR];
         for k in 0..dim {
-            let q = &packed[k * NR..(k + 1) * NR];
+            let q = &queries[k * WIDE..(k + 1) * WIDE];
             for (i, acc_row) in acc.iter_mut().enumerate() {
-                let x = rows[i * dim + k];
+                let x = rows[k * MR + i];
+                for (a, &qj) in acc_row.iter_mut().zip(q) {
+                    *a += x * qj;
+                }
+            }
+        }
+        acc
+    }
+
+    #[inline(always)]
+    fn narrow(self, rows: &[f32], queries: &[f32], dim: usize) -> NarrowTile {
+        let (rows, queries) = (&rows[..2 * dim * MR], &queries[..dim * NARROW]);
+        let mut acc = [[0.0f32; NARROW]; 2 * MR];
+        for k in 0..dim {
+            let q = &queries[k * NARROW..(k + 1) * NARROW];
+            for (i, acc_row) in acc.iter_mut().enumerate() {
+                let x = rows[(i / MR) * dim * MR + k * MR + i % MR];
                 for (a, &qj) in acc_row.iter_mut().zip(q) {
                     *a += x * qj;
                 }
@@ -118,73 +103,123 @@ impl Avx2Fma {
 }
 
 #[cfg(target_arch = "x86_64")]
-impl TileKernel for Avx2Fma {
-    #[inline(always)]
-    fn tile(self, rows: &[f32], packed: &[f32], dim: usize) -> Tile {
-        use std::arch::x86_64::*;
-        assert!(rows.len() >= MR * dim && packed.len() >= dim * NR, "tile operands too short");
-        let mut out = [[0.0f32; NR]; MR];
-        // SAFETY: an `Avx2Fma` exists only where the CPU has AVX2 and FMA; every load reads
-        // `rows[i * dim + k]` (i < MR, k < dim) or `packed[k * NR .. k * NR + 16]` (k < dim),
-        // in bounds by the assert above; the stores write the 16 floats of each `out` row.
-        unsafe {
-            let (r, p) = (rows.as_ptr(), packed.as_ptr());
-            let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-            for k in 0..dim {
-                let q0 = _mm256_loadu_ps(p.add(k * NR));
-                let q1 = _mm256_loadu_ps(p.add(k * NR + 8));
-                for (i, acc_row) in acc.iter_mut().enumerate() {
-                    let x = _mm256_broadcast_ss(&*r.add(i * dim + k));
-                    acc_row[0] = _mm256_fmadd_ps(x, q0, acc_row[0]);
-                    acc_row[1] = _mm256_fmadd_ps(x, q1, acc_row[1]);
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::*;
+
+    impl TileKernel for Avx2Fma {
+        #[inline(always)]
+        fn wide(self, rows: &[f32], queries: &[f32], dim: usize) -> WideTile {
+            assert!(rows.len() >= dim * MR && queries.len() >= dim * WIDE, "tile operands too short");
+            let mut out = [[0.0f32; WIDE]; MR];
+            // SAFETY: an `Avx2Fma` exists only where the CPU has AVX2 and FMA; the loads read
+            // `rows[k * MR + i]` (i < MR) and `queries[k * WIDE..][..16]` for k < dim, in bounds
+            // by the assert; the stores write the 16 floats of each `out` row.
+            unsafe {
+                let (mut r, mut q) = (rows.as_ptr(), queries.as_ptr());
+                let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+                // Unrolled by four: the loop counter and pointer updates cost a quarter as much.
+                for _ in 0..dim / 4 {
+                    for u in 0..4 {
+                        wide_step(&mut acc, r.add(u * MR), q.add(u * WIDE));
+                    }
+                    r = r.add(4 * MR);
+                    q = q.add(4 * WIDE);
+                }
+                for u in 0..dim % 4 {
+                    wide_step(&mut acc, r.add(u * MR), q.add(u * WIDE));
+                }
+                for (out_row, acc_row) in out.iter_mut().zip(&acc) {
+                    _mm256_storeu_ps(out_row.as_mut_ptr(), acc_row[0]);
+                    _mm256_storeu_ps(out_row.as_mut_ptr().add(8), acc_row[1]);
                 }
             }
-            for (out_row, acc_row) in out.iter_mut().zip(&acc) {
-                _mm256_storeu_ps(out_row.as_mut_ptr(), acc_row[0]);
-                _mm256_storeu_ps(out_row.as_mut_ptr().add(8), acc_row[1]);
-            }
+            out
         }
-        out
-    }
 
-    #[inline(always)]
-    fn exp_sums(
-        self,
-        tile: &Tile,
-        valid: usize,
-        scale: f32,
-        shift: &[f32; NR],
-        sum: &mut [f32; NR],
-        peak: &mut [f32; NR],
-    ) {
-        use std::arch::x86_64::*;
-        // SAFETY: an `Avx2Fma` exists only where the CPU has AVX2 and FMA; every load and store
-        // touches floats `0..8` or `8..16` of a 16-float array.
-        unsafe {
-            let scale = _mm256_set1_ps(scale);
-            for half in [0, 8] {
-                let shift = _mm256_loadu_ps(shift.as_ptr().add(half));
-                let mut s = _mm256_loadu_ps(sum.as_ptr().add(half));
-                let mut p = _mm256_loadu_ps(peak.as_ptr().add(half));
-                for tile_row in tile.iter().take(valid) {
-                    let x = _mm256_fmsub_ps(scale, _mm256_loadu_ps(tile_row.as_ptr().add(half)), shift);
-                    p = _mm256_max_ps(p, x);
-                    s = _mm256_add_ps(s, self.exp8(x));
+        #[inline(always)]
+        fn narrow(self, rows: &[f32], queries: &[f32], dim: usize) -> NarrowTile {
+            assert!(rows.len() >= 2 * dim * MR && queries.len() >= dim * NARROW, "tile operands too short");
+            let mut out = [[0.0f32; NARROW]; 2 * MR];
+            // SAFETY: as in `wide`; the loads read `rows[k * MR + i]` and
+            // `rows[dim * MR + k * MR + i]` (i < MR) and `queries[k * 8..][..8]` for k < dim.
+            unsafe {
+                let (mut first, mut second, mut q) =
+                    (rows.as_ptr(), rows.as_ptr().add(dim * MR), queries.as_ptr());
+                let mut acc = [_mm256_setzero_ps(); 2 * MR];
+                for _ in 0..dim {
+                    let qv = _mm256_loadu_ps(q);
+                    for i in 0..MR {
+                        acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(&*first.add(i)), qv, acc[i]);
+                        acc[MR + i] = _mm256_fmadd_ps(_mm256_broadcast_ss(&*second.add(i)), qv, acc[MR + i]);
+                    }
+                    first = first.add(MR);
+                    second = second.add(MR);
+                    q = q.add(NARROW);
                 }
-                _mm256_storeu_ps(sum.as_mut_ptr().add(half), s);
-                _mm256_storeu_ps(peak.as_mut_ptr().add(half), p);
+                for (out_row, a) in out.iter_mut().zip(&acc) {
+                    _mm256_storeu_ps(out_row.as_mut_ptr(), *a);
+                }
+            }
+            out
+        }
+
+        #[inline(always)]
+        fn exp_sums(
+            self,
+            tile: &WideTile,
+            valid: usize,
+            scale: f32,
+            shift: &[f32; WIDE],
+            sum: &mut [f32; WIDE],
+            peak: &mut [f32; WIDE],
+        ) {
+            // SAFETY: an `Avx2Fma` exists only where the CPU has AVX2 and FMA; every load and
+            // store touches floats `0..8` or `8..16` of a 16-float array.
+            unsafe {
+                let scale = _mm256_set1_ps(scale);
+                for half in [0, 8] {
+                    let shift = _mm256_loadu_ps(shift.as_ptr().add(half));
+                    let mut s = _mm256_loadu_ps(sum.as_ptr().add(half));
+                    let mut p = _mm256_loadu_ps(peak.as_ptr().add(half));
+                    for tile_row in tile.iter().take(valid) {
+                        let x = _mm256_fmsub_ps(scale, _mm256_loadu_ps(tile_row.as_ptr().add(half)), shift);
+                        p = _mm256_max_ps(p, x);
+                        s = _mm256_add_ps(s, exp8(x));
+                    }
+                    _mm256_storeu_ps(sum.as_mut_ptr().add(half), s);
+                    _mm256_storeu_ps(peak.as_mut_ptr().add(half), p);
+                }
             }
         }
     }
-}
 
-#[cfg(target_arch = "x86_64")]
-impl Avx2Fma {
+    /// One `k` of the wide tile: `MR` rows at `r` times the 16 queries at `q`.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be present; `r[..MR]` and `q[..16]` must be readable.
+    #[inline(always)]
+    unsafe fn wide_step(acc: &mut [[__m256; 2]; MR], r: *const f32, q: *const f32) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let q0 = _mm256_loadu_ps(q);
+            let q1 = _mm256_loadu_ps(q.add(8));
+            for (i, acc_row) in acc.iter_mut().enumerate() {
+                let x = _mm256_broadcast_ss(&*r.add(i));
+                acc_row[0] = _mm256_fmadd_ps(x, q0, acc_row[0]);
+                acc_row[1] = _mm256_fmadd_ps(x, q1, acc_row[1]);
+            }
+        }
+    }
+
     /// [`exp_clamped`] on 8 lanes.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be present.
     #[inline(always)]
-    fn exp8(self, x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
-        use std::arch::x86_64::*;
-        // SAFETY: an `Avx2Fma` exists only where the CPU has AVX2 and FMA; no memory access.
+    unsafe fn exp8(x: __m256) -> __m256 {
+        // SAFETY: the caller's contract; no memory access.
         unsafe {
             // `max_ps(c, x)` returns `x` when `x` is NaN, so NaN passes through.
             let x = _mm256_min_ps(_mm256_set1_ps(88.0), _mm256_max_ps(_mm256_set1_ps(-87.0), x));
@@ -198,31 +233,10 @@ impl Avx2Fma {
             for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
                 p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
             }
-            let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
+            let bits =
+                _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
             _mm256_mul_ps(p, _mm256_castsi256_ps(bits))
         }
-    }
-}
-
-/// The tile of rows `first..first + MR` of `rows` (`n` rows of `dim`): read in place when all
-/// `MR` exist, else from `pad` (zero rows after the last).
-#[inline(always)]
-pub(crate) fn tile_at<K: TileKernel>(
-    kernel: K,
-    rows: &[f32],
-    n: usize,
-    first: usize,
-    packed: &[f32],
-    dim: usize,
-    pad: &mut [f32],
-) -> Tile {
-    if first + MR <= n {
-        kernel.tile(&rows[first * dim..(first + MR) * dim], packed, dim)
-    } else {
-        let valid = (n - first) * dim;
-        pad[..valid].copy_from_slice(&rows[first * dim..n * dim]);
-        pad[valid..].fill(0.0);
-        kernel.tile(pad, packed, dim)
     }
 }
 
@@ -252,6 +266,7 @@ pub(crate) fn exp_clamped(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::packing::{PackedBank, PackedQueries};
     use super::*;
 
     fn random(n: usize, seed: u32) -> Vec<f32> {
@@ -276,40 +291,69 @@ mod tests {
         assert!(exp_clamped(f32::NAN).is_nan());
     }
 
+    /// Every kernel's tiles against f64 dot products, with a dimension that is not a multiple of
+    /// four and fewer queries than lanes (the padding lanes must stay zero).
+    fn check_tiles<K: TileKernel>(kernel: K) {
+        let (dim, rows_n, queries_n) = (37, 2 * MR - 1, 5);
+        let rows = random(rows_n * dim, 1);
+        let queries = random(queries_n * dim, 2);
+        let bank = PackedBank::new(&rows, 1, rows_n, dim);
+        let dot = |i: usize, j: usize| -> f64 {
+            rows[i * dim..(i + 1) * dim]
+                .iter()
+                .zip(&queries[j * dim..(j + 1) * dim])
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum()
+        };
+        let wide = kernel.wide(
+            bank.blocks(0, 0, 1),
+            PackedQueries::new(queries.chunks(dim), dim, WIDE).block(0),
+            dim,
+        );
+        let narrow = kernel.narrow(
+            bank.blocks(0, 0, 2),
+            PackedQueries::new(queries.chunks(dim), dim, NARROW).block(0),
+            dim,
+        );
+        for i in 0..MR {
+            for j in 0..queries_n {
+                assert!((f64::from(wide[i][j]) - dot(i, j)).abs() < 1e-5, "wide ({i}, {j})");
+            }
+            assert!(wide[i][queries_n..].iter().all(|&x| x == 0.0));
+        }
+        for i in 0..2 * MR {
+            for j in 0..queries_n {
+                let want = if i < rows_n { dot(i, j) } else { 0.0 };
+                assert!((f64::from(narrow[i][j]) - want).abs() < 1e-5, "narrow ({i}, {j})");
+            }
+        }
+    }
+
     #[test]
     fn kernels_match_f64_dot_products() {
-        let dim = 37;
-        let rows = random(MR * dim, 1);
-        let queries = random(11 * dim, 2);
-        let packed = PackedQueries::new(queries.chunks(dim), dim);
-        let check = |tile: Tile| {
-            for (i, row) in rows.chunks(dim).enumerate() {
-                for (j, query) in queries.chunks(dim).enumerate() {
-                    let want: f64 = row.iter().zip(query).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
-                    assert!((f64::from(tile[i][j]) - want).abs() < 1e-5, "({i}, {j})");
-                }
-                assert!(tile[i][11..].iter().all(|&x| x == 0.0), "padding lanes must stay zero");
-            }
-        };
-        check(Portable.tile(&rows, packed.block(0, dim), dim));
+        check_tiles(Portable);
         #[cfg(target_arch = "x86_64")]
         if let Some(kernel) = Avx2Fma::detect() {
-            check(kernel.tile(&rows, packed.block(0, dim), dim));
+            check_tiles(kernel);
         }
+    }
+
+    #[test]
+    fn exp_sums_agree_across_kernels() {
         #[cfg(target_arch = "x86_64")]
         if let Some(kernel) = Avx2Fma::detect() {
-            let values = random(MR * NR, 3);
-            let mut tile = [[0.0f32; NR]; MR];
+            let values = random(MR * WIDE, 3);
+            let mut tile = [[0.0f32; WIDE]; MR];
             for (t, &v) in tile.iter_mut().flatten().zip(&values) {
                 *t = 200.0 * v;
             }
             tile[1][3] = f32::NAN;
-            let shift: [f32; NR] = std::array::from_fn(|j| j as f32 - 8.0);
-            let (mut sum_a, mut peak_a) = ([0.5f32; NR], [f32::NEG_INFINITY; NR]);
-            let (mut sum_b, mut peak_b) = ([0.5f32; NR], [f32::NEG_INFINITY; NR]);
+            let shift: [f32; WIDE] = std::array::from_fn(|j| j as f32 - 8.0);
+            let (mut sum_a, mut peak_a) = ([0.5f32; WIDE], [f32::NEG_INFINITY; WIDE]);
+            let (mut sum_b, mut peak_b) = ([0.5f32; WIDE], [f32::NEG_INFINITY; WIDE]);
             Portable.exp_sums(&tile, MR - 1, 0.3, &shift, &mut sum_a, &mut peak_a);
             kernel.exp_sums(&tile, MR - 1, 0.3, &shift, &mut sum_b, &mut peak_b);
-            for j in 0..NR {
+            for j in 0..WIDE {
                 if j == 3 {
                     assert!(sum_a[j].is_nan() && sum_b[j].is_nan(), "NaN must reach the sum");
                 } else {
@@ -318,7 +362,5 @@ mod tests {
                 }
             }
         }
-        let norms: Vec<f32> = queries.chunks(dim).map(|q| q.iter().map(|x| x * x).sum()).collect();
-        assert_eq!(packed.sq_norms, norms);
     }
 }
