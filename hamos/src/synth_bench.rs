@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use hamos_api::registry::{find_plugin, PluginKind};
-use hamos_api::{ClassBank, Result, RunConfig, Sampler, SynthesisInput};
+use hamos_api::{ClassBank, Result, RoundDiagnostics, RunConfig, Sampler, SynthesisInput};
 
 /// One measured cell.
 #[derive(Debug, Clone)]
@@ -16,9 +16,11 @@ pub struct SynthTiming {
     /// Median milliseconds per mini-batch.
     pub median_ms: f64,
     /// GFLOP per mini-batch in the barrier's and the energy's products (2 FLOP per
-    /// multiply-add), counted from the run's diagnostics: each barrier check is `C S d`
-    /// multiply-adds, each energy evaluation `2 S d`. Zero for the baselines.
+    /// multiply-add), counted from the run's diagnostics by [`counted_multiply_adds`]. Zero for
+    /// the baselines.
     pub gflop: f64,
+    /// Barrier checks of the last mini-batch, and how many needed the exact density.
+    pub barrier_checks: (usize, usize),
 }
 
 /// Clustered unit embeddings: `classes` classes of `per_class` rows in `dim` dimensions.
@@ -54,9 +56,6 @@ pub fn run(
     let mut out = Vec::new();
     for &classes in class_counts {
         let (rows, labels) = clustered(classes, per_class, dim, config.seed);
-        let bank = ClassBank::from_rows(&backend, &rows, dim, &labels, classes, per_class)?;
-        let prototypes = bank.prototypes()?;
-        let input = SynthesisInput { bank: &bank, prototypes: &prototypes };
         for name in samplers {
             find_plugin(PluginKind::Sampler, name)?;
             let sampler: Box<dyn Sampler> = toml::from_str(&format!("kind = \"{name}\""))
@@ -64,18 +63,23 @@ pub fn run(
             progress(name, classes);
             let mut rng = hamos_api::rng_from_seed(config.seed);
             let mut times = Vec::with_capacity(runs);
-            let mut gflop = 0.0;
+            let (mut gflop, mut barrier_checks) = (0.0, (0, 0));
             for run in 0..=runs {
+                // A fresh bank per mini-batch, as in training (the buffer changes every step),
+                // so whatever a plugin or backend derives from it is rebuilt inside the timing.
+                let bank = ClassBank::from_rows(&backend, &rows, dim, &labels, classes, per_class)?;
+                let prototypes = bank.prototypes()?;
+                let input = SynthesisInput { bank: &bank, prototypes: &prototypes };
                 let start = Instant::now();
                 let synthesis =
                     sampler.synthesize(&input, config.energy.as_ref(), config.barrier.as_ref(), &mut rng)?;
                 let elapsed = start.elapsed().as_secs_f64() * 1e3;
-                let multiply_adds: usize = synthesis
-                    .rounds
-                    .iter()
-                    .map(|r| (r.barrier_checks * classes + r.energy_evaluations * 2) * per_class * dim)
-                    .sum();
+                let multiply_adds = counted_multiply_adds(&synthesis.rounds, classes, per_class, dim);
                 gflop = 2.0 * multiply_adds as f64 / 1e9;
+                barrier_checks = (
+                    synthesis.rounds.iter().map(|r| r.barrier_exact).sum(),
+                    synthesis.rounds.iter().map(|r| r.barrier_checks).sum(),
+                );
                 if run > 0 {
                     times.push(elapsed);
                 }
@@ -86,20 +90,41 @@ pub fn run(
                 classes,
                 median_ms: times[times.len() / 2],
                 gflop,
+                barrier_checks,
             });
         }
     }
     Ok(out)
 }
 
+/// Multiply-adds of one mini-batch from its diagnostics: `C S d` per exact barrier check, `C d^2`
+/// per check the moment bounds decided (plus `C S d^2` once for the moments), `2 S d` per
+/// energy evaluation.
+pub fn counted_multiply_adds(
+    rounds: &[RoundDiagnostics],
+    classes: usize,
+    per_class: usize,
+    dim: usize,
+) -> usize {
+    let sum = |f: fn(&RoundDiagnostics) -> usize| rounds.iter().map(f).sum::<usize>();
+    let (checks, exact, energy) =
+        (sum(|r| r.barrier_checks), sum(|r| r.barrier_exact), sum(|r| r.energy_evaluations));
+    let screened = checks.saturating_sub(exact);
+    let moments = if screened > 0 { classes * per_class * dim * dim } else { 0 };
+    exact * classes * per_class * dim
+        + screened * classes * dim * dim
+        + moments
+        + energy * 2 * per_class * dim
+}
+
 /// Markdown table: one row per sampler, one column per class count.
 pub fn table(timings: &[SynthTiming], class_counts: &[usize]) -> String {
     let mut out = String::from("| sampler |");
     for c in class_counts {
-        out.push_str(&format!(" C = {c}: ms | GFLOP | GFLOP/s |"));
+        out.push_str(&format!(" C = {c}: ms | GFLOP | GFLOP/s | exact / barrier checks |"));
     }
     out.push_str("\n|---|");
-    out.push_str(&"---|---|---|".repeat(class_counts.len()));
+    out.push_str(&"---|---|---|---|".repeat(class_counts.len()));
     out.push('\n');
     let mut names: Vec<&str> = Vec::new();
     for t in timings {
@@ -112,13 +137,15 @@ pub fn table(timings: &[SynthTiming], class_counts: &[usize]) -> String {
         for &c in class_counts {
             match timings.iter().find(|t| t.sampler == name && t.classes == c) {
                 Some(t) if t.gflop > 0.0 => out.push_str(&format!(
-                    " {:.1} | {:.2} | {:.1} |",
+                    " {:.1} | {:.2} | {:.1} | {} / {} |",
                     t.median_ms,
                     t.gflop,
-                    t.gflop / (t.median_ms / 1e3)
+                    t.gflop / (t.median_ms / 1e3),
+                    t.barrier_checks.0,
+                    t.barrier_checks.1
                 )),
-                Some(t) => out.push_str(&format!(" {:.1} | - | - |", t.median_ms)),
-                None => out.push_str(" - | - | - |"),
+                Some(t) => out.push_str(&format!(" {:.1} | - | - | - |", t.median_ms)),
+                None => out.push_str(" - | - | - | - |"),
             }
         }
         out.push('\n');

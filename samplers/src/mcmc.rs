@@ -105,14 +105,16 @@ pub fn run_chains(
             .collect();
         // Only proposals that MH would keep need the barrier's verdict.
         let checked: Vec<usize> = (0..chains).filter(|&c| active[c] && finite[c] && passes_mh[c]).collect();
-        let admitted =
+        let (admitted, exact_checks) =
             barrier_verdicts(barrier, &proposal.positions, thresholds.as_ref(), target.bank, &checked)?;
 
         let mut stats = RoundDiagnostics { round, ..RoundDiagnostics::default() };
         let live_before = active.iter().filter(|&&a| a).count();
         stats.energy_evaluations =
             live_before * proposal.energy_evaluations + if round == 0 { chains } else { 0 };
-        stats.barrier_checks = checked.len() + if round == 0 { threshold_checks } else { 0 };
+        let start_checks = if round == 0 { threshold_checks } else { 0 };
+        stats.barrier_checks = checked.len() + start_checks;
+        stats.barrier_exact = exact_checks + start_checks;
         let mut accept = vec![0.0f32; chains];
         let (mut accepted, mut abs_dh_sum) = (0usize, 0.0f64);
         for chain in 0..chains {
@@ -209,30 +211,33 @@ fn start_thresholds(
     Ok((Some(expanded), distinct.len()))
 }
 
-/// The barrier's verdict for each chain: evaluated for the chains in `checked` only (the others
-/// read `true`, their proposal being rejected or stopped anyway).
+/// The barrier's verdict for each chain, evaluated for the chains in `checked` only (the others
+/// read `true`, their proposal being rejected or stopped anyway), and how many of them needed
+/// the exact ID density.
 fn barrier_verdicts(
     barrier: &dyn IdBarrier,
     positions: &Tensor,
     thresholds: Option<&Tensor>,
     bank: &ClassBank,
     checked: &[usize],
-) -> Result<Vec<bool>> {
+) -> Result<(Vec<bool>, usize)> {
     let chains = positions.dims().first().copied().unwrap_or(0);
     let mut verdicts = vec![true; chains];
-    let Some(thresholds) = thresholds else { return Ok(verdicts) };
+    let Some(thresholds) = thresholds else { return Ok((verdicts, 0)) };
     if checked.is_empty() {
-        return Ok(verdicts);
+        return Ok((verdicts, 0));
     }
     let rows: Vec<i64> = checked.iter().map(|&c| c as i64).collect();
     let rows = positions.backend().from_i64(&rows, &[rows.len()])?;
     let subset = positions.index_select(0, &rows)?;
-    if let Some(mask) = barrier.admits(&subset, Some(&thresholds.index_select(0, &rows)?), bank)? {
-        for (&chain, &admit) in checked.iter().zip(&mask.to_vec_f32()?) {
+    let mut exact = 0;
+    if let Some(admission) = barrier.admits(&subset, Some(&thresholds.index_select(0, &rows)?), bank)? {
+        for (&chain, &admit) in checked.iter().zip(&admission.mask.to_vec_f32()?) {
             verdicts[chain] = admit != 0.0;
         }
+        exact = admission.exact_evaluations;
     }
-    Ok(verdicts)
+    Ok((verdicts, exact))
 }
 
 /// Chains whose proposed position, energy and acceptance ratio are all finite.

@@ -145,7 +145,7 @@ fn barrier_rejects_inside_a_cluster_and_accepts_far_away() {
     let thresholds = barrier.thresholds(&starts, &bank).unwrap();
     let candidates = backend.from_f32(&[inside, far].concat(), &[2, 8]).unwrap();
     let admitted =
-        barrier.admits(&candidates, thresholds.as_ref(), &bank).unwrap().unwrap().to_vec_f32().unwrap();
+        barrier.admits(&candidates, thresholds.as_ref(), &bank).unwrap().unwrap().mask.to_vec_f32().unwrap();
     assert_eq!(admitted, vec![0.0, 1.0]);
 }
 

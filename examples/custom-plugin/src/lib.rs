@@ -78,7 +78,7 @@ impl Sampler for MidpointJitter {
             let (proposal, _) = geodesic_flow(&z, &project_tangent(&z, &noise)?, self.step_size)?;
             let admitted = barrier
                 .admits(&proposal, thresholds.as_ref(), input.bank)?
-                .map(|m| m.reshape(&[chains, 1]))
+                .map(|a| a.mask.reshape(&[chains, 1]))
                 .transpose()?;
             let accepted = match &admitted {
                 Some(mask) => mask.sum_all()?.to_scalar_f32()? as f64,

@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -14,6 +14,8 @@ pub struct ClassBank {
     valid_mask: Tensor,
     /// `[c, 1, s]`: squared norm of every row (built once, as above).
     row_sq_norms: Tensor,
+    /// Class moments, built on first use.
+    moments: OnceLock<super::ClassMoments>,
 }
 
 impl ClassBank {
@@ -38,7 +40,7 @@ impl ClassBank {
         let mask = crate::tensor::valid_row_mask(&counts, capacity);
         let valid_mask = embeddings.backend().from_f32(&mask, &[classes, capacity])?;
         let row_sq_norms = embeddings.sqr()?.sum(2, false)?.reshape(&[classes, 1, capacity])?;
-        Ok(ClassBank { embeddings, counts, valid_mask, row_sq_norms })
+        Ok(ClassBank { embeddings, counts, valid_mask, row_sq_norms, moments: OnceLock::new() })
     }
 
     /// Buckets row-major `embeddings` (`n` rows of `dim`) by `labels`, keeping the last
@@ -111,6 +113,16 @@ impl ClassBank {
     /// `[c, 1, s]` squared norms of the rows (0 for padding).
     pub fn row_sq_norms(&self) -> &Tensor {
         &self.row_sq_norms
+    }
+
+    /// Mean, covariance and radius of every class ([`super::ClassMoments`]), computed on first
+    /// use and kept with the bank.
+    pub fn moments(&self) -> Result<&super::ClassMoments> {
+        if let Some(moments) = self.moments.get() {
+            return Ok(moments);
+        }
+        let moments = super::ClassMoments::of(self)?;
+        Ok(self.moments.get_or_init(|| moments))
     }
 
     /// Unit-norm class means `[c, d]` (padding is zero, so the sum only sees valid rows).

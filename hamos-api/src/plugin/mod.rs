@@ -6,12 +6,14 @@ mod bank;
 mod barrier;
 mod energy;
 mod loss;
+mod moments;
 mod sampler;
 mod scorer;
 
 pub use bank::{ChainPairs, ClassBank};
-pub use barrier::IdBarrier;
+pub use barrier::{Admission, IdBarrier};
 pub use energy::{EnergyEval, OodnessEnergy};
 pub use loss::{ContrastiveBatch, ContrastiveLoss};
+pub use moments::{upper_pairs, ClassMoments};
 pub use sampler::{OutlierTag, RoundDiagnostics, Sampler, Synthesis, SynthesisInput};
 pub use scorer::{FittedScorer, ScoreInput, Scorer};

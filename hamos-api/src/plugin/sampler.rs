@@ -73,6 +73,9 @@ pub struct RoundDiagnostics {
     /// others need no verdict), plus, in round 0, the distinct chain starts that set the
     /// thresholds.
     pub barrier_checks: usize,
+    /// Of `barrier_checks`, the points whose ID density was computed exactly (the others were
+    /// decided by the barrier's cheaper bounds, with the same verdict).
+    pub barrier_exact: usize,
     /// Points at which the OOD-ness energy was evaluated (chains times evaluations; round 0
     /// includes the starts).
     pub energy_evaluations: usize,

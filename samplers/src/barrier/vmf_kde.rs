@@ -1,7 +1,7 @@
 //! The vMF kernel-density ID barrier of Eqns 5 and 10-12.
 
 use hamos_api::config::finite_in;
-use hamos_api::{ClassBank, IdBarrier, Result, Tensor};
+use hamos_api::{Admission, ClassBank, IdBarrier, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// `P_c(z) = p_c(z) / sum_i p_i(z)` with `p_c` a vMF kernel density over the whole buffer of
@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 /// Computed in log space: `log p_c(z) = logsumexp_i(kappa z.z_i) - log n_c`. The vMF normalizer
 /// `Z_d(kappa)` is the same for every class, so it cancels in Eqn 12 and is never computed (it
 /// under- or overflows for `d >= 512`).
+///
+/// With `screen` (the default) large batches of proposals are first screened with bounds from
+/// the class moments (`screen.rs`); only proposals the bounds cannot decide get the exact
+/// density. The verdicts are the same either way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VmfKdeBarrier {
@@ -18,11 +22,13 @@ pub struct VmfKdeBarrier {
     pub kappa: f64,
     /// Hard margin `delta` (Table 4: 0.1).
     pub delta: f64,
+    /// Screen proposals with moment bounds before the exact density (speed only).
+    pub screen: bool,
 }
 
 impl Default for VmfKdeBarrier {
     fn default() -> Self {
-        VmfKdeBarrier { kappa: 2.0, delta: 0.1 }
+        VmfKdeBarrier { kappa: 2.0, delta: 0.1, screen: true }
     }
 }
 
@@ -51,6 +57,18 @@ impl VmfKdeBarrier {
     }
 }
 
+impl VmfKdeBarrier {
+    /// `-log max_c P_c(z)` `[m]`, from the exact class densities.
+    pub fn exact_energy(&self, z: &Tensor, bank: &ClassBank) -> Result<Tensor> {
+        if let Some(class) = bank.counts().iter().position(|&n| n == 0) {
+            return Err(hamos_api::Error::Data(format!("vmf_kde barrier: class {class} has no embeddings")));
+        }
+        let log_density = self.class_log_density(z, bank)?;
+        // -log max_c P_c = logsumexp_c log p_c - max_c log p_c
+        log_density.logsumexp(1, false)?.sub(&log_density.max(1, false)?)
+    }
+}
+
 #[typetag::serde(name = "vmf_kde")]
 impl IdBarrier for VmfKdeBarrier {
     fn validate(&self) -> Result<()> {
@@ -59,16 +77,40 @@ impl IdBarrier for VmfKdeBarrier {
     }
 
     fn id_energy(&self, z: &Tensor, bank: &ClassBank) -> Result<Option<Tensor>> {
-        if let Some(class) = bank.counts().iter().position(|&n| n == 0) {
-            return Err(hamos_api::Error::Data(format!("vmf_kde barrier: class {class} has no embeddings")));
-        }
-        let log_density = self.class_log_density(z, bank)?;
-        // -log max_c P_c = logsumexp_c log p_c - max_c log p_c
-        let energy = log_density.logsumexp(1, false)?.sub(&log_density.max(1, false)?)?;
-        Ok(Some(energy))
+        self.exact_energy(z, bank).map(Some)
     }
 
     fn margin(&self) -> f64 {
         self.delta
+    }
+
+    fn admits(
+        &self,
+        candidates: &Tensor,
+        thresholds: Option<&Tensor>,
+        bank: &ClassBank,
+    ) -> Result<Option<Admission>> {
+        let Some(thresholds) = thresholds else { return Ok(None) };
+        let count = candidates.dim("vmf_kde admits", 0)?;
+        if !(self.screen && super::screen::pays_off(count, bank)) {
+            let energy = self.exact_energy(candidates, bank)?;
+            return Ok(Some(Admission { mask: energy.gt(thresholds)?, exact_evaluations: count }));
+        }
+        let bounds = super::screen::energy_bounds(candidates, bank, self.kappa)?;
+        let limits = thresholds.to_vec_f32()?;
+        let mut verdicts: Vec<Option<bool>> =
+            bounds.iter().zip(&limits).map(|(b, &t)| super::screen::verdict(*b, f64::from(t))).collect();
+        let undecided: Vec<i64> = (0..count).filter(|&i| verdicts[i].is_none()).map(|i| i as i64).collect();
+        if !undecided.is_empty() {
+            let rows = candidates.backend().from_i64(&undecided, &[undecided.len()])?;
+            let energy = self.exact_energy(&candidates.index_select(0, &rows)?, bank)?;
+            let passes = energy.gt(&thresholds.index_select(0, &rows)?)?.to_vec_f32()?;
+            for (&i, &pass) in undecided.iter().zip(&passes) {
+                verdicts[i as usize] = Some(pass != 0.0);
+            }
+        }
+        let mask: Vec<f32> = verdicts.iter().map(|v| if *v == Some(true) { 1.0 } else { 0.0 }).collect();
+        let mask = candidates.backend().from_f32(&mask, &[count])?;
+        Ok(Some(Admission { mask, exact_evaluations: undecided.len() }))
     }
 }
