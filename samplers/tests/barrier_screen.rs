@@ -2,13 +2,19 @@
 
 mod common;
 
-use common::{candle, clustered_bank, unit};
+use std::sync::Arc;
+
+use common::{clustered_bank, for_each_backend, unit};
+use hamos_api::Backend;
 use hamos_api::IdBarrier;
 use hamos_samplers::barrier::vmf_kde::VmfKdeBarrier;
 
 #[test]
 fn screened_verdicts_equal_exact_verdicts() {
-    let backend = candle();
+    for_each_backend(screened_verdicts_equal_exact_verdicts_on);
+}
+
+fn screened_verdicts_equal_exact_verdicts_on(backend: Arc<dyn Backend>) {
     let (classes, per_class, dim) = (12, 200, 16);
     let bank = clustered_bank(&backend, classes, per_class, dim, 0.3, 31).expect("bank");
     let prototypes = bank.prototypes().expect("prototypes").to_rows_f32().expect("rows");
@@ -48,7 +54,10 @@ fn screened_verdicts_equal_exact_verdicts() {
 
 #[test]
 fn screening_is_skipped_where_it_does_not_pay() {
-    let backend = candle();
+    for_each_backend(screening_is_skipped_where_it_does_not_pay_on);
+}
+
+fn screening_is_skipped_where_it_does_not_pay_on(backend: Arc<dyn Backend>) {
     let bank = clustered_bank(&backend, 3, 20, 16, 0.3, 33).expect("bank");
     let candidates = backend.from_f32(&unit(&[1.0; 16]), &[1, 16]).expect("candidate");
     let thresholds = backend.from_f32(&[0.0], &[1]).expect("thresholds");

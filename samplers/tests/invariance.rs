@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{candle, clustered_bank, VmfEnergy};
+use std::sync::Arc;
+
+use common::{backends, clustered_bank, VmfEnergy};
+use hamos_api::Backend;
 use hamos_api::ChainPairs;
 use hamos_samplers::barrier::none::NoBarrier;
 use hamos_samplers::hmc::HmcKernel;
@@ -32,10 +35,14 @@ fn vmf_draws(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Mean of `e1 . z` after `rounds` rounds, and its standard error.
-fn mean_resultant(kernel: &dyn Kernel, rule: AcceptRule, rounds: usize) -> (f64, f64) {
-    let backend = candle();
-    let bank = clustered_bank(&backend, 2, 4, 3, 0.1, 0).unwrap();
-    let pairs = ChainPairs::new(&backend, vec![(0, 1); CHAINS]).unwrap();
+fn mean_resultant(
+    backend: &Arc<dyn Backend>,
+    kernel: &dyn Kernel,
+    rule: AcceptRule,
+    rounds: usize,
+) -> (f64, f64) {
+    let bank = clustered_bank(backend, 2, 4, 3, 0.1, 0).unwrap();
+    let pairs = ChainPairs::new(backend, vec![(0, 1); CHAINS]).unwrap();
     let energy = VmfEnergy { kappa: KAPPA, mean: vec![1.0, 0.0, 0.0] };
     let target = Target { energy: &energy, pairs: &pairs, bank: &bank };
     let starts = backend.from_f32(&vmf_draws(CHAINS, 17), &[CHAINS, 3]).unwrap();
@@ -50,13 +57,19 @@ fn mean_resultant(kernel: &dyn Kernel, rule: AcceptRule, rounds: usize) -> (f64,
 
 fn check(name: &str, kernel: &dyn Kernel) {
     let expected = 1.0 / KAPPA.tanh() - 1.0 / KAPPA;
-    let (mean, se) = mean_resultant(kernel, AcceptRule::Metropolis, 8);
-    assert!((mean - expected).abs() < 4.0 * se, "{name}: mean {mean:.4} vs {expected:.4} (se {se:.4})");
-    let (wrong, se) = mean_resultant(kernel, AcceptRule::AlwaysAccept, 8);
-    assert!(
-        (wrong - expected).abs() > 6.0 * se,
-        "{name}: accepting everything went unnoticed: {wrong:.4} (se {se:.4})"
-    );
+    for backend in backends() {
+        let on = backend.name();
+        let (mean, se) = mean_resultant(&backend, kernel, AcceptRule::Metropolis, 8);
+        assert!(
+            (mean - expected).abs() < 4.0 * se,
+            "{name} on {on}: mean {mean:.4} vs {expected:.4} (se {se:.4})"
+        );
+        let (wrong, se) = mean_resultant(&backend, kernel, AcceptRule::AlwaysAccept, 8);
+        assert!(
+            (wrong - expected).abs() > 6.0 * se,
+            "{name} on {on}: accepting everything went unnoticed: {wrong:.4} (se {se:.4})"
+        );
+    }
 }
 
 #[test]

@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{candle, clustered_bank, unit};
+use std::sync::Arc;
+
+use common::{clustered_bank, for_each_backend, unit};
+use hamos_api::Backend;
 use hamos_api::{ChainPairs, IdBarrier, OodnessEnergy, Sampler, SynthesisInput};
 use hamos_samplers::barrier::vmf_kde::VmfKdeBarrier;
 use hamos_samplers::energy::knn::KnnEnergy;
@@ -25,7 +28,10 @@ fn samplers() -> Vec<(&'static str, Box<dyn Sampler>)> {
 
 #[test]
 fn every_sampler_stays_on_the_sphere_and_accepts_often() {
-    let backend = candle();
+    for_each_backend(every_sampler_stays_on_the_sphere_and_accepts_often_on);
+}
+
+fn every_sampler_stays_on_the_sphere_and_accepts_often_on(backend: Arc<dyn Backend>) {
     let bank = clustered_bank(&backend, 6, 60, 16, 0.15, 1).unwrap();
     let prototypes = bank.prototypes().unwrap();
     let input = SynthesisInput { bank: &bank, prototypes: &prototypes };
@@ -55,7 +61,10 @@ fn every_sampler_stays_on_the_sphere_and_accepts_often() {
 
 #[test]
 fn analytic_gradient_matches_finite_differences() {
-    let backend = candle();
+    for_each_backend(analytic_gradient_matches_finite_differences_on);
+}
+
+fn analytic_gradient_matches_finite_differences_on(backend: Arc<dyn Backend>) {
     let bank = clustered_bank(&backend, 4, 40, 8, 0.3, 2).unwrap();
     let pairs = ChainPairs::new(&backend, vec![(0, 1), (2, 3), (1, 3)]).unwrap();
     let mut rng = hamos_api::rng_from_seed(5);
@@ -88,7 +97,10 @@ fn analytic_gradient_matches_finite_differences() {
 
 #[test]
 fn leapfrog_is_reversible_and_energy_error_is_second_order() {
-    let backend = candle();
+    for_each_backend(leapfrog_is_reversible_and_energy_error_is_second_order_on);
+}
+
+fn leapfrog_is_reversible_and_energy_error_is_second_order_on(backend: Arc<dyn Backend>) {
     let bank = clustered_bank(&backend, 4, 40, 8, 0.3, 4).unwrap();
     let prototypes = bank.prototypes().unwrap();
     let starts = hamos_samplers::chains::chain_starts(&prototypes, 2).unwrap();
@@ -125,7 +137,10 @@ fn leapfrog_is_reversible_and_energy_error_is_second_order() {
 
 #[test]
 fn barrier_rejects_inside_a_cluster_and_accepts_far_away() {
-    let backend = candle();
+    for_each_backend(barrier_rejects_inside_a_cluster_and_accepts_far_away_on);
+}
+
+fn barrier_rejects_inside_a_cluster_and_accepts_far_away_on(backend: Arc<dyn Backend>) {
     let bank = clustered_bank(&backend, 3, 50, 8, 0.1, 6).unwrap();
     let prototypes = bank.prototypes().unwrap().to_rows_f32().unwrap();
     let barrier = VmfKdeBarrier::default();
@@ -151,7 +166,10 @@ fn barrier_rejects_inside_a_cluster_and_accepts_far_away() {
 
 #[test]
 fn same_seed_same_outliers() {
-    let backend = candle();
+    for_each_backend(same_seed_same_outliers_on);
+}
+
+fn same_seed_same_outliers_on(backend: Arc<dyn Backend>) {
     let bank = clustered_bank(&backend, 5, 30, 12, 0.2, 8).unwrap();
     let prototypes = bank.prototypes().unwrap();
     let input = SynthesisInput { bank: &bank, prototypes: &prototypes };
@@ -170,8 +188,11 @@ fn same_seed_same_outliers() {
 
 #[test]
 fn baselines_return_unit_outliers_per_class_farther_out_than_the_class() {
+    for_each_backend(baselines_return_unit_outliers_per_class_farther_out_than_the_class_on);
+}
+
+fn baselines_return_unit_outliers_per_class_farther_out_than_the_class_on(backend: Arc<dyn Backend>) {
     use hamos_samplers::{npos::Npos, vos::Vos};
-    let backend = candle();
     let bank = clustered_bank(&backend, 4, 50, 8, 0.15, 12).unwrap();
     let prototypes = bank.prototypes().unwrap();
     let input = SynthesisInput { bank: &bank, prototypes: &prototypes };

@@ -53,22 +53,11 @@ fn candle_and_tch_synthesize_the_same_outliers() {
         let (candle, candle_tags) = run(Arc::new(hamos_candle::CandleBackend::cpu()), sampler.as_ref());
         let (tch, tch_tags) = run(hamos_api::open_backend("tch", "cpu").unwrap(), sampler.as_ref());
         assert_eq!(candle_tags, tch_tags, "{name}");
-        // Every row (one chain after one round) must agree to 1e-4, except where a chain met a
-        // discrete event whose outcome float rounding can flip (a near-tie between the k-th and
-        // (k+1)-th neighbour, or an MH draw within rounding of the acceptance ratio); such a
-        // chain is reported and may differ from then on. They must stay rare.
-        let rows = candle.len() / 16;
-        let differing: Vec<usize> = (0..rows)
-            .filter(|&r| {
-                let (a, b) = (&candle[r * 16..(r + 1) * 16], &tch[r * 16..(r + 1) * 16]);
-                a.iter().zip(b).any(|(x, y)| (x - y).abs() >= 1e-4)
-            })
-            .collect();
-        let chains: std::collections::BTreeSet<usize> =
-            differing.iter().map(|&r| candle_tags[r].chain).collect();
-        eprintln!("{name}: {} of {rows} rows differ by >= 1e-4 (chains {chains:?})", differing.len());
-        assert!(chains.len() <= 1, "{name}: candle and tch differ on chains {chains:?}");
-        let round0: Vec<&usize> = differing.iter().filter(|&&r| candle_tags[r].round == 0).collect();
-        assert!(round0.is_empty(), "{name}: differ already in round 0");
+        // Every row (one chain after one round) agrees to 1e-4: the randomness is drawn on the
+        // host, and the discrete choices that float rounding could flip (the k-th neighbour)
+        // are settled in f64 on both backends (hamos_api::select_kth).
+        let worst = candle.iter().zip(&tch).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        eprintln!("{name}: largest difference {worst:e}");
+        assert!(worst < 1e-4, "{name}: candle and tch differ by {worst:e}");
     }
 }

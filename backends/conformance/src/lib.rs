@@ -135,6 +135,7 @@ macro_rules! __conformance_cases {
             cosine_similarity
             row_dot_and_norm
             class_logsumexp
+            class_kth_nearest
             // autograd
             grad_add
             grad_sub

@@ -1,4 +1,5 @@
 //! Shared fixtures for the sampler tests: clustered unit embeddings on the candle CPU backend.
+#![allow(dead_code)] // each test file uses a different part of the fixtures
 
 use std::sync::Arc;
 
@@ -28,6 +29,28 @@ impl OodnessEnergy for VmfEnergy {
 /// The candle CPU backend.
 pub fn candle() -> Arc<dyn Backend> {
     Arc::new(hamos_candle::CandleBackend::cpu())
+}
+
+/// The backends every property runs on: candle, and tch (CPU) with the `tch-tests` feature.
+pub fn backends() -> Vec<Arc<dyn Backend>> {
+    #[allow(unused_mut)]
+    let mut all = vec![candle()];
+    #[cfg(feature = "tch-tests")]
+    {
+        // Two shared cores: OpenMP spinning across parallel tests collapses throughput.
+        hamos_tch::set_threads(1);
+        all.push(Arc::new(hamos_tch::TchBackend::cpu()));
+    }
+    all
+}
+
+/// Runs `test` once per backend of [`backends`], naming the backend on stderr (shown when it
+/// fails).
+pub fn for_each_backend(test: impl Fn(Arc<dyn Backend>)) {
+    for backend in backends() {
+        eprintln!("on backend {} {:?}", backend.name(), backend.device());
+        test(backend);
+    }
 }
 
 /// `classes` tight clusters of `per_class` unit vectors in `dim` dimensions around random
