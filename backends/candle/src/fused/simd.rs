@@ -315,16 +315,16 @@ mod tests {
             PackedQueries::new(queries.chunks(dim), dim, NARROW).block(0),
             dim,
         );
-        for i in 0..MR {
-            for j in 0..queries_n {
-                assert!((f64::from(wide[i][j]) - dot(i, j)).abs() < 1e-5, "wide ({i}, {j})");
+        for (i, tile_row) in wide.iter().enumerate() {
+            for (j, &got) in tile_row.iter().enumerate().take(queries_n) {
+                assert!((f64::from(got) - dot(i, j)).abs() < 1e-5, "wide ({i}, {j})");
             }
-            assert!(wide[i][queries_n..].iter().all(|&x| x == 0.0));
+            assert!(tile_row[queries_n..].iter().all(|&x| x == 0.0));
         }
-        for i in 0..2 * MR {
-            for j in 0..queries_n {
+        for (i, tile_row) in narrow.iter().enumerate() {
+            for (j, &got) in tile_row.iter().enumerate().take(queries_n) {
                 let want = if i < rows_n { dot(i, j) } else { 0.0 };
-                assert!((f64::from(narrow[i][j]) - want).abs() < 1e-5, "narrow ({i}, {j})");
+                assert!((f64::from(got) - want).abs() < 1e-5, "narrow ({i}, {j})");
             }
         }
     }
