@@ -63,14 +63,19 @@ impl PackedBank {
     /// so two consecutive blocks can always be read together.
     pub fn new(bank: &[f32], classes: usize, capacity: usize, dim: usize) -> Self {
         let blocks_per_class = capacity.div_ceil(MR) + 1;
-        let class_len = blocks_per_class * dim * MR;
-        let mut data = vec![0.0f32; classes * class_len];
-        data.par_chunks_mut(class_len.max(1)).enumerate().for_each(|(class, out)| {
-            for r in 0..capacity {
-                let row = &bank[(class * capacity + r) * dim..(class * capacity + r + 1) * dim];
-                let base = (r / MR) * dim * MR + r % MR;
-                for (k, &x) in row.iter().enumerate() {
-                    out[base + k * MR] = x;
+        let block_len = dim * MR;
+        let mut data = vec![0.0f32; classes * blocks_per_class * block_len];
+        // One class per task; within a block the writes stream and only its six rows are read.
+        data.par_chunks_mut((blocks_per_class * block_len).max(1)).enumerate().for_each(|(class, out)| {
+            let rows = &bank[class * capacity * dim..(class + 1) * capacity * dim];
+            for (block, packed) in out.chunks_exact_mut(block_len.max(1)).enumerate() {
+                let first = block * MR;
+                let valid = capacity.saturating_sub(first).min(MR);
+                for i in 0..valid {
+                    let row = &rows[(first + i) * dim..(first + i + 1) * dim];
+                    for (slot, &x) in packed[i..].iter_mut().step_by(MR).zip(row) {
+                        *slot = x;
+                    }
                 }
             }
         });
