@@ -61,34 +61,16 @@ pub(crate) fn class_kth_nearest(
     out
 }
 
-/// `[queries][n]` squared distances `|x|^2 + |q|^2 - 2 q.x` of the packed queries to the `n`
-/// valid rows of `class`.
-fn class_distances(
-    queries: &PackedQueries,
-    bank: &PackedBank,
-    class: usize,
-    row_sq: &[f32],
-    dim: usize,
-) -> Vec<f32> {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(kernel) = super::simd::Avx2Fma::detect() {
-        // SAFETY: `detect` found AVX2 and FMA on this CPU.
-        return unsafe { class_distances_avx2(kernel, queries, bank, class, row_sq, dim) };
-    }
-    class_distances_with(super::simd::Portable, queries, bank, class, row_sq, dim)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn class_distances_avx2(
-    kernel: super::simd::Avx2Fma,
-    queries: &PackedQueries,
-    bank: &PackedBank,
-    class: usize,
-    row_sq: &[f32],
-    dim: usize,
-) -> Vec<f32> {
-    class_distances_with(kernel, queries, bank, class, row_sq, dim)
+super::simd::dispatch_kernel! {
+    /// `[queries][n]` squared distances `|x|^2 + |q|^2 - 2 q.x` of the packed queries to the
+    /// `n` valid rows of `class`.
+    fn class_distances(
+        queries: &PackedQueries,
+        bank: &PackedBank,
+        class: usize,
+        row_sq: &[f32],
+        dim: usize,
+    ) -> Vec<f32> = class_distances_with
 }
 
 #[inline(always)]

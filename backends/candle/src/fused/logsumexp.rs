@@ -40,34 +40,16 @@ pub(crate) fn class_logsumexp(
     out
 }
 
-fn class_column(
-    packed: &PackedQueries,
-    bank: &PackedBank,
-    class: usize,
-    n: usize,
-    dim: usize,
-    scale: f32,
-) -> Vec<f32> {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(kernel) = super::simd::Avx2Fma::detect() {
-        // SAFETY: `detect` found AVX2 and FMA on this CPU.
-        return unsafe { class_column_avx2(kernel, packed, bank, class, n, dim, scale) };
-    }
-    class_column_with(super::simd::Portable, packed, bank, class, n, dim, scale)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn class_column_avx2(
-    kernel: super::simd::Avx2Fma,
-    packed: &PackedQueries,
-    bank: &PackedBank,
-    class: usize,
-    n: usize,
-    dim: usize,
-    scale: f32,
-) -> Vec<f32> {
-    class_column_with(kernel, packed, bank, class, n, dim, scale)
+super::simd::dispatch_kernel! {
+    /// The log-sum-exp of every query against the `n` rows of `class`.
+    fn class_column(
+        packed: &PackedQueries,
+        bank: &PackedBank,
+        class: usize,
+        n: usize,
+        dim: usize,
+        scale: f32,
+    ) -> Vec<f32> = class_column_with
 }
 
 #[inline(always)]

@@ -51,6 +51,30 @@ pub(crate) trait TileKernel: Copy {
     }
 }
 
+/// Defines `fn $name(args) -> ret` that runs `$body(kernel, args)` with the best kernel: the
+/// AVX2 + FMA one through a `#[target_feature]` wrapper (so `$body`, `#[inline(always)]`, is
+/// compiled for the vector unit) when the CPU has them, the portable one otherwise.
+macro_rules! dispatch_kernel {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty = $body:ident) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(kernel) = super::simd::Avx2Fma::detect() {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn with_avx2(kernel: super::simd::Avx2Fma, $($arg: $ty),*) -> $ret {
+                    $body(kernel, $($arg),*)
+                }
+                // SAFETY: `detect` found AVX2 and FMA on this CPU.
+                return unsafe { with_avx2(kernel, $($arg),*) };
+            }
+            $body(super::simd::Portable, $($arg),*)
+        }
+    };
+}
+pub(crate) use dispatch_kernel;
+
 /// Plain Rust (autovectorized for the baseline target).
 #[derive(Clone, Copy)]
 pub(crate) struct Portable;
