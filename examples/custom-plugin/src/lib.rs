@@ -76,10 +76,12 @@ impl Sampler for MidpointJitter {
         for round in 0..self.rounds {
             let noise = backend.randn(&z.dims(), 0.0, 1.0, rng)?;
             let (proposal, _) = geodesic_flow(&z, &project_tangent(&z, &noise)?, self.step_size)?;
-            let admitted = barrier
-                .admits(&proposal, thresholds.as_ref(), input.bank)?
-                .map(|a| a.mask.reshape(&[chains, 1]))
-                .transpose()?;
+            let admission = barrier.admits(&proposal, thresholds.as_ref(), input.bank)?;
+            let (checks, exact) = match &admission {
+                Some(a) => (chains + if round == 0 { chains } else { 0 }, a.exact_evaluations),
+                None => (0, 0),
+            };
+            let admitted = admission.map(|a| a.mask.reshape(&[chains, 1])).transpose()?;
             let accepted = match &admitted {
                 Some(mask) => mask.sum_all()?.to_scalar_f32()? as f64,
                 None => chains as f64,
@@ -102,6 +104,9 @@ impl Sampler for MidpointJitter {
                 acceptance_rate: accepted / chains as f64,
                 barrier_rejections: chains - accepted as usize,
                 mean_oodness: f64::from(oodness),
+                barrier_checks: checks,
+                barrier_exact: exact + checks.saturating_sub(chains),
+                energy_evaluations: chains,
                 ..RoundDiagnostics::default()
             });
         }

@@ -130,7 +130,10 @@ impl ClassBank {
         if let Some(class) = self.counts.iter().position(|&n| n == 0) {
             return Err(Error::Data(format!("class {class} has no embeddings, so no prototype")));
         }
-        self.embeddings.sum(1, false)?.l2_normalize(1)
+        // A product with a row of ones: some backends reduce over a middle dim slowly.
+        let (classes, capacity) = (self.num_classes(), self.capacity());
+        let ones = self.embeddings.backend().full(1.0, &[classes, 1, capacity])?;
+        ones.matmul(&self.embeddings)?.reshape(&[classes, self.dim()])?.l2_normalize(1)
     }
 }
 
