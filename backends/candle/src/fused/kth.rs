@@ -7,7 +7,7 @@ use hamos_api::{resolve_kth_tie, select_kth, KthSelection};
 use rayon::prelude::*;
 
 use super::packing::{PackedBank, PackedQueries};
-use super::simd::{TileKernel, MR, NARROW};
+use super::simd::{TileKernel, MR, NARROW, WIDE};
 
 /// The flat row `class * capacity + r` of the `min(k, counts[class])`-th nearest valid row `r`
 /// for each `(query, class)` of `targets`. `bank` is the raw `[c, s, d]` bank (for the `f64`
@@ -33,7 +33,10 @@ pub(crate) fn class_kth_nearest(
         .map(|(class, requests)| {
             let n = counts[class];
             let query_rows = requests.iter().map(|&(_, q)| &queries[q * dim..(q + 1) * dim]);
-            let packed_queries = PackedQueries::new(query_rows, dim, NARROW);
+            // Up to 8 queries fill the narrow tile; more go in wide tiles of 16 (one pass over
+            // the rows for up to 16 queries instead of two narrow passes).
+            let width = if requests.len() <= NARROW { NARROW } else { WIDE };
+            let packed_queries = PackedQueries::new(query_rows, dim, width);
             let row_sq = &packed.row_sq_norms[class * capacity..class * capacity + n];
             let dist_sq = class_distances(&packed_queries, packed, class, row_sq, dim);
             let rows = &bank[class * capacity * dim..(class * capacity + n) * dim];
@@ -84,18 +87,33 @@ fn class_distances_with<K: TileKernel>(
 ) -> Vec<f32> {
     let n = row_sq.len();
     let mut dist_sq = vec![0.0f32; queries.len * n];
+    let width = queries.width();
     for b in 0..queries.blocks() {
         let block = queries.block(b);
-        let lanes = (queries.len - b * NARROW).min(NARROW);
-        // Two packed blocks (2 MR rows) per tile; the bank keeps a spare zero block at the end.
-        for pair in 0..n.div_ceil(2 * MR) {
-            let tile = kernel.narrow(bank.blocks(class, 2 * pair, 2), block, dim);
-            let first = pair * 2 * MR;
-            for (i, tile_row) in tile.iter().enumerate().take(n - first.min(n)) {
-                let r = first + i;
-                for (j, &dot) in tile_row.iter().enumerate().take(lanes) {
-                    let q = b * NARROW + j;
-                    dist_sq[q * n + r] = row_sq[r] + queries.sq_norms[q] - 2.0 * dot;
+        let lanes = (queries.len - b * width).min(width);
+        let mut store = |first: usize, i: usize, j: usize, dot: f32| {
+            let (r, q) = (first + i, b * width + j);
+            dist_sq[q * n + r] = row_sq[r] + queries.sq_norms[q] - 2.0 * dot;
+        };
+        if width == WIDE {
+            for block_index in 0..n.div_ceil(MR) {
+                let tile = kernel.wide(bank.blocks(class, block_index, 1), block, dim);
+                let first = block_index * MR;
+                for (i, tile_row) in tile.iter().enumerate().take(n - first) {
+                    for (j, &dot) in tile_row.iter().enumerate().take(lanes) {
+                        store(first, i, j, dot);
+                    }
+                }
+            }
+        } else {
+            // Two packed blocks (2 MR rows) per tile; the bank keeps a spare zero block.
+            for pair in 0..n.div_ceil(2 * MR) {
+                let tile = kernel.narrow(bank.blocks(class, 2 * pair, 2), block, dim);
+                let first = pair * 2 * MR;
+                for (i, tile_row) in tile.iter().enumerate().take(n - first) {
+                    for (j, &dot) in tile_row.iter().enumerate().take(lanes) {
+                        store(first, i, j, dot);
+                    }
                 }
             }
         }

@@ -39,6 +39,11 @@ impl PackedQueries {
         self.len.div_ceil(self.width)
     }
 
+    /// Queries per block.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
     /// Block `b`, `[d][width]`.
     pub fn block(&self, b: usize) -> &[f32] {
         let size = self.dim * self.width;
