@@ -152,3 +152,24 @@ pub fn table(timings: &[SynthTiming], class_counts: &[usize]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multiply_adds_are_counted_from_the_diagnostics() {
+        let round = |checks, exact, energy| RoundDiagnostics {
+            barrier_checks: checks,
+            barrier_exact: exact,
+            energy_evaluations: energy,
+            ..RoundDiagnostics::default()
+        };
+        let (c, s, d) = (3, 10, 4);
+        // Exact only: 5 checks of C S d, 7 energy evaluations of 2 S d.
+        assert_eq!(counted_multiply_adds(&[round(5, 5, 7)], c, s, d), 5 * 120 + 7 * 80);
+        // Two screened checks cost C d^2 each, plus C S d^2 once for the moments.
+        let screened = counted_multiply_adds(&[round(4, 3, 0), round(1, 0, 0)], c, s, d);
+        assert_eq!(screened, 3 * 120 + 2 * 48 + 480);
+    }
+}

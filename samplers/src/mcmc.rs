@@ -253,3 +253,34 @@ fn finite_rows(proposal: &Proposal) -> Result<Vec<bool>> {
         .map(|(row, (e, a))| row.iter().all(|x| x.is_finite()) && e.is_finite() && !a.is_nan())
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failure there is a test failure
+
+    use std::sync::Arc;
+
+    use hamos_api::{Backend, ClassBank};
+
+    use super::*;
+    use crate::barrier::vmf_kde::VmfKdeBarrier;
+
+    #[test]
+    fn thresholds_of_repeated_starts_are_computed_once_and_match() {
+        let backend: Arc<dyn Backend> = Arc::new(hamos_candle::CandleBackend::cpu());
+        let mut rng = hamos_api::rng_from_seed(41);
+        let rows = hamos_api::backend::randn_host(3 * 20 * 6, 0.0, 1.0, &mut rng);
+        let labels: Vec<usize> = (0..60).map(|i| i / 20).collect();
+        let bank = ClassBank::from_rows(&backend, &rows, 6, &labels, 3, 20).unwrap();
+        let distinct = hamos_api::backend::randn_host(2 * 6, 0.0, 1.0, &mut rng);
+        // Starts 0, 1, 0, 0, 1: two distinct rows.
+        let order = [0usize, 1, 0, 0, 1];
+        let starts: Vec<f32> = order.iter().flat_map(|&i| distinct[i * 6..(i + 1) * 6].to_vec()).collect();
+        let starts = backend.from_f32(&starts, &[5, 6]).unwrap().l2_normalize(1).unwrap();
+        let barrier = VmfKdeBarrier::default();
+        let (thresholds, evaluated) = start_thresholds(&barrier, &starts, &bank).unwrap();
+        assert_eq!(evaluated, 2);
+        let want = barrier.thresholds(&starts, &bank).unwrap().unwrap().to_vec_f32().unwrap();
+        assert_eq!(thresholds.unwrap().to_vec_f32().unwrap(), want);
+    }
+}
