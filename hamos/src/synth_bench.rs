@@ -97,9 +97,10 @@ pub fn run(
     Ok(out)
 }
 
-/// Multiply-adds of one mini-batch from its diagnostics: `C S d` per exact barrier check, `C d^2`
-/// per check the moment bounds decided (plus `C S d^2` once for the moments), `2 S d` per
-/// energy evaluation.
+/// Multiply-adds of one mini-batch from its diagnostics: `C S d` per exact barrier check,
+/// `C d (d + 3) / 2` per check the moment bounds decided (the mean dots and the upper-triangle
+/// quadratic forms) plus `C S d^2` once for the moments, `2 S d` per energy evaluation. A lower
+/// bound: proposals the bounds could not decide count only as exact checks.
 pub fn counted_multiply_adds(
     rounds: &[RoundDiagnostics],
     classes: usize,
@@ -112,7 +113,7 @@ pub fn counted_multiply_adds(
     let screened = checks.saturating_sub(exact);
     let moments = if screened > 0 { classes * per_class * dim * dim } else { 0 };
     exact * classes * per_class * dim
-        + screened * classes * dim * dim
+        + screened * classes * dim * (dim + 3) / 2
         + moments
         + energy * 2 * per_class * dim
 }
@@ -168,8 +169,8 @@ mod tests {
         let (c, s, d) = (3, 10, 4);
         // Exact only: 5 checks of C S d, 7 energy evaluations of 2 S d.
         assert_eq!(counted_multiply_adds(&[round(5, 5, 7)], c, s, d), 5 * 120 + 7 * 80);
-        // Two screened checks cost C d^2 each, plus C S d^2 once for the moments.
+        // Two screened checks cost C d (d + 3) / 2 = 42 each, plus C S d^2 once for the moments.
         let screened = counted_multiply_adds(&[round(4, 3, 0), round(1, 0, 0)], c, s, d);
-        assert_eq!(screened, 3 * 120 + 2 * 48 + 480);
+        assert_eq!(screened, 3 * 120 + 2 * 42 + 480);
     }
 }
