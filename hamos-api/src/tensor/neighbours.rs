@@ -30,9 +30,13 @@ pub enum KthSelection {
 
 /// Selects the `k`-th (1-based) smallest of `dist_sq` without sorting; `query_sq` is the
 /// query's squared norm (it sets the rounding window). NaN sorts last; negative values (from
-/// rounding) count as 0. Needs `1 <= k <= dist_sq.len()`.
+/// rounding) count as 0. `k` is clamped to `1..=dist_sq.len()`; an empty slice has no k-th and
+/// gives `Tied` with no candidates.
 pub fn select_kth(dist_sq: &[f32], k: usize, query_sq: f32) -> KthSelection {
-    let k = k.clamp(1, dist_sq.len().max(1));
+    if dist_sq.is_empty() {
+        return KthSelection::Tied { below: 0, candidates: Vec::new() };
+    }
+    let k = k.clamp(1, dist_sq.len());
     // Non-negative floats order like their bits; the row in the low half breaks ties.
     let mut keys: Vec<u64> = dist_sq
         .iter()
@@ -267,6 +271,11 @@ mod tests {
             }
         }
         println!("select_kth: {:.2} us ({sink})", start.elapsed().as_secs_f64() / 20_000.0 * 1e6);
+    }
+
+    #[test]
+    fn an_empty_class_has_no_kth_instead_of_a_panic() {
+        assert_eq!(select_kth(&[], 3, 1.0), KthSelection::Tied { below: 0, candidates: Vec::new() });
     }
 
     #[test]
