@@ -37,13 +37,7 @@ pub fn select_kth(dist_sq: &[f32], k: usize, query_sq: f32) -> KthSelection {
         return KthSelection::Tied { below: 0, candidates: Vec::new() };
     }
     let k = k.clamp(1, dist_sq.len());
-    // Non-negative floats order like their bits; the row in the low half breaks ties.
-    let mut keys: Vec<u64> = dist_sq
-        .iter()
-        .enumerate()
-        .map(|(row, &d)| (u64::from(distance_bits(d)) << 32) | row as u64)
-        .collect();
-    let (_, &mut kth, _) = keys.select_nth_unstable(k - 1);
+    let kth = kth_key_by_histogram(dist_sq, k).unwrap_or_else(|| kth_key_by_quickselect(dist_sq, k));
     let (kth_dist, kth_row) = (f32::from_bits((kth >> 32) as u32), (kth & 0xffff_ffff) as usize);
     if !kth_dist.is_finite() {
         return KthSelection::Unique(kth_row);
@@ -57,13 +51,114 @@ pub fn select_kth(dist_sq: &[f32], k: usize, query_sq: f32) -> KthSelection {
     // Branch-free so it vectorizes: negative rounding reads as 0; NaN fails every comparison,
     // as the infinity it stands for would.
     let floor = |d: f32| if d < 0.0 { 0.0 } else { d };
-    let below: usize = dist_sq.iter().map(|&d| usize::from(floor(d) < low)).sum();
-    let candidates: Vec<usize> =
-        (0..dist_sq.len()).filter(|&row| (low..=high).contains(&floor(dist_sq[row]))).collect();
-    match candidates.len() {
-        1 => KthSelection::Unique(candidates[0]),
-        _ => KthSelection::Tied { below, candidates },
+    let in_window = |d: f32| {
+        let d = floor(d);
+        d >= low && d <= high
+    };
+    // The k-th itself is in the window; usually nothing else is.
+    if dist_sq.iter().map(|&d| usize::from(in_window(d))).sum::<usize>() == 1 {
+        return KthSelection::Unique(kth_row);
     }
+    let below: usize = dist_sq.iter().map(|&d| usize::from(floor(d) < low)).sum();
+    let candidates: Vec<usize> = (0..dist_sq.len()).filter(|&row| in_window(dist_sq[row])).collect();
+    KthSelection::Tied { below, candidates }
+}
+
+/// Bins of the histogram pass of [`kth_key_by_histogram`].
+const SELECTION_BINS: usize = 256;
+
+/// The order key (distance bits above, row below) of `x`: the (value, row) order of the
+/// floored distances is the order of the keys.
+#[inline]
+fn order_key(row: usize, d: f32) -> u64 {
+    (u64::from(distance_bits(d)) << 32) | row as u64
+}
+
+/// The key of the `k`-th (1-based, in range) smallest by selection over all keys.
+fn kth_key_by_quickselect(dist_sq: &[f32], k: usize) -> u64 {
+    let mut keys: Vec<u64> = dist_sq.iter().enumerate().map(|(row, &d)| order_key(row, d)).collect();
+    *keys.select_nth_unstable(k - 1).1
+}
+
+/// The key of the `k`-th (1-based, in range) smallest, by a histogram of the values between
+/// their minimum and maximum: the bin holding rank `k` is found by counting, and only its few
+/// members are selected among. The bin index is a monotone function of the value, so lower
+/// bins hold only smaller (or equal) values. `None` (use [`kth_key_by_quickselect`]) for short
+/// slices, non-finite values, or all values equal.
+fn kth_key_by_histogram(dist_sq: &[f32], k: usize) -> Option<u64> {
+    if dist_sq.len() < SELECTION_BINS {
+        return None;
+    }
+    let (low, high) = floored_range(dist_sq);
+    if !(low.is_finite() && high.is_finite()) || high <= low {
+        return None;
+    }
+    // Clamped to [0, 255] and rounded to the nearest integer by adding 2^23, whose low mantissa
+    // bits then hold it: monotone, and it vectorizes where a float-to-int cast does not.
+    let scale = (SELECTION_BINS - 1) as f32 / (high - low);
+    let bins: Vec<u8> = dist_sq
+        .iter()
+        .map(|&d| {
+            let x = (d - low) * scale;
+            let x = if x > 255.0 { 255.0 } else { x };
+            let x = if x < 0.0 { 0.0 } else { x };
+            (x + 8_388_608.0).to_bits() as u8
+        })
+        .collect();
+    let mut counts = [0u32; SELECTION_BINS];
+    for &b in &bins {
+        counts[usize::from(b)] += 1;
+    }
+    let mut below = 0usize;
+    let mut target = 0u8;
+    for (b, &count) in counts.iter().enumerate() {
+        if below + count as usize >= k {
+            target = b as u8;
+            break;
+        }
+        below += count as usize;
+    }
+    // Chunks of 32 are tested at once (it vectorizes); only the few holding members are walked.
+    let mut members = Vec::with_capacity(counts[usize::from(target)] as usize);
+    for (chunk_index, chunk) in bins.chunks(32).enumerate() {
+        if chunk.iter().fold(false, |hit, &b| hit | (b == target)) {
+            let first = chunk_index * 32;
+            for (offset, &b) in chunk.iter().enumerate() {
+                if b == target {
+                    members.push(order_key(first + offset, dist_sq[first + offset]));
+                }
+            }
+        }
+    }
+    let rank = k.checked_sub(below + 1)?;
+    members.get(rank)?;
+    Some(*members.select_nth_unstable(rank).1)
+}
+
+/// Minimum and maximum of the distances floored at 0, NaN counting as infinity; in eight lanes
+/// so it vectorizes.
+fn floored_range(dist_sq: &[f32]) -> (f32, f32) {
+    let (mut low, mut high, mut poison) = ([f32::INFINITY; 8], [0.0f32; 8], [0.0f32; 8]);
+    let mut chunks = dist_sq.chunks_exact(8);
+    for chunk in &mut chunks {
+        for j in 0..8 {
+            let d = chunk[j];
+            // NaN, and infinity times zero, stay NaN: the non-finite test without a branch.
+            poison[j] += d * 0.0;
+            low[j] = if d < low[j] { d } else { low[j] };
+            high[j] = if d > high[j] { d } else { high[j] };
+        }
+    }
+    for &d in chunks.remainder() {
+        poison[0] += d * 0.0;
+        low[0] = if d < low[0] { d } else { low[0] };
+        high[0] = if d > high[0] { d } else { high[0] };
+    }
+    if poison.iter().any(|p| p.is_nan()) {
+        return (0.0, f32::INFINITY);
+    }
+    let low = low.iter().fold(f32::INFINITY, |a, &b| a.min(b)).max(0.0);
+    (low, high.iter().fold(0.0f32, |a, &b| a.max(b)))
 }
 
 /// The order key of a distance: NaN last (as infinity), rounding below zero as zero.
@@ -71,7 +166,7 @@ pub fn select_kth(dist_sq: &[f32], k: usize, query_sq: f32) -> KthSelection {
 fn distance_bits(d: f32) -> u32 {
     if d.is_nan() {
         f32::INFINITY.to_bits()
-    } else if d < 0.0 {
+    } else if d <= 0.0 {
         0
     } else {
         d.to_bits()
@@ -256,6 +351,33 @@ mod tests {
                 KthSelection::Tied { candidates, .. } => assert!(candidates.contains(&want), "k = {k}"),
             }
         }
+    }
+
+    #[test]
+    fn histogram_selection_agrees_with_quickselect() {
+        let mut state = 12_345u64;
+        let mut next = move || {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        for trial in 0..60 {
+            let n = 256 + trial * 37;
+            // Clustered values, coarse duplicates, a few negatives from rounding.
+            let mut values: Vec<f32> = (0..n).map(|_| 1.0 + next() * next()).collect();
+            for i in (0..n).step_by(7) {
+                values[i] = (values[i] * 64.0).round() / 64.0;
+            }
+            values[trial % n] = -1e-7;
+            values[(trial * 13) % n] = 0.0;
+            for k in [1, 2, n / 5, n / 2, n - 1, n] {
+                let want = kth_key_by_quickselect(&values, k);
+                assert_eq!(kth_key_by_histogram(&values, k), Some(want), "n = {n}, k = {k}");
+            }
+        }
+        assert_eq!(kth_key_by_histogram(&[0.5; 300], 7), None, "all equal: quickselect decides");
+        let mut with_nan = vec![0.5f32; 300];
+        with_nan[3] = f32::NAN;
+        assert_eq!(kth_key_by_histogram(&with_nan, 7), None, "non-finite: quickselect decides");
     }
 
     #[test]
