@@ -2,8 +2,8 @@
 //! non-finite chains, outputs and per-round diagnostics. A sampler only supplies a [`Kernel`].
 
 use hamos_api::{
-    ChainPairs, ClassBank, EnergyEval, IdBarrier, OodnessEnergy, OutlierTag, Result, RoundDiagnostics,
-    Synthesis, Tensor,
+    Admission, ChainPairs, ClassBank, EnergyEval, IdBarrier, OodnessEnergy, OutlierTag, Result,
+    RoundDiagnostics, Synthesis, Tensor, Thresholds,
 };
 use std::collections::HashMap;
 
@@ -82,7 +82,8 @@ pub fn run_chains(
 ) -> Result<Synthesis> {
     let chains = target.pairs.len();
     let backend = starts.backend();
-    let (thresholds, threshold_checks) = start_thresholds(barrier, starts, target.bank)?;
+    let (mut thresholds, start_of) = start_thresholds(barrier, starts, target.bank)?;
+    let (start_checks, start_exact) = thresholds.as_ref().map_or((0, 0), |t| (t.len(), t.exact_count()));
     let first_eval = target.eval(starts)?;
     let mut notes = first_eval.notes.clone();
     let mut state = ChainState { positions: starts.clone(), eval: first_eval, history: Vec::new() };
@@ -105,16 +106,23 @@ pub fn run_chains(
             .collect();
         // Only proposals that MH would keep need the barrier's verdict.
         let checked: Vec<usize> = (0..chains).filter(|&c| active[c] && finite[c] && passes_mh[c]).collect();
-        let (admitted, exact_checks) =
-            barrier_verdicts(barrier, &proposal.positions, thresholds.as_ref(), target.bank, &checked)?;
+        let (admitted, admission) = barrier_verdicts(
+            barrier,
+            &proposal.positions,
+            thresholds.as_mut(),
+            &start_of,
+            target.bank,
+            &checked,
+        )?;
 
         let mut stats = RoundDiagnostics { round, ..RoundDiagnostics::default() };
         let live_before = active.iter().filter(|&&a| a).count();
         stats.energy_evaluations =
             live_before * proposal.energy_evaluations + if round == 0 { chains } else { 0 };
-        let start_checks = if round == 0 { threshold_checks } else { 0 };
-        stats.barrier_checks = checked.len() + start_checks;
-        stats.barrier_exact = exact_checks + start_checks;
+        let (refined, exact) = admission.as_ref().map_or((0, 0), |a| (a.refined_starts, a.exact_evaluations));
+        let (first_checks, first_exact) = if round == 0 { (start_checks, start_exact) } else { (0, 0) };
+        stats.barrier_checks = if admission.is_some() { checked.len() } else { 0 } + refined + first_checks;
+        stats.barrier_exact = exact + first_exact;
         let mut accept = vec![0.0f32; chains];
         let (mut accepted, mut abs_dh_sum) = (0usize, 0.0f64);
         for chain in 0..chains {
@@ -183,61 +191,57 @@ pub fn run_chains(
     Ok(Synthesis { outliers, tags, rounds: diagnostics, stopped_chains, notes })
 }
 
-/// The barrier thresholds of the chain starts, evaluated once per distinct start (chains
-/// `(u, v)` and `(v, u)` usually share one), and how many points that took.
+/// The barrier's thresholds of the distinct chain starts (chains `(u, v)` and `(v, u)` usually
+/// share one), and each chain's start among them.
 fn start_thresholds(
     barrier: &dyn IdBarrier,
     starts: &Tensor,
     bank: &ClassBank,
-) -> Result<(Option<Tensor>, usize)> {
+) -> Result<(Option<Thresholds>, Vec<usize>)> {
     let width = starts.dims().get(1).copied().unwrap_or(1).max(1);
     let values = starts.to_vec_f32()?;
-    let mut first_of: HashMap<Vec<u32>, i64> = HashMap::new();
+    let mut first_of: HashMap<Vec<u32>, usize> = HashMap::new();
     let mut distinct = Vec::new();
-    let slot: Vec<i64> = values
+    let slot: Vec<usize> = values
         .chunks(width)
         .enumerate()
         .map(|(row, v)| {
             *first_of.entry(v.iter().map(|x| x.to_bits()).collect()).or_insert_with(|| {
                 distinct.push(row as i64);
-                distinct.len() as i64 - 1
+                distinct.len() - 1
             })
         })
         .collect();
     let backend = starts.backend();
     let unique = starts.index_select(0, &backend.from_i64(&distinct, &[distinct.len()])?)?;
-    let Some(thresholds) = barrier.thresholds(&unique, bank)? else { return Ok((None, 0)) };
-    let expanded = thresholds.index_select(0, &backend.from_i64(&slot, &[slot.len()])?)?;
-    Ok((Some(expanded), distinct.len()))
+    Ok((barrier.thresholds(&unique, bank)?, slot))
 }
 
 /// The barrier's verdict for each chain, evaluated for the chains in `checked` only (the others
-/// read `true`, their proposal being rejected or stopped anyway), and how many of them needed
-/// the exact ID density.
+/// read `true`, their proposal being rejected or stopped anyway), with the barrier's account of
+/// the work (`None` without a barrier).
 fn barrier_verdicts(
     barrier: &dyn IdBarrier,
     positions: &Tensor,
-    thresholds: Option<&Tensor>,
+    thresholds: Option<&mut Thresholds>,
+    start_of: &[usize],
     bank: &ClassBank,
     checked: &[usize],
-) -> Result<(Vec<bool>, usize)> {
+) -> Result<(Vec<bool>, Option<Admission>)> {
     let chains = positions.dims().first().copied().unwrap_or(0);
     let mut verdicts = vec![true; chains];
-    let Some(thresholds) = thresholds else { return Ok((verdicts, 0)) };
+    let Some(thresholds) = thresholds else { return Ok((verdicts, None)) };
     if checked.is_empty() {
-        return Ok((verdicts, 0));
+        return Ok((verdicts, None));
     }
     let rows: Vec<i64> = checked.iter().map(|&c| c as i64).collect();
-    let rows = positions.backend().from_i64(&rows, &[rows.len()])?;
-    let subset = positions.index_select(0, &rows)?;
-    let mut exact = 0;
-    if let Some(admission) = barrier.admits(&subset, Some(&thresholds.index_select(0, &rows)?), bank)? {
-        for (&chain, &admit) in checked.iter().zip(&admission.mask.to_vec_f32()?) {
-            verdicts[chain] = admit != 0.0;
-        }
-        exact = admission.exact_evaluations;
+    let subset = positions.index_select(0, &positions.backend().from_i64(&rows, &[rows.len()])?)?;
+    let starts: Vec<usize> = checked.iter().map(|&c| start_of[c]).collect();
+    let admission = barrier.admits(&subset, &starts, thresholds, bank)?;
+    for (&chain, &admit) in checked.iter().zip(&admission.mask.to_vec_f32()?) {
+        verdicts[chain] = admit != 0.0;
     }
-    Ok((verdicts, exact))
+    Ok((verdicts, Some(admission)))
 }
 
 /// Chains whose proposed position, energy and acceptance ratio are all finite.
@@ -278,9 +282,13 @@ mod tests {
         let starts: Vec<f32> = order.iter().flat_map(|&i| distinct[i * 6..(i + 1) * 6].to_vec()).collect();
         let starts = backend.from_f32(&starts, &[5, 6]).unwrap().l2_normalize(1).unwrap();
         let barrier = VmfKdeBarrier::default();
-        let (thresholds, evaluated) = start_thresholds(&barrier, &starts, &bank).unwrap();
-        assert_eq!(evaluated, 2);
-        let want = barrier.thresholds(&starts, &bank).unwrap().unwrap().to_vec_f32().unwrap();
-        assert_eq!(thresholds.unwrap().to_vec_f32().unwrap(), want);
+        let (thresholds, start_of) = start_thresholds(&barrier, &starts, &bank).unwrap();
+        let thresholds = thresholds.unwrap();
+        assert_eq!((thresholds.len(), start_of.clone()), (2, vec![0, 1, 0, 0, 1]));
+        let want = barrier.exact_energy(&starts, &bank).unwrap().to_vec_f32().unwrap();
+        for (chain, &start) in start_of.iter().enumerate() {
+            let got = thresholds.exact_value(start).unwrap();
+            assert_eq!(got, want[chain] - barrier.delta as f32, "chain {chain}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use common::{clustered_bank, for_each_backend, unit};
 use hamos_api::Backend;
-use hamos_api::IdBarrier;
+use hamos_api::{IdBarrier, Thresholds};
 use hamos_samplers::barrier::vmf_kde::VmfKdeBarrier;
 
 #[test]
@@ -39,10 +39,11 @@ fn screened_verdicts_equal_exact_verdicts_on(backend: Arc<dyn Backend>) {
     let offsets = [-0.5f32, -0.05, -0.002, -1e-4, 1e-4, 0.002, 0.05, 0.5];
     let thresholds: Vec<f32> =
         energy.iter().enumerate().map(|(i, e)| e + offsets[i % offsets.len()]).collect();
-    let thresholds = backend.from_f32(&thresholds, &[300]).expect("thresholds");
+    let starts: Vec<usize> = (0..300).collect();
+    let exact_thresholds = || Thresholds::exact(candidates.clone(), &thresholds).expect("thresholds");
 
-    let want = exact.admits(&candidates, Some(&thresholds), &bank).expect("exact").expect("verdicts");
-    let got = screened.admits(&candidates, Some(&thresholds), &bank).expect("screened").expect("verdicts");
+    let want = exact.admits(&candidates, &starts, &mut exact_thresholds(), &bank).expect("exact");
+    let got = screened.admits(&candidates, &starts, &mut exact_thresholds(), &bank).expect("screened");
     assert_eq!(got.mask.to_vec_f32().expect("host"), want.mask.to_vec_f32().expect("host"));
     assert_eq!(want.exact_evaluations, 300);
     assert!(
@@ -60,10 +61,57 @@ fn screening_is_skipped_where_it_does_not_pay() {
 fn screening_is_skipped_where_it_does_not_pay_on(backend: Arc<dyn Backend>) {
     let bank = clustered_bank(&backend, 3, 20, 16, 0.3, 33).expect("bank");
     let candidates = backend.from_f32(&unit(&[1.0; 16]), &[1, 16]).expect("candidate");
-    let thresholds = backend.from_f32(&[0.0], &[1]).expect("thresholds");
-    let admission = VmfKdeBarrier::default()
-        .admits(&candidates, Some(&thresholds), &bank)
-        .expect("admits")
-        .expect("verdict");
+    let mut thresholds = Thresholds::exact(candidates.clone(), &[0.0]).expect("thresholds");
+    let admission =
+        VmfKdeBarrier::default().admits(&candidates, &[0], &mut thresholds, &bank).expect("admits");
     assert_eq!(admission.exact_evaluations, 1);
+}
+
+#[test]
+fn thresholds_known_by_bounds_give_the_exact_verdicts() {
+    for_each_backend(thresholds_known_by_bounds_give_the_exact_verdicts_on);
+}
+
+/// Chain starts between class pairs, proposals scattered around them: the screened barrier
+/// keeps its thresholds as bounds, makes them exact only where a verdict needs it, and agrees
+/// with the exact barrier on every proposal.
+fn thresholds_known_by_bounds_give_the_exact_verdicts_on(backend: Arc<dyn Backend>) {
+    let (classes, per_class, dim) = (10, 300, 16);
+    let bank = clustered_bank(&backend, classes, per_class, dim, 0.3, 35).expect("bank");
+    let prototypes = bank.prototypes().expect("prototypes").to_rows_f32().expect("rows");
+    let mut rng = hamos_api::rng_from_seed(36);
+    let start_rows: Vec<f32> = (0..20)
+        .flat_map(|i| {
+            let (a, b) = (&prototypes[i % classes], &prototypes[(i * 3 + 1) % classes]);
+            unit(&a.iter().zip(b).map(|(p, q)| p + q).collect::<Vec<_>>())
+        })
+        .collect();
+    let starts = backend.from_f32(&start_rows, &[20, dim]).expect("starts");
+    let (mut points, mut start_of) = (Vec::new(), Vec::new());
+    for i in 0..400 {
+        let start = &start_rows[(i % 20) * dim..(i % 20 + 1) * dim];
+        let spread = [0.05f32, 0.2, 0.6][i % 3];
+        let noise = hamos_api::backend::randn_host(dim, 0.0, 1.0, &mut rng);
+        points.extend(unit(&start.iter().zip(&noise).map(|(s, n)| s + spread * n).collect::<Vec<_>>()));
+        start_of.push(i % 20);
+    }
+    let candidates = backend.from_f32(&points, &[400, dim]).expect("candidates");
+    let exact = VmfKdeBarrier { screen: false, ..VmfKdeBarrier::default() };
+    let screened = VmfKdeBarrier::default();
+    let mut exact_thresholds = exact.thresholds(&starts, &bank).expect("exact").expect("thresholds");
+    let mut bounded = screened.thresholds(&starts, &bank).expect("screened").expect("thresholds");
+    assert_eq!(exact_thresholds.exact_count(), 20);
+    assert_eq!(bounded.exact_count(), 0, "screened thresholds start as bounds");
+    for start in 0..20 {
+        let (lo, hi) = bounded.bounds(start);
+        let t = f64::from(exact_thresholds.exact_value(start).expect("exact"));
+        assert!(lo - 1e-4 <= t && t <= hi + 1e-4, "start {start}: {t} outside [{lo}, {hi}]");
+    }
+    let want = exact.admits(&candidates, &start_of, &mut exact_thresholds, &bank).expect("exact");
+    let got = screened.admits(&candidates, &start_of, &mut bounded, &bank).expect("screened");
+    let (want_mask, got_mask) = (want.mask.to_vec_f32().expect("host"), got.mask.to_vec_f32().expect("host"));
+    assert_eq!(got_mask, want_mask);
+    assert!(want_mask.contains(&0.0) && want_mask.contains(&1.0), "both verdicts occur: {want_mask:?}");
+    assert_eq!(got.refined_starts, bounded.exact_count());
+    assert!(got.exact_evaluations < 400, "bounds decide some proposals: {} exact", got.exact_evaluations);
 }

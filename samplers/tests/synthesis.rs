@@ -157,10 +157,10 @@ fn barrier_rejects_inside_a_cluster_and_accepts_far_away_on(backend: Arc<dyn Bac
     }
     let far = unit(&far);
     let starts = backend.from_f32(&[start.clone(), start].concat(), &[2, 8]).unwrap();
-    let thresholds = barrier.thresholds(&starts, &bank).unwrap();
+    let mut thresholds = barrier.thresholds(&starts, &bank).unwrap().unwrap();
     let candidates = backend.from_f32(&[inside, far].concat(), &[2, 8]).unwrap();
     let admitted =
-        barrier.admits(&candidates, thresholds.as_ref(), &bank).unwrap().unwrap().mask.to_vec_f32().unwrap();
+        barrier.admits(&candidates, &[0, 1], &mut thresholds, &bank).unwrap().mask.to_vec_f32().unwrap();
     assert_eq!(admitted, vec![0.0, 1.0]);
 }
 

@@ -69,14 +69,19 @@ impl Sampler for MidpointJitter {
         let starts = chain_starts(input.prototypes, self.n_adj)?;
         let backend = starts.positions.backend();
         let pairs = ChainPairs::new(&backend, starts.pairs.clone())?;
-        let thresholds = barrier.thresholds(&starts.positions, input.bank)?;
+        // One threshold per chain: chain `i` is judged against start `i`.
+        let mut thresholds = barrier.thresholds(&starts.positions, input.bank)?;
+        let start_of: Vec<usize> = (0..starts.pairs.len()).collect();
         let chains = pairs.len();
         let mut z = starts.positions.clone();
         let (mut outputs, mut tags, mut rounds) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..self.rounds {
             let noise = backend.randn(&z.dims(), 0.0, 1.0, rng)?;
             let (proposal, _) = geodesic_flow(&z, &project_tangent(&z, &noise)?, self.step_size)?;
-            let admission = barrier.admits(&proposal, thresholds.as_ref(), input.bank)?;
+            let admission = match thresholds.as_mut() {
+                Some(t) => Some(barrier.admits(&proposal, &start_of, t, input.bank)?),
+                None => None,
+            };
             let (checks, exact) = match &admission {
                 Some(a) => (chains + if round == 0 { chains } else { 0 }, a.exact_evaluations),
                 None => (0, 0),

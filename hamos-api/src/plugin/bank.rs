@@ -125,6 +125,11 @@ impl ClassBank {
         Ok(self.moments.get_or_init(|| moments))
     }
 
+    /// Whether [`ClassBank::moments`] has been computed for this bank.
+    pub fn has_moments(&self) -> bool {
+        self.moments.get().is_some()
+    }
+
     /// Unit-norm class means `[c, d]` (padding is zero, so the sum only sees valid rows).
     pub fn prototypes(&self) -> Result<Tensor> {
         if let Some(class) = self.counts.iter().position(|&n| n == 0) {

@@ -11,7 +11,7 @@ mod sampler;
 mod scorer;
 
 pub use bank::{ChainPairs, ClassBank};
-pub use barrier::{Admission, IdBarrier};
+pub use barrier::{check_starts, Admission, IdBarrier, Thresholds};
 pub use energy::{EnergyEval, OodnessEnergy};
 pub use loss::{ContrastiveBatch, ContrastiveLoss};
 pub use moments::{upper_pairs, ClassMoments};

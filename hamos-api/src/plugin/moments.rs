@@ -16,6 +16,9 @@ pub struct ClassMoments {
     pub covariance_terms: Tensor,
     /// `max_i |x_i - m_c|` per class, rounded up against `f32` cancellation (0 when empty).
     pub radii: Vec<f32>,
+    /// An upper bound on the largest eigenvalue of each class covariance, `min(trace, Frobenius
+    /// norm)`: `z^T S_c z <= variance_bounds[c] |z|^2` without the quadratic form.
+    pub variance_bounds: Vec<f32>,
 }
 
 /// The index pairs `(a, b)`, `a <= b < dim`, row by row of the upper triangle.
@@ -38,6 +41,15 @@ impl ClassMoments {
         let second = rows.transpose(1, 2)?.matmul(rows)?.mul(&inverse)?; // [c, d, d]
         let outer = means.transpose(1, 2)?.matmul(&means)?;
         let covariances = second.sub(&outer)?.to_vec_f32()?;
+        let variance_bounds = covariances
+            .chunks(dim * dim)
+            .map(|class| {
+                let trace: f64 = (0..dim).map(|a| f64::from(class[a * dim + a])).sum();
+                let frobenius = class.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+                // Rounded up past the f32 rounding of the covariance itself.
+                (trace.min(frobenius).max(0.0) * (1.0 + 1e-4) + 1e-7) as f32
+            })
+            .collect();
         // The upper triangle on the host: a gather along a trailing dim is slow on some
         // backends, and this runs once per bank.
         let (first, other) = upper_pairs(dim);
@@ -63,7 +75,7 @@ impl ClassMoments {
         let deviation = deviation.mul(&valid)?.max(2, false)?.to_vec_f32()?;
         // The expansion cancels: pad the squared radius by its rounding (~1e-7 of |x|^2).
         let radii = deviation.iter().map(|&r2| (r2.max(0.0) + 1e-6).sqrt()).collect();
-        Ok(ClassMoments { means: means.reshape(&[classes, dim])?, covariance_terms, radii })
+        Ok(ClassMoments { means: means.reshape(&[classes, dim])?, covariance_terms, radii, variance_bounds })
     }
 
     /// `z^T S_c z` for every row of `z` `[m, d]` and class `c`, `[m, c]`: the products

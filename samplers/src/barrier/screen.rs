@@ -7,54 +7,89 @@
 //! `phi(0) = 1/2`, the identity `e^y = 1 + y + y^2 phi(y)` gives
 //! `1 + kappa^2 v phi(-kappa R) <= mean_i e^(kappa delta_i) <= 1 + kappa^2 v phi(kappa R)`,
 //! so `log p_c = kappa z.m_c + log mean_i e^(kappa delta_i)` lies in `[lo_c, hi_c]`, and
-//! `logsumexp(lo) - max(hi) <= E(z) <= logsumexp(hi) - max(lo)`. A proposal whose interval
-//! clears the threshold by a margin (far above `f32` rounding) is decided; the rest get the
-//! exact density.
+//! `logsumexp(lo) - max(hi) <= E(z) <= logsumexp(hi) - max(lo)`. The first tier replaces `v` by
+//! its range `[0, lambda_c |z|^2]` (`lambda_c` bounds the covariance's largest eigenvalue), so it
+//! needs only the mean dots. Thresholds are screened the same way (they are `E(b) - delta`). A
+//! proposal whose interval clears its threshold's interval by a margin (far above `f32`
+//! rounding) is decided; the rest get the exact threshold, then the exact density.
 
-use hamos_api::{ClassBank, Result, Tensor};
+use hamos_api::{ClassBank, ClassMoments, Result, Tensor};
 
 /// Margin, relative to `1 + |t|`, by which bounds must clear a threshold to decide.
 const DECISION_MARGIN: f64 = 1e-3;
 
 /// Whether screening `candidates` proposals costs less than the exact density: per class, exact
-/// is `s d` per proposal, screening `d^2` per proposal plus `s d^2` once per bank for the
-/// moments (shared by the rounds that follow, so counted half).
+/// is `s d` per proposal, screening about `d` per proposal (most are decided by the first tier)
+/// plus `s d^2` once per bank for the moments, shared by the calls that follow (counted half),
+/// or nothing when the bank already has them.
 pub(crate) fn pays_off(candidates: usize, bank: &ClassBank) -> bool {
     let (s, d) = (bank.capacity(), bank.dim());
-    s > d && 2 * candidates * (s - d) > s * d
+    bank.has_moments() || (s > d && 2 * candidates * (s - d) > s * d)
 }
 
-/// `[lo, hi]` bounds on `E(z)` for every row of unit-norm `z` `[m, d]`, at bandwidth `kappa`.
-pub(crate) fn energy_bounds(z: &Tensor, bank: &ClassBank, kappa: f64) -> Result<Vec<(f64, f64)>> {
-    let moments = bank.moments()?;
-    let (rows, classes) = (z.dim("vmf_kde screen", 0)?, bank.num_classes());
-    let mean_dots = z.matmul(&moments.means.t()?)?.to_vec_f32()?;
-    let variances = moments.quadratic_forms(z)?.to_vec_f32()?;
-    let norms = z.norm(1, false)?.to_vec_f32()?;
-    let kappa_sq = kappa * kappa;
-    let mut lower = vec![0.0f64; classes];
-    let mut upper = vec![0.0f64; classes];
-    Ok((0..rows)
-        .map(|j| {
-            for c in 0..classes {
-                let at = j * classes + c;
-                let base = kappa * f64::from(mean_dots[at]);
-                let variance = f64::from(variances[at]).max(0.0);
-                let reach = kappa * f64::from(norms[j]) * f64::from(moments.radii[c]);
-                lower[c] = base + (kappa_sq * variance * phi(-reach)).ln_1p();
-                upper[c] = base + (kappa_sq * variance * phi(reach)).ln_1p();
-            }
-            (logsumexp(&lower) - max(&upper), logsumexp(&upper) - max(&lower))
+/// Bounds on `E(z)` for the rows of unit-norm `z` `[m, d]`, in two tiers: the first from the
+/// class means alone (`0 <= v <= variance_bounds[c] |z|^2`, `c d` multiply-adds per row), the
+/// second with the exact quadratic forms `v = z^T S_c z` (`c d^2 / 2`), for rows the first
+/// leaves undecided.
+pub(crate) struct Screen<'a> {
+    moments: &'a ClassMoments,
+    kappa: f64,
+    classes: usize,
+    mean_dots: Vec<f32>,
+    norms: Vec<f32>,
+}
+
+impl<'a> Screen<'a> {
+    /// The first tier's inputs for every row of `z`.
+    pub fn new(z: &Tensor, bank: &'a ClassBank, kappa: f64) -> Result<Self> {
+        let moments = bank.moments()?;
+        Ok(Screen {
+            moments,
+            kappa,
+            classes: bank.num_classes(),
+            mean_dots: z.matmul(&moments.means.t()?)?.to_vec_f32()?,
+            norms: z.norm(1, false)?.to_vec_f32()?,
         })
-        .collect())
+    }
+
+    /// `z^T S_c z` `[rows.len() * c]` for the given rows of `z` (the second tier's input).
+    pub fn variances(&self, z: &Tensor, rows: &[usize]) -> Result<Vec<f32>> {
+        let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        let subset = z.index_select(0, &z.backend().from_i64(&index, &[index.len()])?)?;
+        self.moments.quadratic_forms(&subset)?.to_vec_f32()
+    }
+
+    /// `[lo, hi]` bounds on `E(z)` for row `row`, from its quadratic forms when given (one per
+    /// class), else from the variance bounds.
+    pub fn bounds(&self, row: usize, variances: Option<&[f32]>) -> (f64, f64) {
+        let kappa_sq = self.kappa * self.kappa;
+        let norm = f64::from(self.norms[row]);
+        let mut lower = vec![0.0f64; self.classes];
+        let mut upper = vec![0.0f64; self.classes];
+        for c in 0..self.classes {
+            let base = self.kappa * f64::from(self.mean_dots[row * self.classes + c]);
+            let (least, most) = match variances {
+                Some(v) => {
+                    let v = f64::from(v[c]).max(0.0);
+                    (v, v)
+                }
+                None => (0.0, f64::from(self.moments.variance_bounds[c]) * norm * norm),
+            };
+            let reach = self.kappa * norm * f64::from(self.moments.radii[c]);
+            lower[c] = base + (kappa_sq * least * phi(-reach)).ln_1p();
+            upper[c] = base + (kappa_sq * most * phi(reach)).ln_1p();
+        }
+        (logsumexp(&lower) - max(&upper), logsumexp(&upper) - max(&lower))
+    }
 }
 
-/// `Some(admit)` when `bounds` decide `E > threshold`, `None` when only the exact value can.
-pub(crate) fn verdict(bounds: (f64, f64), threshold: f64) -> Option<bool> {
-    let margin = DECISION_MARGIN * (1.0 + threshold.abs());
-    if bounds.0 > threshold + margin {
+/// `Some(admit)` when bounds on the energy decide `E > t` for every `t` within the threshold's
+/// bounds, `None` when only tighter values can.
+pub(crate) fn verdict(energy: (f64, f64), threshold: (f64, f64)) -> Option<bool> {
+    let margin = DECISION_MARGIN * (1.0 + threshold.0.abs().max(threshold.1.abs()));
+    if energy.0 > threshold.1 + margin {
         Some(true)
-    } else if bounds.1 <= threshold - margin {
+    } else if energy.1 <= threshold.0 - margin {
         Some(false)
     } else {
         None
@@ -100,9 +135,13 @@ mod tests {
 
     #[test]
     fn verdicts_need_the_margin() {
-        assert_eq!(verdict((1.2, 1.5), 1.0), Some(true));
-        assert_eq!(verdict((0.2, 0.5), 1.0), Some(false));
-        assert_eq!(verdict((0.9, 1.1), 1.0), None);
-        assert_eq!(verdict((1.0005, 1.1), 1.0), None, "within the margin");
+        assert_eq!(verdict((1.2, 1.5), (1.0, 1.0)), Some(true));
+        assert_eq!(verdict((0.2, 0.5), (1.0, 1.0)), Some(false));
+        assert_eq!(verdict((0.9, 1.1), (1.0, 1.0)), None);
+        assert_eq!(verdict((1.0005, 1.1), (1.0, 1.0)), None, "within the margin");
+        assert_eq!(verdict((1.2, 1.5), (0.9, 1.3)), None, "the threshold's bounds overlap");
+        assert_eq!(verdict((1.4, 1.5), (0.9, 1.3)), Some(true));
+        assert_eq!(verdict((0.1, 0.5), (0.9, 1.3)), Some(false));
+        assert_eq!(verdict((1.4, 1.5), (f64::NEG_INFINITY, f64::INFINITY)), None, "unknown threshold");
     }
 }

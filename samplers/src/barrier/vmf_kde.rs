@@ -1,7 +1,9 @@
 //! The vMF kernel-density ID barrier of Eqns 5 and 10-12.
 
 use hamos_api::config::finite_in;
-use hamos_api::{Admission, ClassBank, IdBarrier, Result, Tensor};
+use hamos_api::{check_starts, Admission, ClassBank, IdBarrier, Result, Tensor, Thresholds};
+
+use super::screen::{verdict, Screen};
 use serde::{Deserialize, Serialize};
 
 /// `P_c(z) = p_c(z) / sum_i p_i(z)` with `p_c` a vMF kernel density over the whole buffer of
@@ -84,33 +86,85 @@ impl IdBarrier for VmfKdeBarrier {
         self.delta
     }
 
+    fn thresholds(&self, starts: &Tensor, bank: &ClassBank) -> Result<Option<Thresholds>> {
+        let count = starts.dim("vmf_kde thresholds", 0)?;
+        if !(self.screen && super::screen::pays_off(count, bank)) {
+            let values = self.exact_energy(starts, bank)?.add_scalar(-self.delta)?.to_vec_f32()?;
+            return Thresholds::exact(starts.clone(), &values).map(Some);
+        }
+        // Bounds only; a threshold is made exact when a verdict needs it.
+        let screen = Screen::new(starts, bank, self.kappa)?;
+        let rows: Vec<usize> = (0..count).collect();
+        let variances = screen.variances(starts, &rows)?;
+        let classes = bank.num_classes();
+        let bounds = rows
+            .iter()
+            .map(|&i| {
+                let (lo, hi) = screen.bounds(i, Some(&variances[i * classes..(i + 1) * classes]));
+                (lo - self.delta, hi - self.delta)
+            })
+            .collect();
+        Thresholds::bounded(starts.clone(), bounds).map(Some)
+    }
+
     fn admits(
         &self,
         candidates: &Tensor,
-        thresholds: Option<&Tensor>,
+        starts: &[usize],
+        thresholds: &mut Thresholds,
         bank: &ClassBank,
-    ) -> Result<Option<Admission>> {
-        let Some(thresholds) = thresholds else { return Ok(None) };
-        let count = candidates.dim("vmf_kde admits", 0)?;
-        if !(self.screen && super::screen::pays_off(count, bank)) {
-            let energy = self.exact_energy(candidates, bank)?;
-            return Ok(Some(Admission { mask: energy.gt(thresholds)?, exact_evaluations: count }));
+    ) -> Result<Admission> {
+        check_starts(candidates, starts, thresholds)?;
+        let count = starts.len();
+        let mut verdicts: Vec<Option<bool>> = vec![None; count];
+        let mut refined_starts = 0;
+        if self.screen && super::screen::pays_off(count, bank) {
+            let screen = Screen::new(candidates, bank, self.kappa)?;
+            for (i, v) in verdicts.iter_mut().enumerate() {
+                *v = verdict(screen.bounds(i, None), thresholds.bounds(starts[i]));
+            }
+            let undecided = undecided(&verdicts);
+            if !undecided.is_empty() {
+                let classes = bank.num_classes();
+                let variances = screen.variances(candidates, &undecided)?;
+                let tight: Vec<(f64, f64)> = (0..undecided.len())
+                    .map(|j| screen.bounds(undecided[j], Some(&variances[j * classes..(j + 1) * classes])))
+                    .collect();
+                let decide = |verdicts: &mut [Option<bool>], thresholds: &Thresholds| {
+                    for (&i, &bounds) in undecided.iter().zip(&tight) {
+                        if verdicts[i].is_none() {
+                            verdicts[i] = verdict(bounds, thresholds.bounds(starts[i]));
+                        }
+                    }
+                };
+                decide(&mut verdicts, thresholds);
+                // Exact thresholds for what is still open, then the tight bounds again.
+                let open: Vec<usize> =
+                    undecided.iter().filter(|&&i| verdicts[i].is_none()).map(|&i| starts[i]).collect();
+                refined_starts = self.make_exact(thresholds, &open, bank)?;
+                decide(&mut verdicts, thresholds);
+            }
         }
-        let bounds = super::screen::energy_bounds(candidates, bank, self.kappa)?;
-        let limits = thresholds.to_vec_f32()?;
-        let mut verdicts: Vec<Option<bool>> =
-            bounds.iter().zip(&limits).map(|(b, &t)| super::screen::verdict(*b, f64::from(t))).collect();
-        let undecided: Vec<i64> = (0..count).filter(|&i| verdicts[i].is_none()).map(|i| i as i64).collect();
+        let undecided = undecided(&verdicts);
         if !undecided.is_empty() {
-            let rows = candidates.backend().from_i64(&undecided, &[undecided.len()])?;
-            let energy = self.exact_energy(&candidates.index_select(0, &rows)?, bank)?;
-            let passes = energy.gt(&thresholds.index_select(0, &rows)?)?.to_vec_f32()?;
-            for (&i, &pass) in undecided.iter().zip(&passes) {
-                verdicts[i as usize] = Some(pass != 0.0);
+            let open: Vec<usize> = undecided.iter().map(|&i| starts[i]).collect();
+            refined_starts += self.make_exact(thresholds, &open, bank)?;
+            let rows: Vec<i64> = undecided.iter().map(|&i| i as i64).collect();
+            let rows = candidates.backend().from_i64(&rows, &[rows.len()])?;
+            let energy = self.exact_energy(&candidates.index_select(0, &rows)?, bank)?.to_vec_f32()?;
+            for (&i, &e) in undecided.iter().zip(&energy) {
+                verdicts[i] = Some(thresholds.exact_value(starts[i]).is_some_and(|t| e > t));
             }
         }
         let mask: Vec<f32> = verdicts.iter().map(|v| if *v == Some(true) { 1.0 } else { 0.0 }).collect();
-        let mask = candidates.backend().from_f32(&mask, &[count])?;
-        Ok(Some(Admission { mask, exact_evaluations: undecided.len() }))
+        Ok(Admission {
+            mask: candidates.backend().from_f32(&mask, &[count])?,
+            exact_evaluations: undecided.len() + refined_starts,
+            refined_starts,
+        })
     }
+}
+
+fn undecided(verdicts: &[Option<bool>]) -> Vec<usize> {
+    (0..verdicts.len()).filter(|&i| verdicts[i].is_none()).collect()
 }
