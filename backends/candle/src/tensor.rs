@@ -416,6 +416,10 @@ impl TensorImpl for CandleTensor {
         crate::fused::class_logsumexp(&self.0, bank, counts, scale).map(|r| r.and_then(wrap))
     }
 
+    fn fused_class_gram(&self) -> Option<Result<Tensor>> {
+        crate::fused::class_gram(&self.0).map(|r| r.and_then(wrap))
+    }
+
     fn fused_class_kth_nearest(
         &self,
         bank: &Tensor,

@@ -134,6 +134,7 @@ macro_rules! __conformance_cases {
             pairwise_sq_dists
             cosine_similarity
             row_dot_and_norm
+            class_gram
             class_logsumexp
             class_kth_nearest
             // autograd

@@ -38,7 +38,7 @@ impl ClassMoments {
         // row of ones: reductions over a middle dim are slow on some backends).
         let ones = backend.full(1.0, &[classes, 1, capacity])?;
         let means = ones.matmul(rows)?.mul(&inverse)?; // [c, 1, d]
-        let second = rows.transpose(1, 2)?.matmul(rows)?.mul(&inverse)?; // [c, d, d]
+        let second = rows.class_gram()?.mul(&inverse)?; // [c, d, d]
         let outer = means.transpose(1, 2)?.matmul(&means)?;
         let covariances = second.sub(&outer)?.to_vec_f32()?;
         let variance_bounds = covariances

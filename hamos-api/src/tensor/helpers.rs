@@ -109,6 +109,22 @@ impl Tensor {
         logits.logsumexp(2, false)
     }
 
+    /// For a class bank `[c, s, d]`, each class's Gram matrix `X_c^T X_c` over its `s` rows,
+    /// `[c, d, d]` (the second moments of the vMF barrier's screening; padding rows are zero and
+    /// add nothing).
+    ///
+    /// Provided: a batched matrix product; backends may fuse it
+    /// ([`TensorImpl::fused_class_gram`](super::TensorImpl::fused_class_gram)). No gradient needed.
+    pub fn class_gram(&self) -> Result<Tensor> {
+        if self.rank() != 3 {
+            return Err(Error::shape("class_gram", format!("needs a [c, s, d] bank, got {:?}", self.dims())));
+        }
+        if let Some(fused) = self.inner().fused_class_gram() {
+            return fused;
+        }
+        self.transpose(1, 2)?.matmul(self)
+    }
+
     /// Row-wise dot products of two `[m, d]` tensors, shape `[m, 1]`.
     pub fn row_dot(&self, other: &Tensor) -> Result<Tensor> {
         if self.dims() != other.dims() || self.rank() != 2 {

@@ -187,6 +187,12 @@ pub trait TensorImpl: Send + fmt::Debug + 'static {
         None
     }
 
+    /// Provided, optional: a fused [`Tensor::class_gram`] for this backend (called with a
+    /// validated rank-3 `self`), or `None` to use the batched matrix product.
+    fn fused_class_gram(&self) -> Option<Result<Tensor>> {
+        None
+    }
+
     /// Provided, optional: a fused [`Tensor::class_kth_nearest`] for this backend, or `None` to
     /// use the generic version. Overrides receive validated arguments and must return the same
     /// rows as the generic version (use [`select_kth`] and [`resolve_kth_tie`]).

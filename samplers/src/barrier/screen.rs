@@ -18,13 +18,18 @@ use hamos_api::{ClassBank, ClassMoments, Result, Tensor};
 /// Margin, relative to `1 + |t|`, by which bounds must clear a threshold to decide.
 const DECISION_MARGIN: f64 = 1e-3;
 
-/// Whether screening `candidates` proposals costs less than the exact density: per class, exact
-/// is `s d` per proposal, screening about `d` per proposal (most are decided by the first tier)
-/// plus `s d^2` once per bank for the moments, shared by the calls that follow (counted half),
-/// or nothing when the bank already has them.
+/// Proposals a run checks per distinct chain start, about: two chains share a start and each
+/// proposes once per round (five by default).
+const CHECKS_PER_START: usize = 8;
+
+/// Whether screening is expected to cost less than the exact density when a call brings
+/// `candidates` points. The moments cost about `d / 2` exact evaluations per class (half a Gram
+/// product, `s d^2 / 2`, against `s d` each), once per bank, and then every check costs about
+/// `d` instead of `s d`; a run checks about [`CHECKS_PER_START`] proposals per start, and the
+/// first call (the thresholds) brings the starts. Free once the bank has its moments.
 pub(crate) fn pays_off(candidates: usize, bank: &ClassBank) -> bool {
     let (s, d) = (bank.capacity(), bank.dim());
-    bank.has_moments() || (s > d && 2 * candidates * (s - d) > s * d)
+    bank.has_moments() || (s > d && 2 * CHECKS_PER_START * candidates >= d)
 }
 
 /// Bounds on `E(z)` for the rows of unit-norm `z` `[m, d]`, in two tiers: the first from the

@@ -1,9 +1,11 @@
-//! Fused CPU kernels for the two hot ops of outlier synthesis, overriding the provided ops of
-//! the tensor trait: [`hamos_api::Tensor::class_logsumexp`] (the vMF barrier) and
-//! [`hamos_api::Tensor::class_kth_nearest`] (the k-NN energy). Both stream the bank once through
-//! one tile kernel (`simd.rs`) and never build the `[m, c * s]` intermediate. Off the CPU they
-//! return `None` and the generic versions run.
+//! Fused CPU kernels for the hot ops of outlier synthesis, overriding the provided ops of the
+//! tensor trait: [`hamos_api::Tensor::class_logsumexp`] (the vMF barrier) and
+//! [`hamos_api::Tensor::class_kth_nearest`] (the k-NN energy) stream the bank once through one
+//! tile kernel (`simd.rs`) and never build the `[m, c * s]` intermediate;
+//! [`hamos_api::Tensor::class_gram`] (the barrier's screening moments) computes only the upper
+//! triangle. Off the CPU they return `None` and the generic versions run.
 
+mod gram;
 mod kth;
 mod logsumexp;
 mod packing;
@@ -94,6 +96,22 @@ pub(crate) fn class_logsumexp(
             CTensor::from_vec(values, (m, counts.len()), &Device::Cpu).op("class_logsumexp")
         }),
     )
+}
+
+/// The fused per-class Gram matrices `[c, d, d]` of a `[c, s, d]` bank; `None` off the CPU.
+pub(crate) fn class_gram(bank: &CTensor) -> Option<Result<CTensor>> {
+    if !(matches!(bank.device(), Device::Cpu) && bank.dtype() == DType::F32) {
+        return None;
+    }
+    let &[classes, capacity, dim] = bank.dims() else { return None };
+    let run = || -> Result<CTensor> {
+        let bank = bank.contiguous().op("class_gram")?;
+        let (storage, layout) = bank.storage_and_layout();
+        let values = cpu_slice("class_gram", &storage, layout.start_offset(), bank.elem_count())?;
+        let gram = gram::class_gram(values, classes, capacity, dim);
+        CTensor::from_vec(gram, (classes, dim, dim), &Device::Cpu).op("class_gram")
+    };
+    Some(run())
 }
 
 /// The fused k-th nearest rows, `[targets]` `I64`; `None` off the CPU.

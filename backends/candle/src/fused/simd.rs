@@ -15,6 +15,11 @@ pub(crate) const WIDE: usize = 16;
 /// Queries per narrow tile (one AVX2 vector).
 pub(crate) const NARROW: usize = 8;
 
+/// Gram tile: entries along the first index (two AVX2 vectors).
+pub(crate) const GRAM_ROWS: usize = 16;
+/// Gram tile: entries along the second index (broadcasts).
+pub(crate) const GRAM_COLS: usize = 6;
+
 /// `tile[i][j]` = bank row `i` . query `j`.
 pub(crate) type WideTile = [[f32; WIDE]; MR];
 /// `tile[i][j]` = bank row `i` . query `j`, rows of two consecutive blocks.
@@ -27,6 +32,27 @@ pub(crate) trait TileKernel: Copy {
 
     /// Two consecutive blocks of packed rows (`2 x [d][MR]`) against 8 packed queries.
     fn narrow(self, rows: &[f32], queries: &[f32], dim: usize) -> NarrowTile;
+
+    /// Adds `sum_r x_r[a + i] x_r[b + j]` over the `count` rows `x_r` of `chunk` (each
+    /// `stride` floats) to `acc[(b + j) * stride + a + i]`, for `i < GRAM_ROWS`, `j < GRAM_COLS`.
+    #[inline(always)]
+    fn gram_tile(self, chunk: &[f32], count: usize, stride: usize, a: usize, b: usize, acc: &mut [f32]) {
+        let mut tile = [[0.0f32; GRAM_ROWS]; GRAM_COLS];
+        for (j, t) in tile.iter_mut().enumerate() {
+            t.copy_from_slice(&acc[(b + j) * stride + a..][..GRAM_ROWS]);
+        }
+        for row in chunk.chunks_exact(stride).take(count) {
+            let xa = &row[a..a + GRAM_ROWS];
+            for (t, &xb) in tile.iter_mut().zip(&row[b..b + GRAM_COLS]) {
+                for (entry, &x) in t.iter_mut().zip(xa) {
+                    *entry += x * xb;
+                }
+            }
+        }
+        for (j, t) in tile.iter().enumerate() {
+            acc[(b + j) * stride + a..][..GRAM_ROWS].copy_from_slice(t);
+        }
+    }
 
     /// For the first `valid` rows `i` of `tile` and every lane `j`: with
     /// `x = scale * tile[i][j] - shift[j]`, adds `e^x` (by [`exp_clamped`]'s rules) to `sum[j]`
@@ -187,6 +213,44 @@ mod avx2 {
                 }
             }
             out
+        }
+
+        #[inline(always)]
+        fn gram_tile(self, chunk: &[f32], count: usize, stride: usize, a: usize, b: usize, acc: &mut [f32]) {
+            assert!(
+                a + GRAM_ROWS <= stride
+                    && b + GRAM_COLS <= stride
+                    && chunk.len() >= count * stride
+                    && acc.len() >= (b + GRAM_COLS) * stride,
+                "gram tile out of bounds"
+            );
+            // SAFETY: an `Avx2Fma` exists only where the CPU has AVX2 and FMA; by the assert every
+            // row read (`a..a + 16`, `b..b + 6` of rows `< count`) and every accumulator entry
+            // (`a..a + 16` of rows `b..b + 6`) is in bounds.
+            unsafe {
+                let mut tile = [[_mm256_setzero_ps(); 2]; GRAM_COLS];
+                let out = acc.as_mut_ptr();
+                for (j, vectors) in tile.iter_mut().enumerate() {
+                    for (v, t) in vectors.iter_mut().enumerate() {
+                        *t = _mm256_loadu_ps(out.add((b + j) * stride + a + 8 * v));
+                    }
+                }
+                let mut row = chunk.as_ptr();
+                for _ in 0..count {
+                    let xa = [_mm256_loadu_ps(row.add(a)), _mm256_loadu_ps(row.add(a + 8))];
+                    for (j, vectors) in tile.iter_mut().enumerate() {
+                        let xb = _mm256_broadcast_ss(&*row.add(b + j));
+                        vectors[0] = _mm256_fmadd_ps(xa[0], xb, vectors[0]);
+                        vectors[1] = _mm256_fmadd_ps(xa[1], xb, vectors[1]);
+                    }
+                    row = row.add(stride);
+                }
+                for (j, vectors) in tile.iter().enumerate() {
+                    for (v, t) in vectors.iter().enumerate() {
+                        _mm256_storeu_ps(out.add((b + j) * stride + a + 8 * v), *t);
+                    }
+                }
+            }
         }
 
         #[inline(always)]

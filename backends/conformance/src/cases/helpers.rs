@@ -101,6 +101,26 @@ pub fn row_dot_and_norm(backend: &Arc<dyn Backend>) -> Result<()> {
     Ok(())
 }
 
+/// `class_gram` (fused where the backend fuses it) matches f64 sums, with a dimension that is
+/// not a multiple of any tile and more rows than one chunk.
+pub fn class_gram(backend: &Arc<dyn Backend>) -> Result<()> {
+    let mut inputs = Inputs::new(708);
+    let (classes, capacity, dim) = (3, 130, 29);
+    let bank = inputs.normal(&[classes, capacity, dim]);
+    let mut want = Vec::with_capacity(classes * dim * dim);
+    for class in bank.data.chunks(capacity * dim) {
+        for a in 0..dim {
+            for b in 0..dim {
+                want.push(class.chunks(dim).map(|row| row[a] * row[b]).sum::<f64>());
+            }
+        }
+    }
+    let got = bank.upload(backend)?.class_gram()?;
+    assert_tensor("class_gram", &got, &HostTensor::new(&[classes, dim, dim], want)?, 1e-4)?;
+    let flat = backend.zeros(&[4, 5])?.class_gram();
+    ensure(flat.is_err(), "class_gram", || "a rank-2 tensor accepted".into())
+}
+
 /// `class_logsumexp` (fused where the backend fuses it) matches an f64 loop, with classes of
 /// different fill (one with a single row), unit-norm rows, and a large scale.
 pub fn class_logsumexp(backend: &Arc<dyn Backend>) -> Result<()> {
