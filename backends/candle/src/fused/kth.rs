@@ -1,13 +1,13 @@
 //! The k-th nearest row of a class for each (query, class) request, fused: one class at a time,
-//! the squared distances of its requesting queries come from the narrow tile kernel, then
+//! the squared distances of its requesting queries come from the tile kernel, then
 //! [`hamos_api::select_kth`] picks the k-th and [`hamos_api::resolve_kth_tie`] settles rows
 //! within rounding of it in `f64`, exactly as the generic version does.
 
 use hamos_api::{resolve_kth_tie, select_kth, KthSelection};
 use rayon::prelude::*;
 
-use super::packing::{PackedBank, PackedQueries};
-use super::simd::{TileKernel, MR, NARROW, WIDE};
+use super::packing::{sq_norm, PackedBank};
+use super::simd::{TileKernel, TILE_QUERIES, TILE_ROWS};
 
 /// The flat row `class * capacity + r` of the `min(k, counts[class])`-th nearest valid row `r`
 /// for each `(query, class)` of `targets`. `bank` is the raw `[c, s, d]` bank (for the `f64`
@@ -32,20 +32,20 @@ pub(crate) fn class_kth_nearest(
         .filter(|(_, requests)| !requests.is_empty())
         .map(|(class, requests)| {
             let n = counts[class];
-            let query_rows = requests.iter().map(|&(_, q)| &queries[q * dim..(q + 1) * dim]);
-            // Up to 8 queries fill the narrow tile; more go in wide tiles of 16 (one pass over
-            // the rows for up to 16 queries instead of two narrow passes).
-            let width = if requests.len() <= NARROW { NARROW } else { WIDE };
-            let packed_queries = PackedQueries::new(query_rows, dim, width);
-            let row_sq = &packed.row_sq_norms[class * capacity..class * capacity + n];
-            let dist_sq = class_distances(&packed_queries, packed, class, row_sq, dim);
+            let stride = n.div_ceil(TILE_ROWS) * TILE_ROWS;
+            let query_rows: Vec<&[f32]> =
+                requests.iter().map(|&(_, q)| &queries[q * dim..(q + 1) * dim]).collect();
+            let query_sq: Vec<f32> = query_rows.iter().map(|q| sq_norm(q)).collect();
+            let mut row_sq = vec![0.0f32; stride];
+            row_sq[..n].copy_from_slice(&packed.row_sq_norms[class * capacity..class * capacity + n]);
+            let dist_sq = class_distances(&query_rows, &query_sq, packed, class, &row_sq, dim);
             let rows = &bank[class * capacity * dim..(class * capacity + n) * dim];
             let kc = k.min(n);
             requests
                 .iter()
                 .enumerate()
                 .map(|(j, &(target, query))| {
-                    let row = match select_kth(&dist_sq[j * n..(j + 1) * n], kc, packed_queries.sq_norms[j]) {
+                    let row = match select_kth(&dist_sq[j * stride..j * stride + n], kc, query_sq[j]) {
                         KthSelection::Unique(r) => r,
                         KthSelection::Tied { below, candidates } => {
                             let query = &queries[query * dim..(query + 1) * dim];
@@ -65,10 +65,11 @@ pub(crate) fn class_kth_nearest(
 }
 
 super::simd::dispatch_kernel! {
-    /// `[queries][n]` squared distances `|x|^2 + |q|^2 - 2 q.x` of the packed queries to the
-    /// `n` valid rows of `class`.
+    /// `[queries][stride]` squared distances `|x|^2 + |q|^2 - 2 q.x` of `queries` to the rows of
+    /// `class` (`stride = row_sq.len()`, whole tiles; rows past the class read as zero rows).
     fn class_distances(
-        queries: &PackedQueries,
+        queries: &[&[f32]],
+        query_sq: &[f32],
         bank: &PackedBank,
         class: usize,
         row_sq: &[f32],
@@ -79,44 +80,77 @@ super::simd::dispatch_kernel! {
 #[inline(always)]
 fn class_distances_with<K: TileKernel>(
     kernel: K,
-    queries: &PackedQueries,
+    queries: &[&[f32]],
+    query_sq: &[f32],
     bank: &PackedBank,
     class: usize,
     row_sq: &[f32],
     dim: usize,
 ) -> Vec<f32> {
-    let n = row_sq.len();
-    let mut dist_sq = vec![0.0f32; queries.len * n];
-    let width = queries.width();
-    for b in 0..queries.blocks() {
-        let block = queries.block(b);
-        let lanes = (queries.len - b * width).min(width);
-        let mut store = |first: usize, i: usize, j: usize, dot: f32| {
-            let (r, q) = (first + i, b * width + j);
-            dist_sq[q * n + r] = row_sq[r] + queries.sq_norms[q] - 2.0 * dot;
-        };
-        if width == WIDE {
-            for block_index in 0..n.div_ceil(MR) {
-                let tile = kernel.wide(bank.blocks(class, block_index, 1), block, dim);
-                let first = block_index * MR;
-                for (i, tile_row) in tile.iter().enumerate().take(n - first) {
-                    for (j, &dot) in tile_row.iter().enumerate().take(lanes) {
-                        store(first, i, j, dot);
-                    }
-                }
-            }
-        } else {
-            // Two packed blocks (2 MR rows) per tile; the bank keeps a spare zero block.
-            for pair in 0..n.div_ceil(2 * MR) {
-                let tile = kernel.narrow(bank.blocks(class, 2 * pair, 2), block, dim);
-                let first = pair * 2 * MR;
-                for (i, tile_row) in tile.iter().enumerate().take(n - first) {
-                    for (j, &dot) in tile_row.iter().enumerate().take(lanes) {
-                        store(first, i, j, dot);
-                    }
+    let stride = row_sq.len();
+    let mut dist_sq = vec![0.0f32; queries.len() * stride];
+    for tile_index in 0..stride / TILE_ROWS {
+        let rows = bank.tile_rows(class, tile_index);
+        let first = tile_index * TILE_ROWS;
+        let norms = &row_sq[first..first + TILE_ROWS];
+        // Groups of four queries, the last group padded by repeating its last query.
+        for group in (0..queries.len()).step_by(TILE_QUERIES) {
+            let last = queries.len() - 1;
+            let members: [&[f32]; TILE_QUERIES] = std::array::from_fn(|j| queries[(group + j).min(last)]);
+            let tile = kernel.tile(rows, members, dim);
+            for (j, dots) in tile.iter().enumerate().take(queries.len() - group) {
+                let q = group + j;
+                let out = &mut dist_sq[q * stride + first..q * stride + first + TILE_ROWS];
+                for ((d, &dot), &norm) in out.iter_mut().zip(dots).zip(norms) {
+                    *d = norm + query_sq[q] - 2.0 * dot;
                 }
             }
         }
     }
     dist_sq
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    #[test]
+    #[ignore = "timing, run by hand with --release"]
+    fn distance_speed() {
+        for (classes, per_query) in [(10usize, 8usize), (1, 8), (10, 12)] {
+            let (capacity, dim) = (1000, 128);
+            let mut state = 7u32;
+            let mut next = || {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            };
+            let bank: Vec<f32> = (0..classes * capacity * dim).map(|_| next()).collect();
+            let queries: Vec<f32> = (0..per_query * dim).map(|_| next()).collect();
+            let packed = PackedBank::new(&bank, classes, capacity, dim);
+            let rows: Vec<&[f32]> = queries.chunks(dim).collect();
+            let sq: Vec<f32> = rows.iter().map(|q| sq_norm(q)).collect();
+            let row_sq = vec![0.0f32; 1008];
+            let reps = 200;
+            let start = std::time::Instant::now();
+            let mut sink = 0.0;
+            for _ in 0..reps {
+                for class in 0..classes {
+                    sink += class_distances(&rows, &sq, &packed, class, &row_sq, dim)[5];
+                }
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let flop = 2.0 * (reps * classes * per_query * capacity * dim) as f64;
+            println!("classes {classes} queries {per_query}: {:.1} GFLOP/s ({sink})", flop / secs / 1e9);
+            let start = std::time::Instant::now();
+            for _ in 0..reps {
+                let s: f32 = (0..classes)
+                    .into_par_iter()
+                    .map(|class| class_distances(&rows, &sq, &packed, class, &row_sq, dim)[5])
+                    .sum();
+                sink += s;
+            }
+            let secs = start.elapsed().as_secs_f64();
+            println!("  parallel: {:.1} GFLOP/s ({sink})", flop / secs / 1e9);
+        }
+    }
 }

@@ -1,22 +1,25 @@
 //! The class-wise log-sum-exp of the vMF barrier (Eqn 11) fused with its matrix product: each
-//! tile of logits is exponentiated and summed per query while still in registers, so the
-//! `[m, c * s]` logits never exist.
+//! tile of logits is exponentiated and summed per query (eight lane sums, one per row lane)
+//! right after the product, so the `[m, c * s]` logits never exist.
 
 use rayon::prelude::*;
 
-use super::packing::{PackedBank, PackedQueries};
-use super::simd::{TileKernel, MR, WIDE as NR};
+use super::packing::PackedBank;
+use super::simd::{TileKernel, LANES, TILE_QUERIES, TILE_ROWS};
 
-/// Above this, a shifted logit risks overflowing the `f32` sum: the block is redone with its
-/// true maximum as the shift.
+/// Above this, a shifted logit risks overflowing the `f32` sum: the group of queries is redone
+/// with its true maximum as the shift.
 const OVERFLOW_GUARD: f32 = 60.0;
 
-/// Row blocks per pass over the query blocks: 32 blocks of 6 rows of 128 floats (96 KB at
-/// `d = 128`) stay in L2.
-const ROW_BLOCKS_PER_CHUNK: usize = 32;
+/// Tiles per pass over the query groups: two tiles of 16 rows of 128 floats (16 KB at
+/// `d = 128`) stay in L1.
+const TILES_PER_CHUNK: usize = 2;
+
+/// Per query of a group: the sum of `exp(logit - shift)` and the largest shifted logit, lane-wise.
+type LaneSums = [[f32; LANES]; TILE_QUERIES];
 
 /// `out[q * classes + c] = log sum_r exp(scale * queries[q] . bank[c, r])` over the `counts[c]`
-/// valid rows of class `c` (`-inf` for an empty class). `bank` is `[classes, capacity, dim]`.
+/// valid rows of class `c` (`-inf` for an empty class). `queries` is `[m, dim]`.
 pub(crate) fn class_logsumexp(
     queries: &[f32],
     dim: usize,
@@ -24,13 +27,13 @@ pub(crate) fn class_logsumexp(
     counts: &[usize],
     scale: f32,
 ) -> Vec<f32> {
-    let packed = PackedQueries::new(queries.chunks(dim), dim, NR);
+    let query_rows: Vec<&[f32]> = queries.chunks_exact(dim.max(1)).collect();
     let columns: Vec<Vec<f32>> = counts
         .par_iter()
         .enumerate()
-        .map(|(class, &n)| class_column(&packed, bank, class, n, dim, scale))
+        .map(|(class, &n)| class_column(&query_rows, bank, class, n, dim, scale))
         .collect();
-    let (m, classes) = (packed.len, counts.len());
+    let (m, classes) = (query_rows.len(), counts.len());
     let mut out = vec![0.0f32; m * classes];
     for (class, column) in columns.iter().enumerate() {
         for (q, &value) in column.iter().enumerate() {
@@ -43,7 +46,7 @@ pub(crate) fn class_logsumexp(
 super::simd::dispatch_kernel! {
     /// The log-sum-exp of every query against the `n` rows of `class`.
     fn class_column(
-        packed: &PackedQueries,
+        queries: &[&[f32]],
         bank: &PackedBank,
         class: usize,
         n: usize,
@@ -52,84 +55,88 @@ super::simd::dispatch_kernel! {
     ) -> Vec<f32> = class_column_with
 }
 
+/// The four queries of group `group`, the last repeated past the end.
+fn group_members<'a>(queries: &[&'a [f32]], group: usize) -> [&'a [f32]; TILE_QUERIES] {
+    let last = queries.len() - 1;
+    std::array::from_fn(|j| queries[(group * TILE_QUERIES + j).min(last)])
+}
+
 #[inline(always)]
 fn class_column_with<K: TileKernel>(
     kernel: K,
-    packed: &PackedQueries,
+    queries: &[&[f32]],
     bank: &PackedBank,
     class: usize,
     n: usize,
     dim: usize,
     scale: f32,
 ) -> Vec<f32> {
-    let mut out = vec![f32::NEG_INFINITY; packed.len];
-    if n == 0 {
+    let mut out = vec![f32::NEG_INFINITY; queries.len()];
+    if n == 0 || queries.is_empty() {
         return out;
     }
-    let query_blocks = packed.blocks();
+    let groups = queries.len().div_ceil(TILE_QUERIES);
+    let tiles = n.div_ceil(TILE_ROWS);
     // The largest logit of the first tile as each query's shift: its sum is then at least 1.
     // (A plain loop, not a closure: closures do not inherit the caller's target features.)
-    let mut shifts = vec![[f32::NEG_INFINITY; NR]; query_blocks];
-    for (q, shift) in shifts.iter_mut().enumerate() {
-        let first = kernel.wide(bank.blocks(class, 0, 1), packed.block(q), dim);
-        for tile_row in first.iter().take(n.min(MR)) {
-            for (s, &t) in shift.iter_mut().zip(tile_row) {
-                *s = s.max(scale * t);
+    let mut shifts = vec![[f32::NEG_INFINITY; TILE_QUERIES]; groups];
+    for (group, shift) in shifts.iter_mut().enumerate() {
+        let first = kernel.tile(bank.tile_rows(class, 0), group_members(queries, group), dim);
+        for (s, dots) in shift.iter_mut().zip(&first) {
+            for &dot in dots.iter().take(n.min(TILE_ROWS)) {
+                *s = s.max(scale * dot);
             }
         }
     }
-    let mut sums = vec![[0.0f32; NR]; query_blocks];
-    let mut peaks = vec![[f32::NEG_INFINITY; NR]; query_blocks];
-    // Row blocks in chunks that stay in L2 while every query block passes over them.
-    let row_blocks = n.div_ceil(MR);
-    let mut first = 0;
-    while first < row_blocks {
-        let last = (first + ROW_BLOCKS_PER_CHUNK).min(row_blocks);
-        for q in 0..query_blocks {
-            let block = packed.block(q);
-            for b in first..last {
-                let tile = kernel.wide(bank.blocks(class, b, 1), block, dim);
-                kernel.exp_sums(&tile, (n - b * MR).min(MR), scale, &shifts[q], &mut sums[q], &mut peaks[q]);
+    let mut sums: Vec<LaneSums> = vec![[[0.0; LANES]; TILE_QUERIES]; groups];
+    let mut peaks: Vec<LaneSums> = vec![[[f32::NEG_INFINITY; LANES]; TILE_QUERIES]; groups];
+    // Tiles in chunks that stay in L1 while every query group passes over them.
+    for chunk in (0..tiles).step_by(TILES_PER_CHUNK) {
+        for group in 0..groups {
+            let members = group_members(queries, group);
+            for tile_index in chunk..(chunk + TILES_PER_CHUNK).min(tiles) {
+                let tile = kernel.tile(bank.tile_rows(class, tile_index), members, dim);
+                let valid = (n - tile_index * TILE_ROWS).min(TILE_ROWS);
+                kernel.exp_sums(&tile, valid, scale, &shifts[group], &mut sums[group], &mut peaks[group]);
             }
         }
-        first = last;
     }
-    for q in 0..query_blocks {
-        if peaks[q].iter().any(|&p| p > OVERFLOW_GUARD) {
-            for (s, &p) in shifts[q].iter_mut().zip(&peaks[q]) {
-                *s += p.max(0.0);
-            }
-            let block = packed.block(q);
-            sums[q] = block_sums(kernel, bank, class, n, block, dim, scale, &shifts[q]).0;
+    for group in 0..groups {
+        let peak = |j: usize| peaks[group][j].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if (0..TILE_QUERIES).any(|j| peak(j) > OVERFLOW_GUARD) {
+            let raised: [f32; TILE_QUERIES] = std::array::from_fn(|j| shifts[group][j] + peak(j).max(0.0));
+            shifts[group] = raised;
+            sums[group] =
+                group_sums(kernel, bank, class, n, group_members(queries, group), dim, scale, &raised);
         }
-        for (j, value) in out.iter_mut().skip(q * NR).take(NR).enumerate() {
-            *value = shifts[q][j] + sums[q][j].ln();
+        for j in 0..TILE_QUERIES.min(queries.len() - group * TILE_QUERIES) {
+            out[group * TILE_QUERIES + j] = shifts[group][j] + sums[group][j].iter().sum::<f32>().ln();
         }
     }
     out
 }
 
-/// Sums of `exp(scale * logit - shift)` over all rows, and the largest shifted logit, per query
-/// of one block.
+/// Lane-wise sums of `exp(scale * logit - shift)` over all rows, per query of one group.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn block_sums<K: TileKernel>(
+fn group_sums<K: TileKernel>(
     kernel: K,
     bank: &PackedBank,
     class: usize,
     n: usize,
-    block: &[f32],
+    members: [&[f32]; TILE_QUERIES],
     dim: usize,
     scale: f32,
-    shift: &[f32; NR],
-) -> ([f32; NR], [f32; NR]) {
-    let mut sum = [0.0f32; NR];
-    let mut peak = [f32::NEG_INFINITY; NR];
-    for b in 0..n.div_ceil(MR) {
-        let tile = kernel.wide(bank.blocks(class, b, 1), block, dim);
-        kernel.exp_sums(&tile, (n - b * MR).min(MR), scale, shift, &mut sum, &mut peak);
+    shift: &[f32; TILE_QUERIES],
+) -> LaneSums {
+    let mut sum = [[0.0f32; LANES]; TILE_QUERIES];
+    let mut peak = [[f32::NEG_INFINITY; LANES]; TILE_QUERIES];
+    for tile_index in 0..n.div_ceil(TILE_ROWS) {
+        let tile = kernel.tile(bank.tile_rows(class, tile_index), members, dim);
+        let valid = (n - tile_index * TILE_ROWS).min(TILE_ROWS);
+        kernel.exp_sums(&tile, valid, scale, shift, &mut sum, &mut peak);
     }
-    (sum, peak)
+    sum
 }
 
 #[cfg(test)]

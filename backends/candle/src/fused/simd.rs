@@ -1,37 +1,59 @@
-//! The tile kernels under both fused ops, with AVX2 + FMA on x86_64 when the CPU has them
+//! The tile kernels under the fused ops, with AVX2 + FMA on x86_64 when the CPU has them
 //! (checked at run time) and portable code elsewhere.
 //!
-//! Both broadcast one bank value and multiply it into vectors of packed queries (12
-//! accumulators, no horizontal sums): the *wide* tile is [`MR`] rows by 16 queries (the barrier:
-//! hundreds of queries per class), the *narrow* tile `2 MR` rows by 8 queries (the k-NN energy:
-//! about `2 N_adj` queries per class). Callers write their loops once, generic over
-//! [`TileKernel`], and enter them through a `#[target_feature]` function with no closures in
-//! between, so the whole loop is compiled for the vector unit.
+//! The bank is packed with [`LANES`] rows per vector (`packing.rs`): a tile is
+//! [`TILE_BLOCKS`] packed blocks (16 rows) by up to [`TILE_QUERIES`] queries, 8 accumulators,
+//! each step two vector loads of rows and four broadcasts of query values, no horizontal
+//! sums. Any number of queries fills tiles of four (the last repeats a query), so the k-NN
+//! energy's handful of queries per class and the barrier's hundreds run at the same speed.
+//! Callers write their loops once, generic over [`TileKernel`], and enter them through a
+//! `#[target_feature]` function with no closures in between, so the whole loop is compiled for
+//! the vector unit.
 
-/// Bank rows per packed block (and per wide tile).
-pub(crate) const MR: usize = 6;
-/// Queries per wide tile (two AVX2 vectors).
-pub(crate) const WIDE: usize = 16;
-/// Queries per narrow tile (one AVX2 vector).
-pub(crate) const NARROW: usize = 8;
+/// Bank rows per packed block: one AVX2 vector.
+pub(crate) const LANES: usize = 8;
+/// Packed blocks per tile.
+pub(crate) const TILE_BLOCKS: usize = 2;
+/// Bank rows per tile.
+pub(crate) const TILE_ROWS: usize = LANES * TILE_BLOCKS;
+/// Queries per tile.
+pub(crate) const TILE_QUERIES: usize = 4;
 
 /// Gram tile: entries along the first index (two AVX2 vectors).
 pub(crate) const GRAM_ROWS: usize = 16;
 /// Gram tile: entries along the second index (broadcasts).
 pub(crate) const GRAM_COLS: usize = 6;
 
-/// `tile[i][j]` = bank row `i` . query `j`.
-pub(crate) type WideTile = [[f32; WIDE]; MR];
-/// `tile[i][j]` = bank row `i` . query `j`, rows of two consecutive blocks.
-pub(crate) type NarrowTile = [[f32; NARROW]; 2 * MR];
+/// `tile[j][i]` = bank row `i` of the tile . query `j`.
+pub(crate) type Tile = [[f32; TILE_ROWS]; TILE_QUERIES];
 
 /// The tile products.
 pub(crate) trait TileKernel: Copy {
-    /// One block of packed rows (`[d][MR]`) against one block of 16 packed queries.
-    fn wide(self, rows: &[f32], queries: &[f32], dim: usize) -> WideTile;
+    /// [`TILE_BLOCKS`] consecutive packed blocks (`[d][LANES]` each) against four query rows
+    /// (each of length `dim`).
+    fn tile(self, rows: &[f32], queries: [&[f32]; TILE_QUERIES], dim: usize) -> Tile;
 
-    /// Two consecutive blocks of packed rows (`2 x [d][MR]`) against 8 packed queries.
-    fn narrow(self, rows: &[f32], queries: &[f32], dim: usize) -> NarrowTile;
+    /// For every query `j` and the first `valid` rows `i` of `tile`: with
+    /// `x = scale * tile[j][i] - shift[j]`, adds `e^x` (by [`exp_clamped`]'s rules) to
+    /// `sum[j][i % LANES]` and raises `peak[j][i % LANES]` to `x`.
+    #[inline(always)]
+    fn exp_sums(
+        self,
+        tile: &Tile,
+        valid: usize,
+        scale: f32,
+        shift: &[f32; TILE_QUERIES],
+        sum: &mut [[f32; LANES]; TILE_QUERIES],
+        peak: &mut [[f32; LANES]; TILE_QUERIES],
+    ) {
+        for j in 0..TILE_QUERIES {
+            for (i, &dot) in tile[j].iter().enumerate().take(valid) {
+                let x = scale * dot - shift[j];
+                peak[j][i % LANES] = peak[j][i % LANES].max(x);
+                sum[j][i % LANES] += exp_clamped(x);
+            }
+        }
+    }
 
     /// Adds `sum_r x_r[a + i] x_r[b + j]` over the `count` rows `x_r` of `chunk` (each
     /// `stride` floats) to `acc[(b + j) * stride + a + i]`, for `i < GRAM_ROWS`, `j < GRAM_COLS`.
@@ -51,28 +73,6 @@ pub(crate) trait TileKernel: Copy {
         }
         for (j, t) in tile.iter().enumerate() {
             acc[(b + j) * stride + a..][..GRAM_ROWS].copy_from_slice(t);
-        }
-    }
-
-    /// For the first `valid` rows `i` of `tile` and every lane `j`: with
-    /// `x = scale * tile[i][j] - shift[j]`, adds `e^x` (by [`exp_clamped`]'s rules) to `sum[j]`
-    /// and raises `peak[j]` to `x`.
-    #[inline(always)]
-    fn exp_sums(
-        self,
-        tile: &WideTile,
-        valid: usize,
-        scale: f32,
-        shift: &[f32; WIDE],
-        sum: &mut [f32; WIDE],
-        peak: &mut [f32; WIDE],
-    ) {
-        for tile_row in tile.iter().take(valid) {
-            for j in 0..WIDE {
-                let x = scale * tile_row[j] - shift[j];
-                peak[j] = peak[j].max(x);
-                sum[j] += exp_clamped(x);
-            }
         }
     }
 }
@@ -107,31 +107,16 @@ pub(crate) struct Portable;
 
 impl TileKernel for Portable {
     #[inline(always)]
-    fn wide(self, rows: &[f32], queries: &[f32], dim: usize) -> WideTile {
-        let (rows, queries) = (&rows[..dim * MR], &queries[..dim * WIDE]);
-        let mut acc = [[0.0f32; WIDE]; MR];
-        for k in 0..dim {
-            let q = &queries[k * WIDE..(k + 1) * WIDE];
-            for (i, acc_row) in acc.iter_mut().enumerate() {
-                let x = rows[k * MR + i];
-                for (a, &qj) in acc_row.iter_mut().zip(q) {
-                    *a += x * qj;
-                }
-            }
-        }
-        acc
-    }
-
-    #[inline(always)]
-    fn narrow(self, rows: &[f32], queries: &[f32], dim: usize) -> NarrowTile {
-        let (rows, queries) = (&rows[..2 * dim * MR], &queries[..dim * NARROW]);
-        let mut acc = [[0.0f32; NARROW]; 2 * MR];
-        for k in 0..dim {
-            let q = &queries[k * NARROW..(k + 1) * NARROW];
-            for (i, acc_row) in acc.iter_mut().enumerate() {
-                let x = rows[(i / MR) * dim * MR + k * MR + i % MR];
-                for (a, &qj) in acc_row.iter_mut().zip(q) {
-                    *a += x * qj;
+    fn tile(self, rows: &[f32], queries: [&[f32]; TILE_QUERIES], dim: usize) -> Tile {
+        let rows = &rows[..TILE_BLOCKS * dim * LANES];
+        let mut acc = [[0.0f32; TILE_ROWS]; TILE_QUERIES];
+        for (j, query) in queries.iter().enumerate() {
+            for (block, packed) in rows.chunks_exact(dim * LANES).enumerate() {
+                let out = &mut acc[j][block * LANES..(block + 1) * LANES];
+                for (lanes, &q) in packed.chunks_exact(LANES).zip(&query[..dim]) {
+                    for (a, &x) in out.iter_mut().zip(lanes) {
+                        *a += x * q;
+                    }
                 }
             }
         }
@@ -160,59 +145,91 @@ mod avx2 {
 
     impl TileKernel for Avx2Fma {
         #[inline(always)]
-        fn wide(self, rows: &[f32], queries: &[f32], dim: usize) -> WideTile {
-            assert!(rows.len() >= dim * MR && queries.len() >= dim * WIDE, "tile operands too short");
-            let mut out = [[0.0f32; WIDE]; MR];
+        fn tile(self, rows: &[f32], queries: [&[f32]; TILE_QUERIES], dim: usize) -> Tile {
+            assert!(
+                rows.len() >= TILE_BLOCKS * dim * LANES && queries.iter().all(|q| q.len() >= dim),
+                "tile operands too short"
+            );
+            let mut out = [[0.0f32; TILE_ROWS]; TILE_QUERIES];
             // SAFETY: an `Avx2Fma` exists only where the CPU has AVX2 and FMA; the loads read
-            // `rows[k * MR + i]` (i < MR) and `queries[k * WIDE..][..16]` for k < dim, in bounds
-            // by the assert; the stores write the 16 floats of each `out` row.
+            // `rows[b * dim * 8 + k * 8..][..8]` (b < 2) and `queries[j][k]` for k < dim, in
+            // bounds by the assert; the stores write the 16 floats of each `out` row.
             unsafe {
-                let (mut r, mut q) = (rows.as_ptr(), queries.as_ptr());
-                let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-                // Unrolled by four: the loop counter and pointer updates cost a quarter as much.
-                for _ in 0..dim / 4 {
-                    for u in 0..4 {
-                        wide_step(&mut acc, r.add(u * MR), q.add(u * WIDE));
+                let (r0, r1) = (rows.as_ptr(), rows.as_ptr().add(dim * LANES));
+                let [q0, q1, q2, q3] = queries.map(<[f32]>::as_ptr);
+                // Eight named accumulators, two row vectors and a broadcast: 11 of the 16
+                // registers, so nothing spills (a third block would need all 16).
+                let z = _mm256_setzero_ps();
+                let (mut a00, mut a01, mut a10, mut a11) = (z, z, z, z);
+                let (mut a20, mut a21, mut a30, mut a31) = (z, z, z, z);
+                for k in 0..dim {
+                    let x0 = _mm256_loadu_ps(r0.add(k * LANES));
+                    let x1 = _mm256_loadu_ps(r1.add(k * LANES));
+                    let y = _mm256_broadcast_ss(&*q0.add(k));
+                    a00 = _mm256_fmadd_ps(x0, y, a00);
+                    a01 = _mm256_fmadd_ps(x1, y, a01);
+                    let y = _mm256_broadcast_ss(&*q1.add(k));
+                    a10 = _mm256_fmadd_ps(x0, y, a10);
+                    a11 = _mm256_fmadd_ps(x1, y, a11);
+                    let y = _mm256_broadcast_ss(&*q2.add(k));
+                    a20 = _mm256_fmadd_ps(x0, y, a20);
+                    a21 = _mm256_fmadd_ps(x1, y, a21);
+                    let y = _mm256_broadcast_ss(&*q3.add(k));
+                    a30 = _mm256_fmadd_ps(x0, y, a30);
+                    a31 = _mm256_fmadd_ps(x1, y, a31);
+                }
+                let acc = [[a00, a01], [a10, a11], [a20, a21], [a30, a31]];
+                for (out_j, acc_j) in out.iter_mut().zip(&acc) {
+                    for (b, a) in acc_j.iter().enumerate() {
+                        _mm256_storeu_ps(out_j.as_mut_ptr().add(b * LANES), *a);
                     }
-                    r = r.add(4 * MR);
-                    q = q.add(4 * WIDE);
-                }
-                for u in 0..dim % 4 {
-                    wide_step(&mut acc, r.add(u * MR), q.add(u * WIDE));
-                }
-                for (out_row, acc_row) in out.iter_mut().zip(&acc) {
-                    _mm256_storeu_ps(out_row.as_mut_ptr(), acc_row[0]);
-                    _mm256_storeu_ps(out_row.as_mut_ptr().add(8), acc_row[1]);
                 }
             }
             out
         }
 
         #[inline(always)]
-        fn narrow(self, rows: &[f32], queries: &[f32], dim: usize) -> NarrowTile {
-            assert!(rows.len() >= 2 * dim * MR && queries.len() >= dim * NARROW, "tile operands too short");
-            let mut out = [[0.0f32; NARROW]; 2 * MR];
-            // SAFETY: as in `wide`; the loads read `rows[k * MR + i]` and
-            // `rows[dim * MR + k * MR + i]` (i < MR) and `queries[k * 8..][..8]` for k < dim.
+        fn exp_sums(
+            self,
+            tile: &Tile,
+            valid: usize,
+            scale: f32,
+            shift: &[f32; TILE_QUERIES],
+            sum: &mut [[f32; LANES]; TILE_QUERIES],
+            peak: &mut [[f32; LANES]; TILE_QUERIES],
+        ) {
+            // SAFETY: an `Avx2Fma` exists only where the CPU has AVX2 and FMA; every load and
+            // store touches 8 floats inside a 16-float tile row or an 8-float lane array.
             unsafe {
-                let (mut first, mut second, mut q) =
-                    (rows.as_ptr(), rows.as_ptr().add(dim * MR), queries.as_ptr());
-                let mut acc = [_mm256_setzero_ps(); 2 * MR];
-                for _ in 0..dim {
-                    let qv = _mm256_loadu_ps(q);
-                    for i in 0..MR {
-                        acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(&*first.add(i)), qv, acc[i]);
-                        acc[MR + i] = _mm256_fmadd_ps(_mm256_broadcast_ss(&*second.add(i)), qv, acc[MR + i]);
+                let scale_v = _mm256_set1_ps(scale);
+                let lane = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
+                for j in 0..TILE_QUERIES {
+                    let shift_v = _mm256_set1_ps(shift[j]);
+                    let mut s = _mm256_loadu_ps(sum[j].as_ptr());
+                    let mut p = _mm256_loadu_ps(peak[j].as_ptr());
+                    for b in 0..TILE_BLOCKS {
+                        let first = b * LANES;
+                        if first >= valid {
+                            break;
+                        }
+                        let x =
+                            _mm256_fmsub_ps(scale_v, _mm256_loadu_ps(tile[j].as_ptr().add(first)), shift_v);
+                        let mut e = exp8(x);
+                        let mut x = x;
+                        if valid - first < LANES {
+                            // Lanes past the valid rows add nothing.
+                            let keep =
+                                _mm256_cmp_ps::<_CMP_LT_OQ>(lane, _mm256_set1_ps((valid - first) as f32));
+                            e = _mm256_and_ps(e, keep);
+                            x = _mm256_blendv_ps(_mm256_set1_ps(f32::NEG_INFINITY), x, keep);
+                        }
+                        p = _mm256_max_ps(p, x);
+                        s = _mm256_add_ps(s, e);
                     }
-                    first = first.add(MR);
-                    second = second.add(MR);
-                    q = q.add(NARROW);
-                }
-                for (out_row, a) in out.iter_mut().zip(&acc) {
-                    _mm256_storeu_ps(out_row.as_mut_ptr(), *a);
+                    _mm256_storeu_ps(sum[j].as_mut_ptr(), s);
+                    _mm256_storeu_ps(peak[j].as_mut_ptr(), p);
                 }
             }
-            out
         }
 
         #[inline(always)]
@@ -250,53 +267,6 @@ mod avx2 {
                         _mm256_storeu_ps(out.add((b + j) * stride + a + 8 * v), *t);
                     }
                 }
-            }
-        }
-
-        #[inline(always)]
-        fn exp_sums(
-            self,
-            tile: &WideTile,
-            valid: usize,
-            scale: f32,
-            shift: &[f32; WIDE],
-            sum: &mut [f32; WIDE],
-            peak: &mut [f32; WIDE],
-        ) {
-            // SAFETY: an `Avx2Fma` exists only where the CPU has AVX2 and FMA; every load and
-            // store touches floats `0..8` or `8..16` of a 16-float array.
-            unsafe {
-                let scale = _mm256_set1_ps(scale);
-                for half in [0, 8] {
-                    let shift = _mm256_loadu_ps(shift.as_ptr().add(half));
-                    let mut s = _mm256_loadu_ps(sum.as_ptr().add(half));
-                    let mut p = _mm256_loadu_ps(peak.as_ptr().add(half));
-                    for tile_row in tile.iter().take(valid) {
-                        let x = _mm256_fmsub_ps(scale, _mm256_loadu_ps(tile_row.as_ptr().add(half)), shift);
-                        p = _mm256_max_ps(p, x);
-                        s = _mm256_add_ps(s, exp8(x));
-                    }
-                    _mm256_storeu_ps(sum.as_mut_ptr().add(half), s);
-                    _mm256_storeu_ps(peak.as_mut_ptr().add(half), p);
-                }
-            }
-        }
-    }
-
-    /// One `k` of the wide tile: `MR` rows at `r` times the 16 queries at `q`.
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be present; `r[..MR]` and `q[..16]` must be readable.
-    #[inline(always)]
-    unsafe fn wide_step(acc: &mut [[__m256; 2]; MR], r: *const f32, q: *const f32) {
-        // SAFETY: the caller's contract.
-        unsafe {
-            let q0 = _mm256_loadu_ps(q);
-            let q1 = _mm256_loadu_ps(q.add(8));
-            for (i, acc_row) in acc.iter_mut().enumerate() {
-                let x = _mm256_broadcast_ss(&*r.add(i));
-                acc_row[0] = _mm256_fmadd_ps(x, q0, acc_row[0]);
-                acc_row[1] = _mm256_fmadd_ps(x, q1, acc_row[1]);
             }
         }
     }
@@ -354,7 +324,7 @@ pub(crate) fn exp_clamped(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::packing::{PackedBank, PackedQueries};
+    use super::super::packing::PackedBank;
     use super::*;
 
     fn random(n: usize, seed: u32) -> Vec<f32> {
@@ -380,11 +350,11 @@ mod tests {
     }
 
     /// Every kernel's tiles against f64 dot products, with a dimension that is not a multiple of
-    /// four and fewer queries than lanes (the padding lanes must stay zero).
+    /// four and fewer rows than a tile (the padding rows must read zero).
     fn check_tiles<K: TileKernel>(kernel: K) {
-        let (dim, rows_n, queries_n) = (37, 2 * MR - 1, 5);
+        let (dim, rows_n) = (37, TILE_ROWS - 5);
         let rows = random(rows_n * dim, 1);
-        let queries = random(queries_n * dim, 2);
+        let queries = random(TILE_QUERIES * dim, 2);
         let bank = PackedBank::new(&rows, 1, rows_n, dim);
         let dot = |i: usize, j: usize| -> f64 {
             rows[i * dim..(i + 1) * dim]
@@ -393,26 +363,12 @@ mod tests {
                 .map(|(&a, &b)| f64::from(a) * f64::from(b))
                 .sum()
         };
-        let wide = kernel.wide(
-            bank.blocks(0, 0, 1),
-            PackedQueries::new(queries.chunks(dim), dim, WIDE).block(0),
-            dim,
-        );
-        let narrow = kernel.narrow(
-            bank.blocks(0, 0, 2),
-            PackedQueries::new(queries.chunks(dim), dim, NARROW).block(0),
-            dim,
-        );
-        for (i, tile_row) in wide.iter().enumerate() {
-            for (j, &got) in tile_row.iter().enumerate().take(queries_n) {
-                assert!((f64::from(got) - dot(i, j)).abs() < 1e-5, "wide ({i}, {j})");
-            }
-            assert!(tile_row[queries_n..].iter().all(|&x| x == 0.0));
-        }
-        for (i, tile_row) in narrow.iter().enumerate() {
-            for (j, &got) in tile_row.iter().enumerate().take(queries_n) {
+        let query_rows: [&[f32]; TILE_QUERIES] = std::array::from_fn(|j| &queries[j * dim..(j + 1) * dim]);
+        let tile = kernel.tile(bank.tile_rows(0, 0), query_rows, dim);
+        for (j, tile_row) in tile.iter().enumerate() {
+            for (i, &got) in tile_row.iter().enumerate() {
                 let want = if i < rows_n { dot(i, j) } else { 0.0 };
-                assert!((f64::from(got) - want).abs() < 1e-5, "narrow ({i}, {j})");
+                assert!((f64::from(got) - want).abs() < 1e-5, "({i}, {j})");
             }
         }
     }
@@ -430,23 +386,37 @@ mod tests {
     fn exp_sums_agree_across_kernels() {
         #[cfg(target_arch = "x86_64")]
         if let Some(kernel) = Avx2Fma::detect() {
-            let values = random(MR * WIDE, 3);
-            let mut tile = [[0.0f32; WIDE]; MR];
+            let values = random(TILE_ROWS * TILE_QUERIES, 3);
+            let mut tile = [[0.0f32; TILE_ROWS]; TILE_QUERIES];
             for (t, &v) in tile.iter_mut().flatten().zip(&values) {
                 *t = 200.0 * v;
             }
             tile[1][3] = f32::NAN;
-            let shift: [f32; WIDE] = std::array::from_fn(|j| j as f32 - 8.0);
-            let (mut sum_a, mut peak_a) = ([0.5f32; WIDE], [f32::NEG_INFINITY; WIDE]);
-            let (mut sum_b, mut peak_b) = ([0.5f32; WIDE], [f32::NEG_INFINITY; WIDE]);
-            Portable.exp_sums(&tile, MR - 1, 0.3, &shift, &mut sum_a, &mut peak_a);
-            kernel.exp_sums(&tile, MR - 1, 0.3, &shift, &mut sum_b, &mut peak_b);
-            for j in 0..WIDE {
-                if j == 3 {
-                    assert!(sum_a[j].is_nan() && sum_b[j].is_nan(), "NaN must reach the sum");
-                } else {
-                    assert!((sum_a[j] - sum_b[j]).abs() <= 1e-5 * sum_a[j], "lane {j}");
-                    assert_eq!(peak_a[j], peak_b[j], "lane {j}");
+            let shift: [f32; TILE_QUERIES] = std::array::from_fn(|j| j as f32 - 2.0);
+            // 11 valid rows: the second block is partly masked.
+            for valid in [TILE_ROWS, 11] {
+                let (mut sum_a, mut peak_a) =
+                    ([[0.5f32; LANES]; TILE_QUERIES], [[f32::NEG_INFINITY; LANES]; TILE_QUERIES]);
+                let (mut sum_b, mut peak_b) = (sum_a, peak_a);
+                Portable.exp_sums(&tile, valid, 0.3, &shift, &mut sum_a, &mut peak_a);
+                kernel.exp_sums(&tile, valid, 0.3, &shift, &mut sum_b, &mut peak_b);
+                for j in 0..TILE_QUERIES {
+                    for l in 0..LANES {
+                        if (j, l) == (1, 3) {
+                            assert!(sum_a[j][l].is_nan() && sum_b[j][l].is_nan(), "NaN must reach the sum");
+                        } else {
+                            assert!(
+                                (sum_a[j][l] - sum_b[j][l]).abs() <= 1e-5 * sum_a[j][l],
+                                "{valid}: ({j}, {l})"
+                            );
+                            // One rounding (fused multiply-subtract) against two.
+                            let (a, b) = (peak_a[j][l], peak_b[j][l]);
+                            assert!(
+                                a == b || (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+                                "{valid}: ({j}, {l})"
+                            );
+                        }
+                    }
                 }
             }
         }
