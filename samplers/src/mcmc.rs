@@ -281,7 +281,8 @@ mod tests {
         let order = [0usize, 1, 0, 0, 1];
         let starts: Vec<f32> = order.iter().flat_map(|&i| distinct[i * 6..(i + 1) * 6].to_vec()).collect();
         let starts = backend.from_f32(&starts, &[5, 6]).unwrap().l2_normalize(1).unwrap();
-        let barrier = VmfKdeBarrier::default();
+        // Unscreened, so every threshold is exact at once.
+        let barrier = VmfKdeBarrier { screen: false, ..VmfKdeBarrier::default() };
         let (thresholds, start_of) = start_thresholds(&barrier, &starts, &bank).unwrap();
         let thresholds = thresholds.unwrap();
         assert_eq!((thresholds.len(), start_of.clone()), (2, vec![0, 1, 0, 0, 1]));

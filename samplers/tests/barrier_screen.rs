@@ -58,8 +58,9 @@ fn screening_is_skipped_where_it_does_not_pay() {
     for_each_backend(screening_is_skipped_where_it_does_not_pay_on);
 }
 
+/// Fewer rows per class than dimensions: the moments would cost more than the exact density.
 fn screening_is_skipped_where_it_does_not_pay_on(backend: Arc<dyn Backend>) {
-    let bank = clustered_bank(&backend, 3, 20, 16, 0.3, 33).expect("bank");
+    let bank = clustered_bank(&backend, 3, 12, 16, 0.3, 33).expect("bank");
     let candidates = backend.from_f32(&unit(&[1.0; 16]), &[1, 16]).expect("candidate");
     let mut thresholds = Thresholds::exact(candidates.clone(), &[0.0]).expect("thresholds");
     let admission =
@@ -114,4 +115,63 @@ fn thresholds_known_by_bounds_give_the_exact_verdicts_on(backend: Arc<dyn Backen
     assert!(want_mask.contains(&0.0) && want_mask.contains(&1.0), "both verdicts occur: {want_mask:?}");
     assert_eq!(got.refined_starts, bounded.exact_count());
     assert!(got.exact_evaluations < 400, "bounds decide some proposals: {} exact", got.exact_evaluations);
+}
+
+#[test]
+fn class_moments_match_f64() {
+    for_each_backend(class_moments_match_f64_on);
+}
+
+/// Means, upper-triangle covariance terms, radii and top-eigenvalue bounds against f64 sums,
+/// with classes of different fill (padding rows must not count).
+fn class_moments_match_f64_on(backend: Arc<dyn Backend>) {
+    let (classes, capacity, dim) = (3, 40, 7);
+    let mut rng = hamos_api::rng_from_seed(37);
+    let fill = [40usize, 25, 3];
+    let (mut rows, mut labels) = (Vec::new(), Vec::new());
+    for (class, &n) in fill.iter().enumerate() {
+        for _ in 0..n {
+            let noise = hamos_api::backend::randn_host(dim, 0.0, 1.0, &mut rng);
+            rows.extend(unit(&noise.iter().map(|x| x + class as f32).collect::<Vec<_>>()));
+            labels.push(class);
+        }
+    }
+    let bank = hamos_api::ClassBank::from_rows(&backend, &rows, dim, &labels, classes, capacity).expect("bank");
+    let moments = bank.moments().expect("moments");
+    let means = moments.means.to_vec_f32().expect("means");
+    let terms = moments.covariance_terms.to_vec_f32().expect("terms");
+    let (first, other) = hamos_api::upper_pairs(dim);
+    let mut offset = 0;
+    for (class, &n) in fill.iter().enumerate() {
+        let members: Vec<Vec<f64>> = (offset..offset + n)
+            .map(|r| rows[r * dim..(r + 1) * dim].iter().map(|&x| f64::from(x)).collect())
+            .collect();
+        offset += n;
+        let mean: Vec<f64> = (0..dim).map(|a| members.iter().map(|x| x[a]).sum::<f64>() / n as f64).collect();
+        let cov = |a: usize, b: usize| {
+            members.iter().map(|x| (x[a] - mean[a]) * (x[b] - mean[b])).sum::<f64>() / n as f64
+        };
+        for a in 0..dim {
+            assert!((f64::from(means[class * dim + a]) - mean[a]).abs() < 1e-5, "mean {class} {a}");
+        }
+        let mut top = 0.0f64;
+        for (p, (&a, &b)) in first.iter().zip(&other).enumerate() {
+            let (a, b) = (a as usize, b as usize);
+            let want = if a == b { cov(a, a) } else { 2.0 * cov(a, b) };
+            let got = f64::from(terms[p * classes + class]);
+            assert!((got - want).abs() < 1e-5, "term {class} ({a}, {b}): {got} vs {want}");
+            top = top.max(cov(a, a));
+        }
+        // The bound is at least the largest variance along any axis (a lower bound on the
+        // top eigenvalue) and at most the trace.
+        let trace: f64 = (0..dim).map(|a| cov(a, a)).sum();
+        let bound = f64::from(moments.variance_bounds[class]);
+        assert!(bound >= top - 1e-6 && bound <= trace * (1.0 + 1e-3) + 1e-6, "bound {class}: {bound}");
+        let radius = members
+            .iter()
+            .map(|x| x.iter().zip(&mean).map(|(v, m)| (v - m).powi(2)).sum::<f64>().sqrt())
+            .fold(0.0, f64::max);
+        let got = f64::from(moments.radii[class]);
+        assert!(got >= radius && got < radius + 1e-2, "radius {class}: {got} vs {radius}");
+    }
 }

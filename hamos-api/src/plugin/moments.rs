@@ -38,34 +38,46 @@ impl ClassMoments {
         // row of ones: reductions over a middle dim are slow on some backends).
         let ones = backend.full(1.0, &[classes, 1, capacity])?;
         let means = ones.matmul(rows)?.mul(&inverse)?; // [c, 1, d]
-        let second = rows.class_gram()?.mul(&inverse)?; // [c, d, d]
-        let outer = means.transpose(1, 2)?.matmul(&means)?;
-        let covariances = second.sub(&outer)?.to_vec_f32()?;
-        let variance_bounds = covariances
-            .chunks(dim * dim)
-            .map(|class| {
-                let trace: f64 = (0..dim).map(|a| f64::from(class[a * dim + a])).sum();
-                let frobenius = class.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
-                // Rounded up past the f32 rounding of the covariance itself.
-                (trace.min(frobenius).max(0.0) * (1.0 + 1e-4) + 1e-7) as f32
-            })
-            .collect();
-        // The upper triangle on the host: a gather along a trailing dim is slow on some
-        // backends, and this runs once per bank.
+        // S_c = G_c / n_c - m_c m_c^T, formed on the host from the Gram matrices straight into
+        // the upper-triangle terms: no [c, d, d] intermediates beyond the Gram product.
+        let gram = rows.class_gram()?.to_vec_f32()?;
+        let host_means = means.to_vec_f32()?;
+        let counts = bank.counts();
+        let covariance = |c: usize, a: usize, b: usize| -> f32 {
+            let mean = &host_means[c * dim..(c + 1) * dim];
+            gram[(c * dim + a) * dim + b] / counts[c].max(1) as f32 - mean[a] * mean[b]
+        };
         let (first, other) = upper_pairs(dim);
         let pairs = first.len();
         let mut terms = vec![0.0f32; pairs * classes];
         // Blocks of pairs keep both the reads (one class row) and the writes near the caches.
         for block in (0..pairs).step_by(256) {
             let end = (block + 256).min(pairs);
-            for (c, class) in covariances.chunks(dim * dim).enumerate() {
+            for c in 0..classes {
                 for p in block..end {
                     let (a, b) = (first[p] as usize, other[p] as usize);
                     let weight = if a == b { 1.0 } else { 2.0 };
-                    terms[p * classes + c] = weight * class[a * dim + b];
+                    terms[p * classes + c] = weight * covariance(c, a, b);
                 }
             }
         }
+        // Trace and Frobenius norm from the terms: S_aa, and 2 S_ab counted twice as (2 S_ab)^2 / 2.
+        let variance_bounds = (0..classes)
+            .map(|c| {
+                let (mut trace, mut frobenius_sq) = (0.0f64, 0.0f64);
+                for p in 0..pairs {
+                    let t = f64::from(terms[p * classes + c]);
+                    if first[p] == other[p] {
+                        trace += t;
+                        frobenius_sq += t * t;
+                    } else {
+                        frobenius_sq += t * t / 2.0;
+                    }
+                }
+                // Rounded up past the f32 rounding of the covariance itself.
+                (trace.min(frobenius_sq.sqrt()).max(0.0) * (1.0 + 1e-4) + 1e-7) as f32
+            })
+            .collect();
         let covariance_terms = backend.from_f32(&terms, &[pairs, classes])?;
         // |x - m|^2 = |x|^2 - 2 x.m + |m|^2 over valid rows.
         let cross = rows.matmul(&means.transpose(1, 2)?)?.reshape(&[classes, 1, capacity])?;
