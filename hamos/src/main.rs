@@ -93,12 +93,23 @@ enum BenchCommand {
 }
 
 fn main() -> ExitCode {
+    pin_thread_count();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// candle asks for its thread count on every matrix product and, unless `RAYON_NUM_THREADS`
+/// is set, reads `/proc` and sysfs to find it (a few percent of a synthesis run). Set it once,
+/// to what the machine offers, before any thread exists; a user's own value is kept.
+fn pin_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     }
 }
 

@@ -14,9 +14,10 @@
 mod helpers;
 mod neighbours;
 mod ops;
+mod selection;
 
 pub(crate) use helpers::valid_row_mask;
-pub use neighbours::{resolve_kth_tie, select_kth, KthSelection};
+pub use selection::{resolve_kth_tie, select_kth, KthSelection};
 
 use std::any::Any;
 use std::fmt;

@@ -1,0 +1,372 @@
+//! Exact selection of the k-th smallest squared distance of one query within one class, the
+//! host half of [`Tensor::class_kth_nearest`](super::Tensor::class_kth_nearest): the k-th in
+//! `f32`, then every row within `f32` rounding of it re-ranked in `f64` (ties by lower row), so
+//! every backend picks the same row whatever its matrix product's rounding.
+
+/// Relative width of the window of `f32` distances re-ranked in `f64`. The rounding of
+/// `|q|^2 + |x|^2 - 2 q.x` in `f32` is about `sqrt(d) 2^-24 (|q|^2 + |x|^2)` (1e-6 for
+/// `d = 512`); the window is ten times wider and is rarely populated by more than one row.
+const TIE_WINDOW: f32 = 1e-5;
+
+/// The k-th smallest of one class's `f32` squared distances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KthSelection {
+    /// Only this row is within rounding of the k-th distance: it is the k-th.
+    Unique(usize),
+    /// `below` rows are certainly nearer; the k-th is the `(k - below)`-th of `candidates` in
+    /// exact distance (see [`resolve_kth_tie`]).
+    Tied {
+        /// Rows certainly nearer than every candidate.
+        below: usize,
+        /// Rows within rounding of the k-th distance, ascending.
+        candidates: Vec<usize>,
+    },
+}
+
+/// Selects the `k`-th (1-based) smallest of `dist_sq` without sorting; `query_sq` is the
+/// query's squared norm (it sets the rounding window). NaN sorts last; negative values (from
+/// rounding) count as 0. `k` is clamped to `1..=dist_sq.len()`; an empty slice has no k-th and
+/// gives `Tied` with no candidates.
+#[inline]
+pub fn select_kth(dist_sq: &[f32], k: usize, query_sq: f32) -> KthSelection {
+    if dist_sq.is_empty() {
+        return KthSelection::Tied { below: 0, candidates: Vec::new() };
+    }
+    let k = k.clamp(1, dist_sq.len());
+    let window = |kth_dist: f32| {
+        // |x| <= |q| + |q - x| bounds the row's norm from the distance itself; the rounding
+        // scales with |q|^2 + |x|^2.
+        let query_norm = query_sq.max(0.0).sqrt();
+        let scale = query_sq + (query_norm + kth_dist.sqrt()).powi(2);
+        let tolerance = TIE_WINDOW * scale.max(f32::MIN_POSITIVE);
+        (kth_dist - tolerance, kth_dist + tolerance)
+    };
+    if let Some(selection) = select_by_histogram(dist_sq, k, window) {
+        return selection;
+    }
+    let kth = kth_key_by_quickselect(dist_sq, k);
+    let (kth_dist, kth_row) = (f32::from_bits((kth >> 32) as u32), (kth & 0xffff_ffff) as usize);
+    if !kth_dist.is_finite() {
+        return KthSelection::Unique(kth_row);
+    }
+    let (low, high) = window(kth_dist);
+    // Branch-free so it vectorizes: negative rounding reads as 0; NaN fails every comparison,
+    // as the infinity it stands for would.
+    let in_window = |d: f32| {
+        let d = floor(d);
+        d >= low && d <= high
+    };
+    // The k-th itself is in the window; usually nothing else is.
+    if dist_sq.iter().map(|&d| u32::from(in_window(d))).sum::<u32>() == 1 {
+        return KthSelection::Unique(kth_row);
+    }
+    let below = dist_sq.iter().map(|&d| u32::from(floor(d) < low)).sum::<u32>() as usize;
+    let candidates: Vec<usize> = (0..dist_sq.len()).filter(|&row| in_window(dist_sq[row])).collect();
+    KthSelection::Tied { below, candidates }
+}
+
+/// Negative rounding reads as 0.
+#[inline(always)]
+fn floor(d: f32) -> f32 {
+    if d < 0.0 {
+        0.0
+    } else {
+        d
+    }
+}
+
+/// Bins of [`select_by_histogram`].
+const SELECTION_BINS: usize = 256;
+
+/// The order key (distance bits above, row below) of `x`: the (value, row) order of the
+/// floored distances is the order of the keys.
+#[inline]
+fn order_key(row: usize, d: f32) -> u64 {
+    (u64::from(distance_bits(d)) << 32) | row as u64
+}
+
+/// The key of the `k`-th (1-based, in range) smallest by selection over all keys.
+#[inline]
+fn kth_key_by_quickselect(dist_sq: &[f32], k: usize) -> u64 {
+    let mut keys: Vec<u64> = dist_sq.iter().enumerate().map(|(row, &d)| order_key(row, d)).collect();
+    *keys.select_nth_unstable(k - 1).1
+}
+
+/// [`select_kth`] by a histogram of the values between their minimum and maximum: counting
+/// finds the bin holding rank `k`, and only the members of that bin and its two neighbours are
+/// looked at again. The bin index is a monotone function of the value, so lower bins hold only
+/// smaller (or equal) values; the rounding window (`window` of the k-th distance) is narrower
+/// than half a bin, so every row in it lies in those three bins. `None` (use the plain passes)
+/// for short slices, non-finite values, all values equal, or a window wider than that.
+#[inline]
+fn select_by_histogram(
+    dist_sq: &[f32],
+    k: usize,
+    window: impl Fn(f32) -> (f32, f32),
+) -> Option<KthSelection> {
+    if dist_sq.len() < SELECTION_BINS {
+        return None;
+    }
+    let (low, high) = floored_range(dist_sq);
+    if !(low.is_finite() && high.is_finite()) || high <= low {
+        return None;
+    }
+    // Clamped to [0, 255] and rounded to the nearest integer by adding 2^23, whose low mantissa
+    // bits then hold it: monotone, and it vectorizes where a float-to-int cast does not.
+    let scale = (SELECTION_BINS - 1) as f32 / (high - low);
+    let bins: Vec<u8> = dist_sq
+        .iter()
+        .map(|&d| {
+            let x = (d - low) * scale;
+            let x = if x > 255.0 { 255.0 } else { x };
+            let x = if x < 0.0 { 0.0 } else { x };
+            (x + 8_388_608.0).to_bits() as u8
+        })
+        .collect();
+    let mut counts = [0u32; SELECTION_BINS];
+    for &b in &bins {
+        counts[usize::from(b)] += 1;
+    }
+    let mut below = 0usize;
+    let mut target = 0usize;
+    for (b, &count) in counts.iter().enumerate() {
+        if below + count as usize >= k {
+            target = b;
+            break;
+        }
+        below += count as usize;
+    }
+    // The neighbourhood: bins target - 1 ..= target + 1.
+    let first = target.saturating_sub(1);
+    let below_first = below - if first < target { counts[first] as usize } else { 0 };
+    let (first, span) = (first as u8, (target.min(SELECTION_BINS - 2) + 1 - first) as u8);
+    // Chunks of 32 are tested at once (it vectorizes); only the few holding members are walked.
+    let mut rows = Vec::new();
+    for (chunk_index, chunk) in bins.chunks(32).enumerate() {
+        if chunk.iter().fold(false, |hit, &b| hit | (b.wrapping_sub(first) <= span)) {
+            let start = chunk_index * 32;
+            rows.extend(
+                (0..chunk.len()).filter(|&i| chunk[i].wrapping_sub(first) <= span).map(|i| start + i),
+            );
+        }
+    }
+    let mut keys: Vec<u64> = rows.iter().map(|&row| order_key(row, dist_sq[row])).collect();
+    let rank = k.checked_sub(below_first + 1)?;
+    keys.get(rank)?;
+    let kth = *keys.select_nth_unstable(rank).1;
+    let (kth_dist, kth_row) = (f32::from_bits((kth >> 32) as u32), (kth & 0xffff_ffff) as usize);
+    let (window_low, window_high) = window(kth_dist);
+    if !((window_high - window_low) * scale <= 1.0) {
+        return None;
+    }
+    let in_window = |d: f32| {
+        let d = floor(d);
+        d >= window_low && d <= window_high
+    };
+    let candidates: Vec<usize> = rows.iter().copied().filter(|&row| in_window(dist_sq[row])).collect();
+    if candidates.len() <= 1 {
+        return Some(KthSelection::Unique(kth_row));
+    }
+    let nearer = rows.iter().filter(|&&row| floor(dist_sq[row]) < window_low).count();
+    Some(KthSelection::Tied { below: below_first + nearer, candidates })
+}
+
+/// Minimum and maximum of the distances floored at 0, NaN counting as infinity; in eight lanes
+/// so it vectorizes.
+#[inline]
+fn floored_range(dist_sq: &[f32]) -> (f32, f32) {
+    let (mut low, mut high, mut poison) = ([f32::INFINITY; 8], [0.0f32; 8], [0.0f32; 8]);
+    let mut chunks = dist_sq.chunks_exact(8);
+    for chunk in &mut chunks {
+        for j in 0..8 {
+            let d = chunk[j];
+            // NaN, and infinity times zero, stay NaN: the non-finite test without a branch.
+            poison[j] += d * 0.0;
+            low[j] = if d < low[j] { d } else { low[j] };
+            high[j] = if d > high[j] { d } else { high[j] };
+        }
+    }
+    for &d in chunks.remainder() {
+        poison[0] += d * 0.0;
+        low[0] = if d < low[0] { d } else { low[0] };
+        high[0] = if d > high[0] { d } else { high[0] };
+    }
+    if poison.iter().any(|p| p.is_nan()) {
+        return (0.0, f32::INFINITY);
+    }
+    let low = low.iter().fold(f32::INFINITY, |a, &b| a.min(b)).max(0.0);
+    (low, high.iter().fold(0.0f32, |a, &b| a.max(b)))
+}
+
+/// The order key of a distance: NaN last (as infinity), rounding below zero as zero.
+#[inline]
+fn distance_bits(d: f32) -> u32 {
+    if d.is_nan() {
+        f32::INFINITY.to_bits()
+    } else if d <= 0.0 {
+        0
+    } else {
+        d.to_bits()
+    }
+}
+
+/// Settles a [`KthSelection::Tied`]: ranks `candidates` by their `f64` squared distance to
+/// `query` (`row(r)` gives candidate `r`'s values), ties by lower index, and returns the row of
+/// rank `k - below` (1-based).
+pub fn resolve_kth_tie<'a>(
+    below: usize,
+    candidates: &[usize],
+    k: usize,
+    query: &[f32],
+    row: impl Fn(usize) -> &'a [f32],
+) -> usize {
+    let mut ranked: Vec<(f64, usize)> = candidates
+        .iter()
+        .map(|&r| {
+            let dist =
+                query.iter().zip(row(r)).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum::<f64>();
+            (dist, r)
+        })
+        .collect();
+    ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let rank = k.saturating_sub(below + 1).min(ranked.len().saturating_sub(1));
+    ranked.get(rank).map_or(0, |&(_, r)| r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_kth_matches_a_sort() {
+        let values: Vec<f32> = (0..257).map(|i| ((i * 7919) % 1009) as f32 / 300.0).collect();
+        let mut sorted: Vec<(f32, usize)> = values.iter().copied().zip(0..).collect();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for k in [1, 2, 100, 257] {
+            assert_eq!(select_kth(&values, k, 1.0), KthSelection::Unique(sorted[k - 1].1), "k = {k}");
+        }
+    }
+
+    #[test]
+    fn selection_matches_a_sort_with_nan_and_rounding() {
+        let mut values: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 1013) as f32 / 250.0).collect();
+        values[17] = f32::NAN;
+        values[400] = -1e-7;
+        values[401] = values[3];
+        values[402] = f32::NEG_INFINITY;
+        values[403] = f32::INFINITY;
+        let mut sorted: Vec<(f32, usize)> =
+            values.iter().map(|&d| f32::from_bits(distance_bits(d))).zip(0..).collect();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for k in [1, 2, 199, 200, 500, 999, 1000] {
+            let want = sorted[k - 1].1;
+            match select_kth(&values, k, 1.0) {
+                KthSelection::Unique(r) => assert_eq!(r, want, "k = {k}"),
+                KthSelection::Tied { candidates, .. } => assert!(candidates.contains(&want), "k = {k}"),
+            }
+        }
+    }
+
+    /// The selection by plain passes over all values: quickselect, then the window.
+    fn reference(dist_sq: &[f32], k: usize, query_sq: f32) -> KthSelection {
+        let kth = kth_key_by_quickselect(dist_sq, k);
+        let (kth_dist, kth_row) = (f32::from_bits((kth >> 32) as u32), (kth & 0xffff_ffff) as usize);
+        let scale = query_sq + (query_sq.sqrt() + kth_dist.sqrt()).powi(2);
+        let tolerance = TIE_WINDOW * scale;
+        let (low, high) = (kth_dist - tolerance, kth_dist + tolerance);
+        let candidates: Vec<usize> =
+            (0..dist_sq.len()).filter(|&r| (low..=high).contains(&floor(dist_sq[r]))).collect();
+        if candidates.len() == 1 {
+            return KthSelection::Unique(kth_row);
+        }
+        let below = dist_sq.iter().filter(|&&d| floor(d) < low).count();
+        KthSelection::Tied { below, candidates }
+    }
+
+    #[test]
+    fn histogram_selection_agrees_with_plain_passes() {
+        let mut state = 12_345u64;
+        let mut next = move || {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let mut tied = 0;
+        for trial in 0..80 {
+            let n = 256 + trial * 37;
+            // Clustered values, coarse duplicates, near-duplicates within rounding, a few
+            // negatives from rounding.
+            let mut values: Vec<f32> = (0..n).map(|_| 1.0 + next() * next()).collect();
+            for i in (0..n).step_by(7) {
+                values[i] = (values[i] * 64.0).round() / 64.0;
+            }
+            for i in (3..n).step_by(11) {
+                values[i] = values[i - 3] * (1.0 + 2e-6 * (next() - 0.5));
+            }
+            values[trial % n] = -1e-7;
+            values[(trial * 13) % n] = 0.0;
+            for k in [1, 2, n / 5, n / 2, n - 1, n] {
+                let want = reference(&values, k, 1.0);
+                tied += usize::from(matches!(want, KthSelection::Tied { .. }));
+                assert_eq!(
+                    select_by_histogram(&values, k, |d| {
+                        let scale = 1.0 + (1.0 + d.sqrt()).powi(2);
+                        (d - TIE_WINDOW * scale, d + TIE_WINDOW * scale)
+                    }),
+                    Some(want.clone()),
+                    "n = {n}, k = {k}"
+                );
+                assert_eq!(select_kth(&values, k, 1.0), want, "n = {n}, k = {k}");
+            }
+        }
+        assert!(tied > 20, "near-duplicates should produce ties: {tied}");
+        let window = |d: f32| (d, d);
+        assert_eq!(select_by_histogram(&[0.5; 300], 7, window), None, "all equal: plain passes decide");
+        let mut with_nan = vec![0.5f32; 300];
+        with_nan[3] = f32::NAN;
+        with_nan[4] = 0.7;
+        assert_eq!(select_by_histogram(&with_nan, 7, window), None, "non-finite: plain passes decide");
+    }
+
+    #[test]
+    #[ignore = "timing, run by hand with --release"]
+    fn selection_speed() {
+        let values: Vec<f32> =
+            (0..1000u64).map(|i| ((i * 2_654_435_761) % 100_003) as f32 / 25_000.0).collect();
+        let start = std::time::Instant::now();
+        let mut sink = 0;
+        for round in 0..20_000 {
+            if let KthSelection::Unique(r) = select_kth(&values, 150 + round % 100, 1.0) {
+                sink += r;
+            }
+        }
+        println!("select_kth: {:.2} us ({sink})", start.elapsed().as_secs_f64() / 20_000.0 * 1e6);
+    }
+
+    #[test]
+    fn an_empty_class_has_no_kth_instead_of_a_panic() {
+        assert_eq!(select_kth(&[], 3, 1.0), KthSelection::Tied { below: 0, candidates: Vec::new() });
+    }
+
+    #[test]
+    fn near_ties_are_settled_in_f64() {
+        // Rows 0 and 1 are at f32 distances that tie, but row 1 is nearer in f64.
+        let query = [1.0f32, 0.0];
+        let rows = [[0.0f32, 1.0], [1.0e-8, 1.0], [5.0, 5.0]];
+        let dist: Vec<f32> =
+            rows.iter().map(|r| (query[0] - r[0]).powi(2) + (query[1] - r[1]).powi(2)).collect();
+        let KthSelection::Tied { below, candidates } = select_kth(&dist, 1, 1.0) else {
+            panic!("expected a tie among {dist:?}");
+        };
+        assert_eq!((below, candidates.clone()), (0, vec![0, 1]));
+        assert_eq!(resolve_kth_tie(below, &candidates, 1, &query, |r| &rows[r][..]), 1);
+        assert_eq!(resolve_kth_tie(below, &candidates, 2, &query, |r| &rows[r][..]), 0);
+    }
+
+    #[test]
+    fn nan_sorts_last_and_negative_rounding_counts_as_zero() {
+        let dist = [f32::NAN, -1e-7, 0.5, 2.0];
+        assert_eq!(select_kth(&dist, 1, 1.0), KthSelection::Unique(1));
+        assert_eq!(select_kth(&dist, 3, 1.0), KthSelection::Unique(3));
+        assert_eq!(select_kth(&dist, 4, 1.0), KthSelection::Unique(0));
+    }
+}
