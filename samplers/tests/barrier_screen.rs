@@ -136,7 +136,8 @@ fn class_moments_match_f64_on(backend: Arc<dyn Backend>) {
             labels.push(class);
         }
     }
-    let bank = hamos_api::ClassBank::from_rows(&backend, &rows, dim, &labels, classes, capacity).expect("bank");
+    let bank =
+        hamos_api::ClassBank::from_rows(&backend, &rows, dim, &labels, classes, capacity).expect("bank");
     let moments = bank.moments().expect("moments");
     let means = moments.means.to_vec_f32().expect("means");
     let terms = moments.covariance_terms.to_vec_f32().expect("terms");
