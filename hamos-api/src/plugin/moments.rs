@@ -38,8 +38,9 @@ impl ClassMoments {
         // row of ones: reductions over a middle dim are slow on some backends).
         let ones = backend.full(1.0, &[classes, 1, capacity])?;
         let means = ones.matmul(rows)?.mul(&inverse)?; // [c, 1, d]
-                                                       // S_c = G_c / n_c - m_c m_c^T, formed on the host from the Gram matrices straight into
-                                                       // the upper-triangle terms: no [c, d, d] intermediates beyond the Gram product.
+
+        // S_c = G_c / n_c - m_c m_c^T, formed on the host from the Gram matrices straight into
+        // the upper-triangle terms: no [c, d, d] intermediates beyond the Gram product.
         let gram = rows.class_gram()?.to_vec_f32()?;
         let host_means = means.to_vec_f32()?;
         let counts = bank.counts();
