@@ -153,7 +153,7 @@ mod avx2 {
             let mut out = [[0.0f32; TILE_ROWS]; TILE_QUERIES];
             // SAFETY: an `Avx2Fma` exists only where the CPU has AVX2 and FMA; the loads read
             // `rows[b * dim * 8 + k * 8..][..8]` (b < 2) and `queries[j][k]` for k < dim, in
-            // bounds by the assert; the stores write the 16 floats of each `out` row.
+            // bounds by the assert (the prefetch only hints); the stores write the 16 floats of each `out` row.
             unsafe {
                 let (r0, r1) = (rows.as_ptr(), rows.as_ptr().add(dim * LANES));
                 let [q0, q1, q2, q3] = queries.map(<[f32]>::as_ptr);
@@ -163,6 +163,10 @@ mod avx2 {
                 let (mut a00, mut a01, mut a10, mut a11) = (z, z, z, z);
                 let (mut a20, mut a21, mut a30, mut a31) = (z, z, z, z);
                 for k in 0..dim {
+                    // The next tile of the class usually follows this one: fetch it while this
+                    // one runs (a hint: it never faults; `wrapping_add` as it may point past the
+                    // bank).
+                    _mm_prefetch::<_MM_HINT_T0>(r1.wrapping_add(dim * LANES + k * LANES).cast());
                     let x0 = _mm256_loadu_ps(r0.add(k * LANES));
                     let x1 = _mm256_loadu_ps(r1.add(k * LANES));
                     let y = _mm256_broadcast_ss(&*q0.add(k));
