@@ -153,7 +153,8 @@ mod avx2 {
             let mut out = [[0.0f32; TILE_ROWS]; TILE_QUERIES];
             // SAFETY: an `Avx2Fma` exists only where the CPU has AVX2 and FMA; the loads read
             // `rows[b * dim * 8 + k * 8..][..8]` (b < 2) and `queries[j][k]` for k < dim, in
-            // bounds by the assert (the prefetch only hints); the stores write the 16 floats of each `out` row.
+            // bounds by the assert (the prefetch only hints); the stores write the 16 floats of
+            // each `out` row.
             unsafe {
                 let (r0, r1) = (rows.as_ptr(), rows.as_ptr().add(dim * LANES));
                 let [q0, q1, q2, q3] = queries.map(<[f32]>::as_ptr);
