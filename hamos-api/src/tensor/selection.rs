@@ -156,7 +156,8 @@ fn select_by_histogram(
     let kth = *keys.select_nth_unstable(rank).1;
     let (kth_dist, kth_row) = (f32::from_bits((kth >> 32) as u32), (kth & 0xffff_ffff) as usize);
     let (window_low, window_high) = window(kth_dist);
-    if !((window_high - window_low) * scale <= 1.0) {
+    // (Finite: the k-th lies between the finite minimum and maximum.)
+    if (window_high - window_low) * scale > 1.0 {
         return None;
     }
     let in_window = |d: f32| {
