@@ -71,7 +71,7 @@ pub struct RoundDiagnostics {
     pub mean_oodness: f64,
     /// Points the ID barrier evaluated: the proposals that passed Metropolis-Hastings (the
     /// others need no verdict), plus, in round 0, the distinct chain starts that set the
-    /// thresholds.
+    /// thresholds, plus starts whose threshold a verdict of this round had to make exact.
     pub barrier_checks: usize,
     /// Of `barrier_checks`, the points whose ID density was computed exactly (the others were
     /// decided by the barrier's cheaper bounds, with the same verdict).

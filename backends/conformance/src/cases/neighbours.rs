@@ -23,7 +23,7 @@ fn ranked(bank: &HostTensor, class: usize, count: usize, query: &[f64]) -> Vec<u
 /// `k`), an exact duplicate row (a tie the lower row must win), and the error cases.
 pub fn class_kth_nearest(backend: &Arc<dyn Backend>) -> Result<()> {
     let mut inputs = Inputs::new(808);
-    // 11 queries per class: more than one narrow tile holds, so fused kernels take their wide path.
+    // 11 queries per class: more than one tile of queries, the last one partly filled.
     let (m, classes, capacity, dim) = (11, 5, 300, 16);
     let queries = inputs.normal(&[m, dim]).round_f32();
     let mut bank = inputs.normal(&[classes, capacity, dim]).round_f32();
