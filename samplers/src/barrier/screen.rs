@@ -57,11 +57,9 @@ impl<'a> Screen<'a> {
         })
     }
 
-    /// `z^T S_c z` `[rows.len() * c]` for the given rows of `z` (the second tier's input).
-    pub fn variances(&self, z: &Tensor, rows: &[usize]) -> Result<Vec<f32>> {
-        let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-        let subset = z.index_select(0, &z.backend().from_i64(&index, &[index.len()])?)?;
-        self.moments.quadratic_forms(&subset)?.to_vec_f32()
+    /// `z^T S_c z` `[m * c]` for the rows of `z` `[m, d]` (the second tier's input).
+    pub fn variances(&self, z: &Tensor) -> Result<Vec<f32>> {
+        self.moments.quadratic_forms(z)?.to_vec_f32()
     }
 
     /// `[lo, hi]` bounds on `E(z)` for row `row`, from its quadratic forms when given (one per

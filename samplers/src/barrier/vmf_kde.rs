@@ -94,12 +94,10 @@ impl IdBarrier for VmfKdeBarrier {
         }
         // Bounds only; a threshold is made exact when a verdict needs it.
         let screen = Screen::new(starts, bank, self.kappa)?;
-        let rows: Vec<usize> = (0..count).collect();
-        let variances = screen.variances(starts, &rows)?;
+        let variances = screen.variances(starts)?;
         let classes = bank.num_classes();
-        let bounds = rows
-            .iter()
-            .map(|&i| {
+        let bounds = (0..count)
+            .map(|i| {
                 let (lo, hi) = screen.bounds(i, Some(&variances[i * classes..(i + 1) * classes]));
                 (lo - self.delta, hi - self.delta)
             })
@@ -126,7 +124,9 @@ impl IdBarrier for VmfKdeBarrier {
             let undecided = undecided(&verdicts);
             if !undecided.is_empty() {
                 let classes = bank.num_classes();
-                let variances = screen.variances(candidates, &undecided)?;
+                let rows: Vec<i64> = undecided.iter().map(|&i| i as i64).collect();
+                let rows = candidates.backend().from_i64(&rows, &[rows.len()])?;
+                let variances = screen.variances(&candidates.index_select(0, &rows)?)?;
                 let tight: Vec<(f64, f64)> = (0..undecided.len())
                     .map(|j| screen.bounds(undecided[j], Some(&variances[j * classes..(j + 1) * classes])))
                     .collect();

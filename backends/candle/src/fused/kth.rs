@@ -7,7 +7,7 @@ use hamos_api::{resolve_kth_tie, select_kth, KthSelection};
 use rayon::prelude::*;
 
 use super::packing::{sq_norm, PackedBank};
-use super::simd::{TileKernel, TILE_QUERIES, TILE_ROWS};
+use super::simd::{group_members, TileKernel, TILE_QUERIES, TILE_ROWS};
 
 /// The flat row `class * capacity + r` of the `min(k, counts[class])`-th nearest valid row `r`
 /// for each `(query, class)` of `targets`. `bank` is the raw `[c, s, d]` bank (for the `f64`
@@ -117,13 +117,11 @@ fn class_distances_with<K: TileKernel>(
         let rows = bank.tile_rows(class, tile_index);
         let first = tile_index * TILE_ROWS;
         let norms = &row_sq[first..first + TILE_ROWS];
-        // Groups of four queries, the last group padded by repeating its last query.
-        for group in (0..queries.len()).step_by(TILE_QUERIES) {
-            let last = queries.len() - 1;
-            let members: [&[f32]; TILE_QUERIES] = std::array::from_fn(|j| queries[(group + j).min(last)]);
-            let tile = kernel.tile(rows, members, dim);
-            for (j, dots) in tile.iter().enumerate().take(queries.len() - group) {
-                let q = group + j;
+        for group in 0..queries.len().div_ceil(TILE_QUERIES) {
+            let tile = kernel.tile(rows, group_members(queries, group), dim);
+            let first_query = group * TILE_QUERIES;
+            for (j, dots) in tile.iter().enumerate().take(queries.len() - first_query) {
+                let q = first_query + j;
                 let out = &mut dist_sq[q * stride + first..q * stride + first + TILE_ROWS];
                 for ((d, &dot), &norm) in out.iter_mut().zip(dots).zip(norms) {
                     *d = norm + query_sq[q] - 2.0 * dot;

@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use super::packing::PackedBank;
-use super::simd::{TileKernel, LANES, TILE_QUERIES, TILE_ROWS};
+use super::simd::{group_members, TileKernel, LANES, TILE_QUERIES, TILE_ROWS};
 
 /// Above this, a shifted logit risks overflowing the `f32` sum: the group of queries is redone
 /// with its true maximum as the shift.
@@ -53,12 +53,6 @@ super::simd::dispatch_kernel! {
         dim: usize,
         scale: f32,
     ) -> Vec<f32> = class_column_with
-}
-
-/// The four queries of group `group`, the last repeated past the end.
-fn group_members<'a>(queries: &[&'a [f32]], group: usize) -> [&'a [f32]; TILE_QUERIES] {
-    let last = queries.len() - 1;
-    std::array::from_fn(|j| queries[(group * TILE_QUERIES + j).min(last)])
 }
 
 #[inline(always)]

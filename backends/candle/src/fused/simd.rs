@@ -27,6 +27,13 @@ pub(crate) const GRAM_COLS: usize = 6;
 /// `tile[j][i]` = bank row `i` of the tile . query `j`.
 pub(crate) type Tile = [[f32; TILE_ROWS]; TILE_QUERIES];
 
+/// The [`TILE_QUERIES`] queries of group `group` (queries `group * TILE_QUERIES..`), the last
+/// query repeated past the end. `queries` must not be empty.
+pub(crate) fn group_members<'a>(queries: &[&'a [f32]], group: usize) -> [&'a [f32]; TILE_QUERIES] {
+    let last = queries.len() - 1;
+    std::array::from_fn(|j| queries[(group * TILE_QUERIES + j).min(last)])
+}
+
 /// The tile products.
 pub(crate) trait TileKernel: Copy {
     /// [`TILE_BLOCKS`] consecutive packed blocks (`[d][LANES]` each) against four query rows
