@@ -99,8 +99,11 @@ pub fn run(
 
 /// Multiply-adds of one mini-batch from its diagnostics: `C S d` per exact barrier check,
 /// `C d (d + 3) / 2` per check the moment bounds decided (the mean dots and the upper-triangle
-/// quadratic forms) plus `C S d^2` once for the moments, `2 S d` per energy evaluation. A lower
-/// bound: proposals the bounds could not decide count only as exact checks.
+/// quadratic forms) plus `C S d^2` once for the moments, `2 S d` per energy evaluation. An
+/// estimate, not a bound: the diagnostics do not say which tier decided a check, and proposals
+/// decided by the first tier cost only the `C d` mean dots (counted high), the fused Gram
+/// product computes about half of `C S d^2` (counted high), while bounds computed for checks
+/// that then needed the exact density are not counted (counted low).
 pub fn counted_multiply_adds(
     rounds: &[RoundDiagnostics],
     classes: usize,
