@@ -62,16 +62,22 @@ impl Thresholds {
     }
 
     /// Bounds on start `start`'s threshold (both equal to it once exact).
+    ///
+    /// # Panics
+    /// If `start >= self.len()` ([`check_starts`] validates a batch of start indices).
     pub fn bounds(&self, start: usize) -> (f64, f64) {
         self.bounds[start]
     }
 
-    /// Start `start`'s exact threshold, if known.
+    /// Start `start`'s exact threshold, if known (`None` also past the last start).
     pub fn exact_value(&self, start: usize) -> Option<f32> {
-        self.exact[start]
+        self.exact.get(start).copied().flatten()
     }
 
     /// Records start `start`'s exact threshold.
+    ///
+    /// # Panics
+    /// If `start >= self.len()`.
     pub fn set_exact(&mut self, start: usize, value: f32) {
         self.exact[start] = Some(value);
         self.bounds[start] = (f64::from(value), f64::from(value));
@@ -82,9 +88,11 @@ impl Thresholds {
         self.exact.iter().filter(|t| t.is_some()).count()
     }
 
-    /// The distinct starts among `starts` whose threshold is not exact yet, ascending.
+    /// The distinct starts among `starts` whose threshold is not exact yet, ascending (indices
+    /// past the last start are not starts and are left out).
     pub fn missing(&self, starts: &[usize]) -> Vec<usize> {
-        let mut missing: Vec<usize> = starts.iter().copied().filter(|&s| self.exact[s].is_none()).collect();
+        let mut missing: Vec<usize> =
+            starts.iter().copied().filter(|&s| matches!(self.exact.get(s), Some(None))).collect();
         missing.sort_unstable();
         missing.dedup();
         missing
