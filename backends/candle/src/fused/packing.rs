@@ -50,6 +50,10 @@ impl PackedBank {
                     continue;
                 }
                 let block_rows = &rows[first * dim..(first + valid) * dim];
+                if valid == LANES {
+                    transpose_block(block_rows, dim, packed);
+                    continue;
+                }
                 for (k, lanes) in packed.chunks_exact_mut(LANES).enumerate() {
                     for (i, lane) in lanes.iter_mut().enumerate() {
                         *lane = if i < valid { block_rows[i * dim + k] } else { 0.0 };
@@ -80,6 +84,83 @@ impl Drop for PackedBank {
     }
 }
 
+/// Writes the [`LANES`] rows of `rows` (each `dim` long) as `packed[k * LANES + i] = rows[i][k]`.
+/// The strided scalar reads of the plain loop made packing cost as much as a fifth of a
+/// mini-batch at C = 10; AVX2 transposes 8 x 8 squares in registers instead.
+fn transpose_block(rows: &[f32], dim: usize, packed: &mut [f32]) {
+    assert!(rows.len() == LANES * dim && packed.len() == LANES * dim, "transpose_block: operand lengths");
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::Avx2Fma::detect().is_some() {
+        // SAFETY: the CPU has AVX2 (detected); lengths checked above.
+        unsafe { avx2::transpose_block(rows, dim, packed) };
+        return;
+    }
+    for (k, lanes) in packed.chunks_exact_mut(LANES).enumerate() {
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            *lane = rows[i * dim + k];
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::LANES;
+
+    /// [`super::transpose_block`] with AVX2.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; `rows` and `packed` must hold `LANES * dim` floats.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn transpose_block(rows: &[f32], dim: usize, packed: &mut [f32]) {
+        let (src, dst) = (rows.as_ptr(), packed.as_mut_ptr());
+        let squares = dim / LANES;
+        for square in 0..squares {
+            let k = square * LANES;
+            // SAFETY: reads `rows[i * dim + k..][..8]` and writes `packed[(k + j) * 8..][..8]`
+            // for i, j < 8 and k + 8 <= dim: in bounds by the caller's contract.
+            unsafe {
+                let r: [__m256; LANES] = std::array::from_fn(|i| _mm256_loadu_ps(src.add(i * dim + k)));
+                let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+                let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+                let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+                let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+                let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+                let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+                let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+                let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+                let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                let columns = [
+                    _mm256_permute2f128_ps::<0x20>(u0, u4),
+                    _mm256_permute2f128_ps::<0x20>(u1, u5),
+                    _mm256_permute2f128_ps::<0x20>(u2, u6),
+                    _mm256_permute2f128_ps::<0x20>(u3, u7),
+                    _mm256_permute2f128_ps::<0x31>(u0, u4),
+                    _mm256_permute2f128_ps::<0x31>(u1, u5),
+                    _mm256_permute2f128_ps::<0x31>(u2, u6),
+                    _mm256_permute2f128_ps::<0x31>(u3, u7),
+                ];
+                for (j, column) in columns.iter().enumerate() {
+                    _mm256_storeu_ps(dst.add((k + j) * LANES), *column);
+                }
+            }
+        }
+        for k in squares * LANES..dim {
+            for i in 0..LANES {
+                packed[k * LANES + i] = rows[i * dim + k];
+            }
+        }
+    }
+}
+
 /// `|x|^2`, summed in eight lanes so it vectorizes.
 pub(crate) fn sq_norm(x: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
@@ -90,4 +171,33 @@ pub(crate) fn sq_norm(x: &[f32]) -> f32 {
         }
     }
     lanes.iter().sum::<f32>() + chunks.remainder().iter().map(|v| v * v).sum::<f32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_blocks_hold_each_row_in_its_lane() {
+        // Dimensions with and without a tail past whole 8 x 8 squares, classes with a partial
+        // block and a whole padding block.
+        for (classes, capacity, dim) in [(3usize, 21usize, 13usize), (2, 40, 128), (1, 8, 7), (2, 5, 24)] {
+            let bank: Vec<f32> = (0..classes * capacity * dim).map(|i| (i as f32 * 0.37).sin()).collect();
+            let packed = PackedBank::new(&bank, classes, capacity, dim);
+            for class in 0..classes {
+                for tile in 0..capacity.div_ceil(TILE_ROWS) {
+                    let rows = packed.tile_rows(class, tile);
+                    for row in 0..TILE_ROWS {
+                        let (block, lane) = (row / LANES, row % LANES);
+                        let r = tile * TILE_ROWS + row;
+                        for k in 0..dim {
+                            let want = if r < capacity { bank[(class * capacity + r) * dim + k] } else { 0.0 };
+                            let got = rows[block * dim * LANES + k * LANES + lane];
+                            assert_eq!(got, want, "class {class} row {r} k {k} (c {classes} s {capacity} d {dim})");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
