@@ -41,7 +41,7 @@ pub fn select_kth(dist_sq: &[f32], k: usize, query_sq: f32) -> KthSelection {
         let tolerance = TIE_WINDOW * scale.max(f32::MIN_POSITIVE);
         (kth_dist - tolerance, kth_dist + tolerance)
     };
-    if let Some(selection) = select_by_histogram(dist_sq, k, window) {
+    if let Some(selection) = select_by_bisection(dist_sq, k, window) {
         return selection;
     }
     let kth = kth_key_by_quickselect(dist_sq, k);
@@ -75,9 +75,6 @@ fn floor(d: f32) -> f32 {
     }
 }
 
-/// Bins of [`select_by_histogram`].
-const SELECTION_BINS: usize = 256;
-
 /// The order key (distance bits above, row below) of `x`: the (value, row) order of the
 /// floored distances is the order of the keys.
 #[inline]
@@ -92,111 +89,142 @@ fn kth_key_by_quickselect(dist_sq: &[f32], k: usize) -> u64 {
     *keys.select_nth_unstable(k - 1).1
 }
 
-/// [`select_kth`] by a histogram of the values between their minimum and maximum: counting
-/// finds the bin holding rank `k`, and only the members of that bin and its two neighbours are
-/// looked at again. The bin index is a monotone function of the value, so lower bins hold only
-/// smaller (or equal) values; the rounding window (`window` of the k-th distance) is narrower
-/// than half a bin, so every row in it lies in those three bins. `None` (use the plain passes)
-/// for short slices, non-finite values, all values equal, or a window wider than that.
+/// Bracket size at which [`select_by_bisection`] stops halving and selects among the members.
+const BRACKET_MEMBERS: usize = 24;
+
+/// [`select_kth`] by bisection on the value: each step counts the values below a pivot in one
+/// branch-free pass (vectorized: about 1000 values in 60 ns), keeping `[lo, hi)` such that
+/// rank `k` lies inside, until the bracket holds few values; those are ranked by key. The
+/// rounding window of the k-th is then counted in one more pass. `None` (use the plain passes)
+/// for short slices, non-finite values, or all values equal.
 #[inline]
-fn select_by_histogram(
+fn select_by_bisection(
     dist_sq: &[f32],
     k: usize,
     window: impl Fn(f32) -> (f32, f32),
 ) -> Option<KthSelection> {
-    if dist_sq.len() < SELECTION_BINS {
+    if dist_sq.len() < 2 * BRACKET_MEMBERS {
         return None;
     }
     let (low, high) = floored_range(dist_sq);
     if !(low.is_finite() && high.is_finite()) || high <= low {
         return None;
     }
-    // Clamped to [0, 255] and rounded to the nearest integer by adding 2^23, whose low mantissa
-    // bits then hold it: monotone, and it vectorizes where a float-to-int cast does not.
-    let scale = (SELECTION_BINS - 1) as f32 / (high - low);
-    let bins: Vec<u8> = dist_sq
-        .iter()
-        .map(|&d| {
-            let x = (d - low) * scale;
-            let x = if x > 255.0 { 255.0 } else { x };
-            let x = if x < 0.0 { 0.0 } else { x };
-            (x + 8_388_608.0).to_bits() as u8
-        })
-        .collect();
-    let mut counts = [0u32; SELECTION_BINS];
-    for &b in &bins {
-        counts[usize::from(b)] += 1;
-    }
-    let mut below = 0usize;
-    let mut target = 0usize;
-    for (b, &count) in counts.iter().enumerate() {
-        if below + count as usize >= k {
-            target = b;
+    // Floored values below `lo`: none at the minimum; below `hi`: all, just above the maximum.
+    let (mut lo, mut below_lo) = (low, 0usize);
+    let (mut hi, mut below_hi) = (high * (1.0 + f32::EPSILON) + f32::MIN_POSITIVE, dist_sq.len());
+    while below_hi - below_lo > BRACKET_MEMBERS {
+        let mid = lo + (hi - lo) * 0.5;
+        if !(mid > lo && mid < hi) {
             break;
         }
-        below += count as usize;
-    }
-    // The neighbourhood: bins target - 1 ..= target + 1.
-    let first = target.saturating_sub(1);
-    let below_first = below - if first < target { counts[first] as usize } else { 0 };
-    let (first, span) = (first as u8, (target.min(SELECTION_BINS - 2) + 1 - first) as u8);
-    // Chunks of 32 are tested at once (it vectorizes); only the few holding members are walked.
-    let mut rows = Vec::new();
-    for (chunk_index, chunk) in bins.chunks(32).enumerate() {
-        if chunk.iter().fold(false, |hit, &b| hit | (b.wrapping_sub(first) <= span)) {
-            let start = chunk_index * 32;
-            rows.extend(
-                (0..chunk.len()).filter(|&i| chunk[i].wrapping_sub(first) <= span).map(|i| start + i),
-            );
+        // `mid > lo >= 0`, so a negative value (floored to 0) counts as below, as it should.
+        let below = count_below(dist_sq, mid);
+        if below < k {
+            (lo, below_lo) = (mid, below);
+        } else {
+            (hi, below_hi) = (mid, below);
         }
     }
-    let mut keys: Vec<u64> = rows.iter().map(|&row| order_key(row, dist_sq[row])).collect();
-    let rank = k.checked_sub(below_first + 1)?;
+    let members = members_within(dist_sq, lo, hi, below_hi - below_lo);
+    let mut keys: Vec<u64> = members.iter().map(|&row| order_key(row, dist_sq[row])).collect();
+    let rank = k.checked_sub(below_lo + 1)?;
     keys.get(rank)?;
     let kth = *keys.select_nth_unstable(rank).1;
     let (kth_dist, kth_row) = (f32::from_bits((kth >> 32) as u32), (kth & 0xffff_ffff) as usize);
     let (window_low, window_high) = window(kth_dist);
-    // (Finite: the k-th lies between the finite minimum and maximum.)
-    if (window_high - window_low) * scale > 1.0 {
-        return None;
-    }
     let in_window = |d: f32| {
         let d = floor(d);
         d >= window_low && d <= window_high
     };
-    let candidates: Vec<usize> = rows.iter().copied().filter(|&row| in_window(dist_sq[row])).collect();
-    if candidates.len() <= 1 {
+    if window_low >= lo && window_high < hi {
+        // The window lies in the bracket: its members are all there is to look at.
+        let candidates: Vec<usize> = members.iter().copied().filter(|&row| in_window(dist_sq[row])).collect();
+        if candidates.len() <= 1 {
+            return Some(KthSelection::Unique(kth_row));
+        }
+        let nearer = members.iter().filter(|&&row| floor(dist_sq[row]) < window_low).count();
+        return Some(KthSelection::Tied { below: below_lo + nearer, candidates });
+    }
+    let inside = count_where(dist_sq, in_window);
+    if inside <= 1 {
         return Some(KthSelection::Unique(kth_row));
     }
-    let nearer = rows.iter().filter(|&&row| floor(dist_sq[row]) < window_low).count();
-    Some(KthSelection::Tied { below: below_first + nearer, candidates })
+    let below = count_where(dist_sq, |d| floor(d) < window_low);
+    let candidates = members_within(dist_sq, window_low, f32::from_bits(window_high.to_bits() + 1), inside);
+    Some(KthSelection::Tied { below, candidates })
 }
 
-/// Minimum and maximum of the distances floored at 0, NaN counting as infinity; in eight lanes
-/// so it vectorizes.
+/// How many of `dist_sq` are below `pivot` (NaN is not).
 #[inline]
-fn floored_range(dist_sq: &[f32]) -> (f32, f32) {
-    let (mut low, mut high, mut poison) = ([f32::INFINITY; 8], [0.0f32; 8], [0.0f32; 8]);
-    let mut chunks = dist_sq.chunks_exact(8);
+fn count_below(dist_sq: &[f32], pivot: f32) -> usize {
+    count_where(dist_sq, |d| d < pivot)
+}
+
+/// How many of `dist_sq` satisfy `test`, branch-free: four vectors of `f32` counters (exact to
+/// 2^24 per lane) compile to compare, mask and add; integer counters did not vectorize as well
+/// (3x slower per pass).
+#[inline(always)]
+fn count_where(dist_sq: &[f32], test: impl Fn(f32) -> bool) -> usize {
+    let mut lanes = [0.0f32; 32];
+    let mut chunks = dist_sq.chunks_exact(32);
     for chunk in &mut chunks {
-        for j in 0..8 {
-            let d = chunk[j];
-            // NaN, and infinity times zero, stay NaN: the non-finite test without a branch.
-            poison[j] += d * 0.0;
-            low[j] = if d < low[j] { d } else { low[j] };
-            high[j] = if d > high[j] { d } else { high[j] };
+        for (lane, &d) in lanes.iter_mut().zip(chunk) {
+            *lane += if test(d) { 1.0 } else { 0.0 };
         }
     }
-    for &d in chunks.remainder() {
-        poison[0] += d * 0.0;
-        low[0] = if d < low[0] { d } else { low[0] };
-        high[0] = if d > high[0] { d } else { high[0] };
+    let tail = chunks.remainder().iter().filter(|&&d| test(d)).count();
+    // Whole numbers below 2^24 add exactly in f32; one conversion instead of 32.
+    lanes.iter().sum::<f32>() as usize + tail
+}
+
+/// The rows whose floored value lies in `[lo, hi)`, ascending; `expected` sizes the output.
+/// One branch-free pass writes a flag per value (it vectorizes); the flags are then read eight
+/// at a time, and only words holding a member are walked.
+#[inline]
+fn members_within(dist_sq: &[f32], lo: f32, hi: f32, expected: usize) -> Vec<usize> {
+    let flags: Vec<u8> = dist_sq
+        .iter()
+        .map(|&d| {
+            let d = floor(d);
+            u8::from(d >= lo && d < hi)
+        })
+        .collect();
+    let mut rows = Vec::with_capacity(expected);
+    let mut words = flags.chunks_exact(8);
+    for (word_index, word) in (&mut words).enumerate() {
+        let mut bits =
+            u64::from_le_bytes([word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7]]);
+        while bits != 0 {
+            rows.push(word_index * 8 + bits.trailing_zeros() as usize / 8);
+            bits &= bits - 1;
+        }
     }
-    if poison.iter().any(|p| p.is_nan()) {
+    let tail_start = flags.len() - words.remainder().len();
+    rows.extend((tail_start..flags.len()).filter(|&row| flags[row] != 0));
+    rows
+}
+
+/// Minimum and maximum of the distances floored at 0, NaN and infinities giving
+/// `(0, infinity)`; in sixteen lanes so it vectorizes.
+#[inline]
+fn floored_range(dist_sq: &[f32]) -> (f32, f32) {
+    let (mut low, mut high, mut bad) = ([f32::INFINITY; 16], [0.0f32; 16], [0.0f32; 16]);
+    let mut chunks = dist_sq.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (((l, h), b), &d) in low.iter_mut().zip(high.iter_mut()).zip(bad.iter_mut()).zip(chunk) {
+            // NaN fails the comparison too.
+            *b += if d.abs() < f32::INFINITY { 0.0 } else { 1.0 };
+            *l = if d < *l { d } else { *l };
+            *h = if d > *h { d } else { *h };
+        }
+    }
+    let rest = chunks.remainder();
+    if bad.iter().any(|&b| b != 0.0) || rest.iter().any(|d| !d.is_finite()) {
         return (0.0, f32::INFINITY);
     }
-    let low = low.iter().fold(f32::INFINITY, |a, &b| a.min(b)).max(0.0);
-    (low, high.iter().fold(0.0f32, |a, &b| a.max(b)))
+    let low = low.iter().chain(rest).fold(f32::INFINITY, |a, &b| a.min(b)).max(0.0);
+    (low, high.iter().chain(rest).fold(0.0f32, |a, &b| a.max(b)))
 }
 
 /// The order key of a distance: NaN last (as infinity), rounding below zero as zero.
@@ -285,7 +313,7 @@ mod tests {
     }
 
     #[test]
-    fn histogram_selection_agrees_with_plain_passes() {
+    fn bisection_selection_agrees_with_plain_passes() {
         let mut state = 12_345u64;
         let mut next = move || {
             state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
@@ -309,7 +337,7 @@ mod tests {
                 let want = reference(&values, k, 1.0);
                 tied += usize::from(matches!(want, KthSelection::Tied { .. }));
                 assert_eq!(
-                    select_by_histogram(&values, k, |d| {
+                    select_by_bisection(&values, k, |d| {
                         let scale = 1.0 + (1.0 + d.sqrt()).powi(2);
                         (d - TIE_WINDOW * scale, d + TIE_WINDOW * scale)
                     }),
@@ -321,11 +349,11 @@ mod tests {
         }
         assert!(tied > 20, "near-duplicates should produce ties: {tied}");
         let window = |d: f32| (d, d);
-        assert_eq!(select_by_histogram(&[0.5; 300], 7, window), None, "all equal: plain passes decide");
+        assert_eq!(select_by_bisection(&[0.5; 300], 7, window), None, "all equal: plain passes decide");
         let mut with_nan = vec![0.5f32; 300];
         with_nan[3] = f32::NAN;
         with_nan[4] = 0.7;
-        assert_eq!(select_by_histogram(&with_nan, 7, window), None, "non-finite: plain passes decide");
+        assert_eq!(select_by_bisection(&with_nan, 7, window), None, "non-finite: plain passes decide");
     }
 
     #[test]

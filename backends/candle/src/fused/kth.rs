@@ -118,8 +118,13 @@ fn class_distances_with<K: TileKernel>(
         let first = tile_index * TILE_ROWS;
         let norms = &row_sq[first..first + TILE_ROWS];
         for group in 0..queries.len().div_ceil(TILE_QUERIES) {
-            let tile = kernel.tile(rows, group_members(queries, group), dim);
             let first_query = group * TILE_QUERIES;
+            let tile = match queries.len() - first_query {
+                members @ (1 | 2) => {
+                    kernel.tile_narrow(rows, &queries[first_query..first_query + members], dim)
+                }
+                _ => kernel.tile(rows, group_members(queries, group), dim),
+            };
             for (j, dots) in tile.iter().enumerate().take(queries.len() - first_query) {
                 let q = first_query + j;
                 let out = &mut dist_sq[q * stride + first..q * stride + first + TILE_ROWS];
@@ -139,7 +144,7 @@ mod speed {
     #[test]
     #[ignore = "timing, run by hand with --release"]
     fn distance_speed() {
-        for (classes, per_query) in [(10usize, 8usize), (1, 8), (10, 12)] {
+        for (classes, per_query) in [(10usize, 8usize), (10, 9), (10, 10), (1, 8), (10, 12)] {
             let (capacity, dim) = (1000, 128);
             let mut state = 7u32;
             let mut next = || {

@@ -8,6 +8,7 @@
 mod gram;
 mod kth;
 mod logsumexp;
+mod narrow;
 mod packing;
 mod simd;
 

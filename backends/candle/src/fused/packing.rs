@@ -191,9 +191,13 @@ mod tests {
                         let (block, lane) = (row / LANES, row % LANES);
                         let r = tile * TILE_ROWS + row;
                         for k in 0..dim {
-                            let want = if r < capacity { bank[(class * capacity + r) * dim + k] } else { 0.0 };
+                            let want =
+                                if r < capacity { bank[(class * capacity + r) * dim + k] } else { 0.0 };
                             let got = rows[block * dim * LANES + k * LANES + lane];
-                            assert_eq!(got, want, "class {class} row {r} k {k} (c {classes} s {capacity} d {dim})");
+                            assert_eq!(
+                                got, want,
+                                "class {class} row {r} k {k} (c {classes} s {capacity} d {dim})"
+                            );
                         }
                     }
                 }
