@@ -12,10 +12,10 @@ pub struct ClassBank {
     counts: Vec<usize>,
     /// `[c, s]`: 1 for valid rows, 0 for padding (built once; samplers read it every step).
     valid_mask: Tensor,
-    /// `[c, 1, s]`: squared norm of every row (built once, as above).
-    row_sq_norms: Tensor,
     /// Class moments, built on first use.
     moments: OnceLock<super::ClassMoments>,
+    /// `[c, d]` sums of each class's valid rows, built on first use (prototypes and moments).
+    class_sums: OnceLock<Tensor>,
 }
 
 impl ClassBank {
@@ -39,8 +39,13 @@ impl ClassBank {
         }
         let mask = crate::tensor::valid_row_mask(&counts, capacity);
         let valid_mask = embeddings.backend().from_f32(&mask, &[classes, capacity])?;
-        let row_sq_norms = embeddings.sqr()?.sum(2, false)?.reshape(&[classes, 1, capacity])?;
-        Ok(ClassBank { embeddings, counts, valid_mask, row_sq_norms, moments: OnceLock::new() })
+        Ok(ClassBank {
+            embeddings,
+            counts,
+            valid_mask,
+            moments: OnceLock::new(),
+            class_sums: OnceLock::new(),
+        })
     }
 
     /// Buckets row-major `embeddings` (`n` rows of `dim`) by `labels`, keeping the last
@@ -110,11 +115,6 @@ impl ClassBank {
         Ok(self.valid_mask.clone())
     }
 
-    /// `[c, 1, s]` squared norms of the rows (0 for padding).
-    pub fn row_sq_norms(&self) -> &Tensor {
-        &self.row_sq_norms
-    }
-
     /// Mean, covariance and radius of every class ([`super::ClassMoments`]), computed on first
     /// use and kept with the bank.
     pub fn moments(&self) -> Result<&super::ClassMoments> {
@@ -130,15 +130,25 @@ impl ClassBank {
         self.moments.get().is_some()
     }
 
-    /// Unit-norm class means `[c, d]` (padding is zero, so the sum only sees valid rows).
-    pub fn prototypes(&self) -> Result<Tensor> {
-        if let Some(class) = self.counts.iter().position(|&n| n == 0) {
-            return Err(Error::Data(format!("class {class} has no embeddings, so no prototype")));
+    /// `[c, d]`: the sum of each class's valid rows (padding is zero, so the sum over all rows
+    /// sees only them), computed on first use and kept with the bank.
+    pub fn class_sums(&self) -> Result<&Tensor> {
+        if let Some(sums) = self.class_sums.get() {
+            return Ok(sums);
         }
         // A product with a row of ones: some backends reduce over a middle dim slowly.
         let (classes, capacity) = (self.num_classes(), self.capacity());
         let ones = self.embeddings.backend().full(1.0, &[classes, 1, capacity])?;
-        ones.matmul(&self.embeddings)?.reshape(&[classes, self.dim()])?.l2_normalize(1)
+        let sums = ones.matmul(&self.embeddings)?.reshape(&[classes, self.dim()])?;
+        Ok(self.class_sums.get_or_init(|| sums))
+    }
+
+    /// Unit-norm class means `[c, d]`.
+    pub fn prototypes(&self) -> Result<Tensor> {
+        if let Some(class) = self.counts.iter().position(|&n| n == 0) {
+            return Err(Error::Data(format!("class {class} has no embeddings, so no prototype")));
+        }
+        self.class_sums()?.l2_normalize(1)
     }
 }
 

@@ -29,66 +29,53 @@ pub fn upper_pairs(dim: usize) -> (Vec<i64>, Vec<i64>) {
 impl ClassMoments {
     /// The moments of `bank`: `c` products of `d x s` by `s x d` (`c s d^2` multiply-adds).
     pub fn of(bank: &ClassBank) -> Result<Self> {
-        let (classes, capacity, dim) = (bank.num_classes(), bank.capacity(), bank.dim());
+        let (classes, dim) = (bank.num_classes(), bank.dim());
         let rows = bank.embeddings();
         let backend = rows.backend();
-        let inverse: Vec<f32> = bank.counts().iter().map(|&n| 1.0 / n.max(1) as f32).collect();
-        let inverse = backend.from_f32(&inverse, &[classes, 1, 1])?;
-        // Padding rows are zero, so sums over all rows see only valid ones (a product with a
-        // row of ones: reductions over a middle dim are slow on some backends).
-        let ones = backend.full(1.0, &[classes, 1, capacity])?;
-        let means = ones.matmul(rows)?.mul(&inverse)?; // [c, 1, d]
-
-        // S_c = G_c / n_c - m_c m_c^T, formed on the host from the Gram matrices straight into
-        // the upper-triangle terms: no [c, d, d] intermediates beyond the Gram product.
-        let gram = rows.class_gram()?.to_vec_f32()?;
-        let host_means = means.to_vec_f32()?;
         let counts = bank.counts();
-        let covariance = |c: usize, a: usize, b: usize| -> f32 {
-            let mean = &host_means[c * dim..(c + 1) * dim];
-            gram[(c * dim + a) * dim + b] / counts[c].max(1) as f32 - mean[a] * mean[b]
-        };
-        let (first, other) = upper_pairs(dim);
-        let pairs = first.len();
+        let inverse: Vec<f32> = counts.iter().map(|&n| 1.0 / n.max(1) as f32).collect();
+        let means = bank.class_sums()?.mul(&backend.from_f32(&inverse, &[classes, 1])?)?; // [c, d]
+        let host_means = means.to_vec_f32()?;
+
+        // S_c = G_c / n_c - m_c m_c^T on the upper triangle, class by class (contiguous rows of
+        // the Gram product), then reordered into the `[pairs, c]` terms.
+        let gram = rows.class_gram()?.to_vec_f32()?;
+        let pairs = dim * (dim + 1) / 2;
+        let mut covariance = vec![0.0f32; classes * pairs];
+        let mut variance_bounds = Vec::with_capacity(classes);
+        for (c, out) in covariance.chunks_exact_mut(pairs.max(1)).enumerate().take(classes) {
+            let (mean, n) = (&host_means[c * dim..(c + 1) * dim], counts[c].max(1) as f32);
+            let (mut trace, mut frobenius_sq, mut p) = (0.0f64, 0.0f64, 0);
+            for a in 0..dim {
+                let gram_row = &gram[(c * dim + a) * dim + a..(c * dim + a + 1) * dim];
+                let entries = &mut out[p..p + dim - a];
+                for ((entry, &g), &mb) in entries.iter_mut().zip(gram_row).zip(&mean[a..]) {
+                    *entry = g / n - mean[a] * mb;
+                }
+                let diagonal = f64::from(entries[0]);
+                let off_sq: f64 = entries[1..].iter().map(|&e| f64::from(e) * f64::from(e)).sum();
+                trace += diagonal;
+                frobenius_sq += diagonal * diagonal + 2.0 * off_sq;
+                p += dim - a;
+            }
+            // Rounded up past the f32 rounding of the covariance itself.
+            variance_bounds.push((trace.min(frobenius_sq.sqrt()).max(0.0) * (1.0 + 1e-4) + 1e-7) as f32);
+        }
+        let weights: Vec<f32> =
+            (0..dim).flat_map(|a| (a..dim).map(move |b| if a == b { 1.0 } else { 2.0 })).collect();
         let mut terms = vec![0.0f32; pairs * classes];
         // Blocks of pairs keep both the reads (one class row) and the writes near the caches.
         for block in (0..pairs).step_by(256) {
             let end = (block + 256).min(pairs);
             for c in 0..classes {
                 for p in block..end {
-                    let (a, b) = (first[p] as usize, other[p] as usize);
-                    let weight = if a == b { 1.0 } else { 2.0 };
-                    terms[p * classes + c] = weight * covariance(c, a, b);
+                    terms[p * classes + c] = weights[p] * covariance[c * pairs + p];
                 }
             }
         }
-        // Trace and Frobenius norm from the terms: S_aa, and 2 S_ab counted twice as (2 S_ab)^2 / 2.
-        let variance_bounds = (0..classes)
-            .map(|c| {
-                let (mut trace, mut frobenius_sq) = (0.0f64, 0.0f64);
-                for p in 0..pairs {
-                    let t = f64::from(terms[p * classes + c]);
-                    if first[p] == other[p] {
-                        trace += t;
-                        frobenius_sq += t * t;
-                    } else {
-                        frobenius_sq += t * t / 2.0;
-                    }
-                }
-                // Rounded up past the f32 rounding of the covariance itself.
-                (trace.min(frobenius_sq.sqrt()).max(0.0) * (1.0 + 1e-4) + 1e-7) as f32
-            })
-            .collect();
         let covariance_terms = backend.from_f32(&terms, &[pairs, classes])?;
-        // |x - m|^2 = |x|^2 - 2 x.m + |m|^2 over valid rows.
-        let cross = rows.matmul(&means.transpose(1, 2)?)?.reshape(&[classes, 1, capacity])?;
-        let mean_sq = means.sqr()?.sum(2, true)?;
-        let deviation = bank.row_sq_norms().sub(&cross.scale(2.0)?)?.add(&mean_sq)?;
-        let valid = bank.valid_mask()?.reshape(&[classes, 1, capacity])?;
-        let deviation = deviation.mul(&valid)?.max(2, false)?.to_vec_f32()?;
-        // The expansion cancels: pad the squared radius by its rounding (~1e-7 of |x|^2).
-        let radii = deviation.iter().map(|&r2| (r2.max(0.0) + 1e-6).sqrt()).collect();
-        Ok(ClassMoments { means: means.reshape(&[classes, dim])?, covariance_terms, radii, variance_bounds })
+        let radii = farthest_distances(bank, &means, &host_means)?;
+        Ok(ClassMoments { means, covariance_terms, radii, variance_bounds })
     }
 
     /// `z^T S_c z` for every row of `z` `[m, d]` and class `c`, `[m, c]`: the products
@@ -103,4 +90,27 @@ impl ClassMoments {
         let other = columns.index_select(0, &backend.from_i64(&other, &[other.len()])?)?;
         first.mul(&other)?.t()?.matmul(&self.covariance_terms)
     }
+}
+
+/// `max_i |x_i - m_c|` over each class's valid rows, padded against rounding (0 when empty):
+/// the farthest row from the mean is the `n_c`-th nearest ([`Tensor::class_kth_nearest`], `f32`
+/// distances with near-ties settled in `f64`), and its distance is taken in `f64`.
+fn farthest_distances(bank: &ClassBank, means: &Tensor, host_means: &[f32]) -> Result<Vec<f32>> {
+    let (classes, capacity, dim) = (bank.num_classes(), bank.capacity(), bank.dim());
+    let filled: Vec<usize> = (0..classes).filter(|&c| bank.counts()[c] > 0).collect();
+    let mut radii = vec![0.0f32; classes];
+    if filled.is_empty() {
+        return Ok(radii);
+    }
+    let targets: Vec<(usize, usize)> = filled.iter().map(|&c| (c, c)).collect();
+    let rows = means.class_kth_nearest(bank.embeddings(), bank.counts(), &targets, capacity)?;
+    let farthest =
+        bank.embeddings().reshape(&[classes * capacity, dim])?.index_select(0, &rows)?.to_vec_f32()?;
+    for (&c, row) in filled.iter().zip(farthest.chunks_exact(dim.max(1))) {
+        let mean = &host_means[c * dim..(c + 1) * dim];
+        let sq: f64 = row.iter().zip(mean).map(|(&x, &m)| (f64::from(x) - f64::from(m)).powi(2)).sum();
+        // The mean itself carries f32 rounding (~1e-7 of |x|^2): pad as before.
+        radii[c] = (sq + 1e-6).sqrt() as f32;
+    }
+    Ok(radii)
 }
