@@ -106,11 +106,19 @@ fn main() -> ExitCode {
 /// candle asks for its thread count on every matrix product and, unless `RAYON_NUM_THREADS`
 /// is set, reads `/proc` and sysfs to find it (a few percent of a synthesis run). Set it once,
 /// to what the machine offers, before any thread exists; a user's own value is kept.
+///
+/// The main thread joins rayon's pool as one of its threads: a parallel loop started from it
+/// then runs there and on the other workers, instead of waking every worker and sleeping until
+/// they finish (with two cores, three threads took turns, and the wake-ups cost).
 fn pin_thread_count() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    }
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|value| value.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    // Fails only if a global pool exists already (none does this early); rayon then keeps its own.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).use_current_thread().build_global();
 }
 
 fn run(cli: Cli) -> hamos::Result<()> {
