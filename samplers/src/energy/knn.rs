@@ -44,8 +44,20 @@ impl KnnEnergy {
         pairs: &ChainPairs,
         bank: &ClassBank,
     ) -> Result<(Tensor, Tensor, Vec<String>)> {
+        let (nearest, notes) = self.nearest_rows(z, pairs, bank)?;
+        let chains = pairs.len();
+        Ok((nearest.narrow(0, 0, chains)?, nearest.narrow(0, chains, chains)?, notes))
+    }
+
+    /// The neighbours of [`KnnEnergy::neighbours`] stacked, `[2 m, d]`: class `u`'s, then `v`'s.
+    fn nearest_rows(
+        &self,
+        z: &Tensor,
+        pairs: &ChainPairs,
+        bank: &ClassBank,
+    ) -> Result<(Tensor, Vec<String>)> {
         check_inputs(z, pairs, bank)?;
-        let (classes, capacity, dim, chains) = (bank.num_classes(), bank.capacity(), bank.dim(), pairs.len());
+        let (classes, capacity, dim) = (bank.num_classes(), bank.capacity(), bank.dim());
         let notes = bank
             .counts()
             .iter()
@@ -64,8 +76,7 @@ impl KnnEnergy {
                 .collect();
         let rows = z.class_kth_nearest(bank.embeddings(), bank.counts(), &targets, self.k)?;
         let flat_bank = bank.embeddings().reshape(&[classes * capacity, dim])?;
-        let nearest = flat_bank.index_select(0, &rows)?;
-        Ok((nearest.narrow(0, 0, chains)?, nearest.narrow(0, chains, chains)?, notes))
+        Ok((flat_bank.index_select(0, &rows)?, notes))
     }
 }
 
@@ -93,14 +104,38 @@ fn check_inputs(z: &Tensor, pairs: &ChainPairs, bank: &ClassBank) -> Result<()> 
     Ok(())
 }
 
-/// Distance to `neighbour` floored at 1e-12, and the unit direction from it (zero when they meet).
-fn distance_and_direction(z: &Tensor, neighbour: &Tensor) -> Result<(Tensor, Tensor)> {
-    let diff = z.sub(neighbour)?;
-    let dist = diff.norm(1, true)?;
-    let floored = dist.clamp(1e-12, f64::INFINITY)?;
-    let meets = dist.le(&dist.scalar_like(1e-12)?)?;
-    let direction = meets.where_mask(&diff.full_like(0.0)?, &diff.div(&floored)?)?;
-    Ok((floored, direction))
+/// Distances to a neighbour at most this are floored to it, and the direction is zero.
+const MEETING_DISTANCE: f64 = 1e-12;
+
+/// Energy and gradient of every chain from its position `z` and its two neighbours `u`, `v`
+/// (rows of `d` values), in `f64` on the host: a handful of `[m, d]` rows, where tensor ops
+/// cost more in launches than in arithmetic.
+fn energy_and_grad_rows(z: &[f32], u: &[f32], v: &[f32], dim: usize) -> (Vec<f32>, Vec<f32>) {
+    let chains = z.len() / dim.max(1);
+    let mut energy = Vec::with_capacity(chains);
+    let mut grad = vec![0.0f32; z.len()];
+    for chain in 0..chains {
+        let span = chain * dim..(chain + 1) * dim;
+        let position = &z[span.clone()];
+        let distance = |neighbour: &[f32]| {
+            let sq: f64 =
+                position.iter().zip(neighbour).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum();
+            sq.sqrt()
+        };
+        let (to_u, to_v) = (distance(&u[span.clone()]), distance(&v[span.clone()]));
+        let oodness = (to_u.max(MEETING_DISTANCE) + to_v.max(MEETING_DISTANCE)) / 2.0;
+        energy.push(-oodness.ln() as f32);
+        // dU/dz = -(1 / (2P)) (e_u + e_v), e_c the unit vector from the neighbour to z.
+        let weight = |d: f64| if d > MEETING_DISTANCE { -1.0 / (2.0 * oodness * d) } else { 0.0 };
+        let (weight_u, weight_v) = (weight(to_u), weight(to_v));
+        for (((g, &p), &a), &b) in
+            grad[span.clone()].iter_mut().zip(position).zip(&u[span.clone()]).zip(&v[span])
+        {
+            let p = f64::from(p);
+            *g = (weight_u * (p - f64::from(a)) + weight_v * (p - f64::from(b))) as f32;
+        }
+    }
+    (energy, grad)
 }
 
 #[typetag::serde(name = "knn")]
@@ -110,13 +145,17 @@ impl OodnessEnergy for KnnEnergy {
     }
 
     fn energy_and_grad(&self, z: &Tensor, pairs: &ChainPairs, bank: &ClassBank) -> Result<EnergyEval> {
-        let (first, second, notes) = self.neighbours(z, pairs, bank)?;
-        let (dist_u, dir_u) = distance_and_direction(z, &first)?;
-        let (dist_v, dir_v) = distance_and_direction(z, &second)?;
-        let oodness = dist_u.add(&dist_v)?.scale(0.5)?;
-        let energy = oodness.log()?.neg()?.reshape(&[pairs.len()])?;
-        let grad = dir_u.add(&dir_v)?.div(&oodness.scale(-2.0)?)?;
-        Ok(EnergyEval { energy, grad, notes: dedup(notes) })
+        let (nearest, notes) = self.nearest_rows(z, pairs, bank)?;
+        let (chains, dim) = (pairs.len(), bank.dim());
+        let nearest = nearest.to_vec_f32()?;
+        let (u, v) = nearest.split_at(chains * dim);
+        let (energy, grad) = energy_and_grad_rows(&z.to_vec_f32()?, u, v, dim);
+        let backend = z.backend();
+        Ok(EnergyEval {
+            energy: backend.from_f32(&energy, &[chains])?,
+            grad: backend.from_f32(&grad, &[chains, dim])?,
+            notes: dedup(notes),
+        })
     }
 }
 
