@@ -62,64 +62,56 @@ pub(crate) mod avx2 {
             let z = _mm256_setzero_ps();
             if let [q] = queries {
                 let q = q.as_ptr();
+                // Step `k` of the one query into the accumulators of blocks 0 and 1.
+                macro_rules! step {
+                    ($k:expr, $a0:ident, $a1:ident) => {{
+                        let y = _mm256_broadcast_ss(&*q.add($k));
+                        $a0 = _mm256_fmadd_ps(row!(r0, $k), y, $a0);
+                        $a1 = _mm256_fmadd_ps(row!(r1, $k), y, $a1);
+                    }};
+                }
                 // a{block}{k mod 4}
                 let (mut a00, mut a01, mut a02, mut a03) = (z, z, z, z);
                 let (mut a10, mut a11, mut a12, mut a13) = (z, z, z, z);
                 let mut k = 0;
                 while k + 4 <= dim {
-                    let y = _mm256_broadcast_ss(&*q.add(k));
-                    a00 = _mm256_fmadd_ps(row!(r0, k), y, a00);
-                    a10 = _mm256_fmadd_ps(row!(r1, k), y, a10);
-                    let y = _mm256_broadcast_ss(&*q.add(k + 1));
-                    a01 = _mm256_fmadd_ps(row!(r0, k + 1), y, a01);
-                    a11 = _mm256_fmadd_ps(row!(r1, k + 1), y, a11);
-                    let y = _mm256_broadcast_ss(&*q.add(k + 2));
-                    a02 = _mm256_fmadd_ps(row!(r0, k + 2), y, a02);
-                    a12 = _mm256_fmadd_ps(row!(r1, k + 2), y, a12);
-                    let y = _mm256_broadcast_ss(&*q.add(k + 3));
-                    a03 = _mm256_fmadd_ps(row!(r0, k + 3), y, a03);
-                    a13 = _mm256_fmadd_ps(row!(r1, k + 3), y, a13);
+                    step!(k, a00, a10);
+                    step!(k + 1, a01, a11);
+                    step!(k + 2, a02, a12);
+                    step!(k + 3, a03, a13);
                     k += 4;
                 }
                 for k in k..dim {
-                    let y = _mm256_broadcast_ss(&*q.add(k));
-                    a00 = _mm256_fmadd_ps(row!(r0, k), y, a00);
-                    a10 = _mm256_fmadd_ps(row!(r1, k), y, a10);
+                    step!(k, a00, a10);
                 }
                 let b0 = _mm256_add_ps(_mm256_add_ps(a00, a01), _mm256_add_ps(a02, a03));
                 let b1 = _mm256_add_ps(_mm256_add_ps(a10, a11), _mm256_add_ps(a12, a13));
                 store!(out[0], b0, b1);
             } else if let [p, q] = queries {
                 let (p, q) = (p.as_ptr(), q.as_ptr());
+                // Step `k` of both queries into their accumulators of blocks 0 and 1.
+                macro_rules! step {
+                    ($k:expr, $p0:ident, $p1:ident, $q0:ident, $q1:ident) => {{
+                        let (x0, x1) = (row!(r0, $k), row!(r1, $k));
+                        let y = _mm256_broadcast_ss(&*p.add($k));
+                        $p0 = _mm256_fmadd_ps(x0, y, $p0);
+                        $p1 = _mm256_fmadd_ps(x1, y, $p1);
+                        let y = _mm256_broadcast_ss(&*q.add($k));
+                        $q0 = _mm256_fmadd_ps(x0, y, $q0);
+                        $q1 = _mm256_fmadd_ps(x1, y, $q1);
+                    }};
+                }
                 // a{query}{block}{k mod 2}
                 let (mut a000, mut a001, mut a010, mut a011) = (z, z, z, z);
                 let (mut a100, mut a101, mut a110, mut a111) = (z, z, z, z);
                 let mut k = 0;
                 while k + 2 <= dim {
-                    let (x0, x1) = (row!(r0, k), row!(r1, k));
-                    let y = _mm256_broadcast_ss(&*p.add(k));
-                    a000 = _mm256_fmadd_ps(x0, y, a000);
-                    a010 = _mm256_fmadd_ps(x1, y, a010);
-                    let y = _mm256_broadcast_ss(&*q.add(k));
-                    a100 = _mm256_fmadd_ps(x0, y, a100);
-                    a110 = _mm256_fmadd_ps(x1, y, a110);
-                    let (x0, x1) = (row!(r0, k + 1), row!(r1, k + 1));
-                    let y = _mm256_broadcast_ss(&*p.add(k + 1));
-                    a001 = _mm256_fmadd_ps(x0, y, a001);
-                    a011 = _mm256_fmadd_ps(x1, y, a011);
-                    let y = _mm256_broadcast_ss(&*q.add(k + 1));
-                    a101 = _mm256_fmadd_ps(x0, y, a101);
-                    a111 = _mm256_fmadd_ps(x1, y, a111);
+                    step!(k, a000, a010, a100, a110);
+                    step!(k + 1, a001, a011, a101, a111);
                     k += 2;
                 }
                 if k < dim {
-                    let (x0, x1) = (row!(r0, k), row!(r1, k));
-                    let y = _mm256_broadcast_ss(&*p.add(k));
-                    a000 = _mm256_fmadd_ps(x0, y, a000);
-                    a010 = _mm256_fmadd_ps(x1, y, a010);
-                    let y = _mm256_broadcast_ss(&*q.add(k));
-                    a100 = _mm256_fmadd_ps(x0, y, a100);
-                    a110 = _mm256_fmadd_ps(x1, y, a110);
+                    step!(k, a000, a010, a100, a110);
                 }
                 store!(out[0], _mm256_add_ps(a000, a001), _mm256_add_ps(a010, a011));
                 store!(out[1], _mm256_add_ps(a100, a101), _mm256_add_ps(a110, a111));
