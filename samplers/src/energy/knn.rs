@@ -162,3 +162,35 @@ impl OodnessEnergy for KnnEnergy {
 fn dedup(notes: Vec<String>) -> Vec<String> {
     notes.into_iter().map(|n| (n.clone(), n)).collect::<BTreeMap<_, _>>().into_values().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn energy_and_gradient_match_a_hand_computed_case() {
+        // z = (1, 0, 0); u at distance 1 along y, v at distance 2 along z-axis.
+        let (z, u, v) = ([1.0f32, 0.0, 0.0], [1.0f32, 1.0, 0.0], [1.0f32, 0.0, 2.0]);
+        let (energy, grad) = energy_and_grad_rows(&z, &u, &v, 3);
+        // P = (1 + 2) / 2 = 1.5, U = -ln 1.5; dU/dz = -(1 / 3) (e_u + e_v),
+        // e_u = (0, -1, 0), e_v = (0, 0, -1).
+        assert!((f64::from(energy[0]) + 1.5f64.ln()).abs() < 1e-7);
+        let want = [0.0, 1.0 / 3.0, 1.0 / 3.0];
+        for (g, w) in grad.iter().zip(want) {
+            assert!((f64::from(*g) - w).abs() < 1e-7, "{grad:?}");
+        }
+    }
+
+    #[test]
+    fn a_neighbour_at_the_position_has_a_floored_distance_and_no_direction() {
+        let (z, v) = ([0.6f32, 0.8, 0.0], [0.6f32, 0.8, 0.5]);
+        let (energy, grad) = energy_and_grad_rows(&z, &z, &v, 3);
+        // P = (1e-12 + 0.5) / 2; only v pulls: dU/dz = -(1 / (2P)) e_v, e_v = (0, 0, -1).
+        let oodness = (MEETING_DISTANCE + 0.5) / 2.0;
+        assert!((f64::from(energy[0]) + oodness.ln()).abs() < 1e-6);
+        let want = [0.0, 0.0, 1.0 / (2.0 * oodness)];
+        for (g, w) in grad.iter().zip(want) {
+            assert!(g.is_finite() && (f64::from(*g) - w).abs() < 1e-5, "{grad:?}");
+        }
+    }
+}
