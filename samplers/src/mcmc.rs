@@ -168,8 +168,7 @@ pub fn run_chains(
             stats.mean_angular_step =
                 live.iter().map(|&c| f64::from(cosines[c]).clamp(-1.0, 1.0).acos()).sum::<f64>() / n;
             stats.mean_oodness = live.iter().map(|&c| (-f64::from(energies[c])).exp()).sum::<f64>() / n;
-            let rows: Vec<i64> = live.iter().map(|&c| c as i64).collect();
-            outputs.push(positions.index_select(0, &backend.from_i64(&rows, &[rows.len()])?)?);
+            outputs.push(positions.gather_rows(&live)?);
             tags.extend(live.iter().map(|&chain| {
                 let (class_u, class_v) = target.pairs.pairs[chain];
                 OutlierTag { chain, class_u, class_v, round }
@@ -207,13 +206,12 @@ fn start_thresholds(
         .enumerate()
         .map(|(row, v)| {
             *first_of.entry(v.iter().map(|x| x.to_bits()).collect()).or_insert_with(|| {
-                distinct.push(row as i64);
+                distinct.push(row);
                 distinct.len() - 1
             })
         })
         .collect();
-    let backend = starts.backend();
-    let unique = starts.index_select(0, &backend.from_i64(&distinct, &[distinct.len()])?)?;
+    let unique = starts.gather_rows(&distinct)?;
     Ok((barrier.thresholds(&unique, bank)?, slot))
 }
 
@@ -234,8 +232,7 @@ fn barrier_verdicts(
     if checked.is_empty() {
         return Ok((verdicts, None));
     }
-    let rows: Vec<i64> = checked.iter().map(|&c| c as i64).collect();
-    let subset = positions.index_select(0, &positions.backend().from_i64(&rows, &[rows.len()])?)?;
+    let subset = positions.gather_rows(checked)?;
     let starts: Vec<usize> = checked.iter().map(|&c| start_of[c]).collect();
     let admission = barrier.admits(&subset, &starts, thresholds, bank)?;
     for (&chain, &admit) in checked.iter().zip(&admission.mask.to_vec_f32()?) {

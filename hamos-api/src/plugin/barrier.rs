@@ -134,10 +134,7 @@ pub trait IdBarrier: Debug + Send + Sync {
         if missing.is_empty() {
             return Ok(0);
         }
-        let rows: Vec<i64> = missing.iter().map(|&s| s as i64).collect();
-        let points = thresholds
-            .starts()
-            .index_select(0, &thresholds.starts().backend().from_i64(&rows, &[rows.len()])?)?;
+        let points = thresholds.starts().gather_rows(&missing)?;
         let Some(energy) = self.id_energy(&points, bank)? else {
             return Err(Error::Data("id barrier: thresholds of a barrier without an ID energy".into()));
         };

@@ -125,6 +125,13 @@ impl Tensor {
         self.transpose(1, 2)?.matmul(self)
     }
 
+    /// The rows `rows` (host indices, in that order, repeats allowed) of `self` along dim 0:
+    /// [`Tensor::index_select`] with the index tensor built from `rows`.
+    pub fn gather_rows(&self, rows: &[usize]) -> Result<Tensor> {
+        let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        self.index_select(0, &self.backend().from_i64(&index, &[index.len()])?)
+    }
+
     /// Row-wise dot products of two `[m, d]` tensors, shape `[m, 1]`.
     pub fn row_dot(&self, other: &Tensor) -> Result<Tensor> {
         if self.dims() != other.dims() || self.rank() != 2 {

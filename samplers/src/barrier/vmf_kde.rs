@@ -124,9 +124,7 @@ impl IdBarrier for VmfKdeBarrier {
             let undecided = undecided(&verdicts);
             if !undecided.is_empty() {
                 let classes = bank.num_classes();
-                let rows: Vec<i64> = undecided.iter().map(|&i| i as i64).collect();
-                let rows = candidates.backend().from_i64(&rows, &[rows.len()])?;
-                let variances = screen.variances(&candidates.index_select(0, &rows)?)?;
+                let variances = screen.variances(&candidates.gather_rows(&undecided)?)?;
                 let tight: Vec<(f64, f64)> = (0..undecided.len())
                     .map(|j| screen.bounds(undecided[j], Some(&variances[j * classes..(j + 1) * classes])))
                     .collect();
@@ -149,9 +147,7 @@ impl IdBarrier for VmfKdeBarrier {
         if !undecided.is_empty() {
             let open: Vec<usize> = undecided.iter().map(|&i| starts[i]).collect();
             refined_starts += self.make_exact(thresholds, &open, bank)?;
-            let rows: Vec<i64> = undecided.iter().map(|&i| i as i64).collect();
-            let rows = candidates.backend().from_i64(&rows, &[rows.len()])?;
-            let energy = self.exact_energy(&candidates.index_select(0, &rows)?, bank)?.to_vec_f32()?;
+            let energy = self.exact_energy(&candidates.gather_rows(&undecided)?, bank)?.to_vec_f32()?;
             for (&i, &e) in undecided.iter().zip(&energy) {
                 verdicts[i] = Some(thresholds.exact_value(starts[i]).is_some_and(|t| e > t));
             }
