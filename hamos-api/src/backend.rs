@@ -92,8 +92,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn rand_uniform(&self, dims: &[usize], low: f32, high: f32, rng: &mut dyn RngCore) -> Result<Tensor> {
         let uniform = Uniform::new(low, high)
             .map_err(|e| Error::shape("rand_uniform", format!("bounds [{low}, {high}): {e}")))?;
-        // A concrete generator seeded from `rng`, as in [`randn_host`].
-        let mut local = <HamosRng as rand::SeedableRng>::seed_from_u64(rng.next_u64());
+        let mut local = seeded_from(rng);
         let data: Vec<f32> = (0..dims.iter().product()).map(|_| uniform.sample(&mut local)).collect();
         self.from_f32(&data, dims)
     }
@@ -101,16 +100,21 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
 /// `n` samples of `mean + std * N(0, 1)` from `rng`.
 pub fn randn_host(n: usize, mean: f32, std: f32, rng: &mut dyn RngCore) -> Vec<f32> {
-    // One draw from the caller's generator seeds a concrete one: sampling through
-    // `dyn RngCore` made a virtual call per number (about 20 ns each, 0.5 ms per mini-batch).
-    use rand::SeedableRng;
-    let mut local = HamosRng::seed_from_u64(rng.next_u64());
+    let mut local = seeded_from(rng);
     (0..n)
         .map(|_| {
             let z: f32 = StandardNormal.sample(&mut local);
             mean + std * z
         })
         .collect()
+}
+
+/// A concrete generator seeded by one draw of `rng`, for sampling many numbers: sampling
+/// through `dyn RngCore` makes a virtual call per number (about 20 ns each, 0.5 ms of a
+/// mini-batch's momentum draws).
+fn seeded_from(rng: &mut dyn RngCore) -> HamosRng {
+    use rand::SeedableRng;
+    HamosRng::seed_from_u64(rng.next_u64())
 }
 
 /// The reproducible RNG every HamOS run threads from its one seed.

@@ -61,6 +61,7 @@ impl ClassMoments {
             // Rounded up past the f32 rounding of the covariance itself.
             variance_bounds.push((trace.min(frobenius_sq.sqrt()).max(0.0) * (1.0 + 1e-4) + 1e-7) as f32);
         }
+        // 1 on the diagonal, 2 off it, in the order of `upper_pairs` (as `covariance` is).
         let weights: Vec<f32> =
             (0..dim).flat_map(|a| (a..dim).map(move |b| if a == b { 1.0 } else { 2.0 })).collect();
         let mut terms = vec![0.0f32; pairs * classes];
@@ -109,7 +110,7 @@ fn farthest_distances(bank: &ClassBank, means: &Tensor, host_means: &[f32]) -> R
     for (&c, row) in filled.iter().zip(farthest.chunks_exact(dim.max(1))) {
         let mean = &host_means[c * dim..(c + 1) * dim];
         let sq: f64 = row.iter().zip(mean).map(|(&x, &m)| (f64::from(x) - f64::from(m)).powi(2)).sum();
-        // The mean itself carries f32 rounding (~1e-7 of |x|^2): pad as before.
+        // The mean itself carries f32 rounding (~1e-7 of |x|^2): pad the square by 1e-6.
         radii[c] = (sq + 1e-6).sqrt() as f32;
     }
     Ok(radii)
