@@ -8,6 +8,11 @@ use hamos_api::{Backend, Result, Tensor};
 /// Median wall time of `f` in nanoseconds over `samples` samples of `iters` calls, after one
 /// warm-up sample.
 pub fn median_ns(samples: usize, iters: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    if samples == 0 || iters == 0 {
+        return Err(hamos_api::Error::Config(format!(
+            "bench ops: --samples ({samples}) and --iters ({iters}) must be at least 1"
+        )));
+    }
     let mut times = Vec::with_capacity(samples);
     for sample in 0..=samples {
         let start = Instant::now();
@@ -113,4 +118,18 @@ pub fn overhead_table(samples: usize, iters: usize) -> Result<String> {
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_samples_or_iterations_are_errors() {
+        for (samples, iters) in [(0, 5), (3, 0)] {
+            let error = median_ns(samples, iters, || Ok(())).err().map(|e| e.to_string());
+            assert!(error.as_deref().is_some_and(|e| e.contains("--samples")), "{error:?}");
+        }
+        assert!(median_ns(3, 2, || Ok(())).is_ok_and(|ns| ns >= 0.0));
+    }
 }

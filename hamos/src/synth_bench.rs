@@ -52,6 +52,11 @@ pub fn run(
     runs: usize,
     mut progress: impl FnMut(&str, usize),
 ) -> Result<Vec<SynthTiming>> {
+    for (flag, value) in [("--per-class", per_class), ("--dim", dim), ("--runs", runs)] {
+        if value == 0 {
+            return Err(hamos_api::Error::Config(format!("bench synth: {flag} must be at least 1")));
+        }
+    }
     let backend = crate::open_backend(config)?;
     let mut out = Vec::new();
     for &classes in class_counts {
@@ -175,5 +180,18 @@ mod tests {
         // Two screened checks cost C d (d + 3) / 2 = 42 each, plus C S d^2 once for the moments.
         let screened = counted_multiply_adds(&[round(4, 3, 0), round(1, 0, 0)], c, s, d);
         assert_eq!(screened, 3 * 120 + 2 * 42 + 480);
+    }
+
+    #[test]
+    fn zero_sizes_are_errors_that_name_the_flag() {
+        let config = crate::load_config(None, Vec::new()).expect("the default config loads");
+        for (per_class, dim, runs, flag) in
+            [(0, 4, 1, "--per-class"), (5, 0, 1, "--dim"), (5, 4, 0, "--runs")]
+        {
+            let error = run(&config, &["hmc".to_string()], &[3], per_class, dim, runs, |_, _| ())
+                .err()
+                .map(|e| e.to_string());
+            assert!(error.as_deref().is_some_and(|e| e.contains(flag)), "{flag}: {error:?}");
+        }
     }
 }
