@@ -5,8 +5,8 @@ use hamos_api::{EnergyEval, IdBarrier, OodnessEnergy, Result, Sampler, Synthesis
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::chains::{geodesic_flow, project_tangent};
 use crate::mcmc::{ChainState, Kernel, Proposal, Target};
+use crate::sphere::{self, HostRows};
 
 /// Spherical HMC: tangent Gaussian momentum, `L` leapfrog steps along great circles, then
 /// Metropolis-Hastings on `H = U + |q|^2 / 2` and the ID barrier. Defaults from Table 4.
@@ -38,7 +38,8 @@ hamos_api::register_plugin!(
 
 /// Integrates `steps` leapfrog steps of size `step_size` on the sphere from `(z, q)` with the
 /// energy already evaluated at `z` (Eqn 3). Costs `steps` energy evaluations: each step's
-/// end-of-step gradient is the next step's start gradient.
+/// end-of-step gradient is the next step's start gradient. The geometry runs on the host in
+/// `f64` ([`sphere::leapfrog`]).
 pub fn spherical_leapfrog(
     target: &Target<'_>,
     z: &Tensor,
@@ -47,21 +48,23 @@ pub fn spherical_leapfrog(
     step_size: f64,
     steps: usize,
 ) -> Result<(Tensor, Tensor, EnergyEval)> {
-    let (mut z, mut q, mut eval) = (z.clone(), q.clone(), eval.clone());
-    for _ in 0..steps {
-        let half_kick = project_tangent(&z, &eval.grad)?.scale(step_size / 2.0)?;
-        let (z_next, q_next) = geodesic_flow(&z, &q.sub(&half_kick)?, step_size)?;
-        eval = target.eval(&z_next)?;
-        q = q_next.sub(&project_tangent(&z_next, &eval.grad)?.scale(step_size / 2.0)?)?;
-        z = z_next;
-    }
-    Ok((z, q, eval))
+    let trajectory =
+        sphere::leapfrog(target, z, HostRows::download(z)?, HostRows::download(q)?, eval, step_size, steps)?;
+    let momenta = trajectory.momenta.upload(z.backend().as_ref())?;
+    Ok((trajectory.positions, momenta, trajectory.eval))
+}
+
+/// A tangent standard-normal momentum at each row of `z` `[m, d]`, drawn on the host.
+fn host_momentum(z: &HostRows, rng: &mut dyn RngCore) -> HostRows {
+    let noise = hamos_api::backend::randn_host(z.values.len(), 0.0, 1.0, rng);
+    let mut q = HostRows::from_f32(&noise, z.dim);
+    sphere::project_tangent(z, &mut q);
+    q
 }
 
 /// A tangent standard-normal momentum at each row of `z`, drawn on the host.
 pub fn tangent_momentum(z: &Tensor, rng: &mut dyn RngCore) -> Result<Tensor> {
-    let noise = z.backend().randn(&z.dims(), 0.0, 1.0, rng)?;
-    project_tangent(z, &noise)
+    host_momentum(&HostRows::download(z)?, rng).upload(z.backend().as_ref())
 }
 
 /// `|q|^2 / 2` per row, `[m]`.
@@ -81,12 +84,22 @@ pub struct HmcKernel {
 
 impl Kernel for HmcKernel {
     fn propose(&self, target: &Target<'_>, state: &ChainState, rng: &mut dyn RngCore) -> Result<Proposal> {
-        let q = tangent_momentum(&state.positions, rng)?;
-        let h_old = state.eval.energy.add(&kinetic(&q)?)?;
-        let (positions, q_end, eval) =
-            spherical_leapfrog(target, &state.positions, &q, &state.eval, self.step_size, self.steps)?;
-        let h_new = eval.energy.add(&kinetic(&q_end)?)?;
-        Ok(Proposal { positions, eval, log_accept: h_old.sub(&h_new)?, energy_evaluations: self.steps })
+        let z = HostRows::download(&state.positions)?;
+        let q = host_momentum(&z, rng);
+        let kinetic_old = sphere::kinetic(&q);
+        let end = sphere::leapfrog(target, &state.positions, z, q, &state.eval, self.step_size, self.steps)?;
+        let kinetic_new = sphere::kinetic(&end.momenta);
+        let (energy_old, energy_new) = (state.eval.energy.to_vec_f32()?, end.eval.energy.to_vec_f32()?);
+        // H(old) - H(new) in f64: dH is small beside H.
+        let log_accept: Vec<f32> = (0..kinetic_old.len())
+            .map(|i| {
+                let h_old = f64::from(energy_old[i]) + kinetic_old[i];
+                let h_new = f64::from(energy_new[i]) + kinetic_new[i];
+                (h_old - h_new) as f32
+            })
+            .collect();
+        let log_accept = state.positions.backend().from_f32(&log_accept, &[log_accept.len()])?;
+        Ok(Proposal { positions: end.positions, eval: end.eval, log_accept, energy_evaluations: self.steps })
     }
 }
 

@@ -43,6 +43,7 @@ pub mod mcmc;
 pub mod npos;
 pub mod random_walk;
 pub mod rmhmc;
+pub mod sphere;
 pub mod vos;
 
 use hamos_api::{ChainPairs, IdBarrier, OodnessEnergy, Result, Synthesis, SynthesisInput};

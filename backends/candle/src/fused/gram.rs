@@ -6,8 +6,6 @@
 //! updated by every row of the chunk (vectors along the first index, broadcasts along the
 //! second), and stored back.
 
-use rayon::prelude::*;
-
 use super::simd::{TileKernel, GRAM_COLS, GRAM_ROWS};
 
 /// Rows per chunk: 64 rows of 134 floats (`d = 128` padded) are 34 KB.
@@ -20,7 +18,7 @@ pub(crate) fn class_gram(bank: &[f32], classes: usize, capacity: usize, dim: usi
     if dim == 0 {
         return out;
     }
-    out.par_chunks_mut(dim * dim).enumerate().for_each(|(class, gram)| {
+    super::pool::for_each_chunk_mut(&mut out, dim * dim, |class, gram| {
         let rows = &bank[class * capacity * dim..(class + 1) * capacity * dim];
         one_gram(rows, dim, gram);
     });

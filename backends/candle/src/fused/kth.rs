@@ -4,7 +4,6 @@
 //! within rounding of it in `f64`, exactly as the generic version does.
 
 use hamos_api::{resolve_kth_tie, select_kth, KthSelection};
-use rayon::prelude::*;
 
 use super::packing::{sq_norm, PackedBank};
 use super::simd::{group_members, TileKernel, TILE_QUERIES, TILE_ROWS};
@@ -26,38 +25,37 @@ pub(crate) fn class_kth_nearest(
     for (target, &(query, class)) in targets.iter().enumerate() {
         per_class[class].push((target, query));
     }
-    let found: Vec<Vec<(usize, i64)>> = per_class
-        .par_iter()
-        .enumerate()
-        .filter(|(_, requests)| !requests.is_empty())
-        .map(|(class, requests)| {
-            let n = counts[class];
-            let stride = n.div_ceil(TILE_ROWS) * TILE_ROWS;
-            let query_rows: Vec<&[f32]> =
-                requests.iter().map(|&(_, q)| &queries[q * dim..(q + 1) * dim]).collect();
-            let query_sq: Vec<f32> = query_rows.iter().map(|q| sq_norm(q)).collect();
-            let mut row_sq = vec![0.0f32; stride];
-            row_sq[..n].copy_from_slice(&packed.row_sq_norms[class * capacity..class * capacity + n]);
-            let dist_sq = class_distances(&query_rows, &query_sq, packed, class, &row_sq, dim);
-            let rows = &bank[class * capacity * dim..(class * capacity + n) * dim];
-            let kc = k.min(n);
-            let selections = select_rows(&dist_sq, stride, n, kc, &query_sq);
-            requests
-                .iter()
-                .zip(selections)
-                .map(|(&(target, query), selection)| {
-                    let row = match selection {
-                        KthSelection::Unique(r) => r,
-                        KthSelection::Tied { below, candidates } => {
-                            let query = &queries[query * dim..(query + 1) * dim];
-                            resolve_kth_tie(below, &candidates, kc, query, |r| &rows[r * dim..(r + 1) * dim])
-                        }
-                    };
-                    (target, (class * capacity + row) as i64)
-                })
-                .collect()
-        })
-        .collect();
+    // Classes with the most requests first, so the last one to finish is a small one.
+    let mut order: Vec<usize> = (0..counts.len()).filter(|&c| !per_class[c].is_empty()).collect();
+    order.sort_by_key(|&c| std::cmp::Reverse(per_class[c].len() * counts[c]));
+    let found: Vec<Vec<(usize, i64)>> = super::pool::map_ordered(&order, |class| {
+        let requests = &per_class[class];
+        let n = counts[class];
+        let stride = n.div_ceil(TILE_ROWS) * TILE_ROWS;
+        let query_rows: Vec<&[f32]> =
+            requests.iter().map(|&(_, q)| &queries[q * dim..(q + 1) * dim]).collect();
+        let query_sq: Vec<f32> = query_rows.iter().map(|q| sq_norm(q)).collect();
+        let mut row_sq = vec![0.0f32; stride];
+        row_sq[..n].copy_from_slice(&packed.row_sq_norms[class * capacity..class * capacity + n]);
+        let dist_sq = class_distances(&query_rows, &query_sq, packed, class, &row_sq, dim);
+        let rows = &bank[class * capacity * dim..(class * capacity + n) * dim];
+        let kc = k.min(n);
+        let selections = select_rows(&dist_sq, stride, n, kc, &query_sq);
+        requests
+            .iter()
+            .zip(selections)
+            .map(|(&(target, query), selection)| {
+                let row = match selection {
+                    KthSelection::Unique(r) => r,
+                    KthSelection::Tied { below, candidates } => {
+                        let query = &queries[query * dim..(query + 1) * dim];
+                        resolve_kth_tie(below, &candidates, kc, query, |r| &rows[r * dim..(r + 1) * dim])
+                    }
+                };
+                (target, (class * capacity + row) as i64)
+            })
+            .collect()
+    });
     let mut out = vec![0i64; targets.len()];
     for (target, row) in found.into_iter().flatten() {
         out[target] = row;
@@ -140,6 +138,7 @@ fn class_distances_with<K: TileKernel>(
 #[cfg(test)]
 mod speed {
     use super::*;
+    use rayon::prelude::*;
 
     #[test]
     #[ignore = "timing, run by hand with --release"]

@@ -2,8 +2,6 @@
 //! tile of logits is exponentiated and summed per query (eight lane sums, one per row lane)
 //! right after the product, so the `[m, c * s]` logits never exist.
 
-use rayon::prelude::*;
-
 use super::packing::PackedBank;
 use super::simd::{group_members, TileKernel, LANES, TILE_QUERIES, TILE_ROWS};
 
@@ -28,11 +26,10 @@ pub(crate) fn class_logsumexp(
     scale: f32,
 ) -> Vec<f32> {
     let query_rows: Vec<&[f32]> = queries.chunks_exact(dim.max(1)).collect();
-    let columns: Vec<Vec<f32>> = counts
-        .par_iter()
-        .enumerate()
-        .map(|(class, &n)| class_column(&query_rows, bank, class, n, dim, scale))
-        .collect();
+    let order: Vec<usize> = (0..counts.len()).collect();
+    let columns: Vec<Vec<f32>> = super::pool::map_ordered(&order, |class| {
+        class_column(&query_rows, bank, class, counts[class], dim, scale)
+    });
     let (m, classes) = (query_rows.len(), counts.len());
     let mut out = vec![0.0f32; m * classes];
     for (class, column) in columns.iter().enumerate() {

@@ -10,6 +10,7 @@ mod kth;
 mod logsumexp;
 mod narrow;
 mod packing;
+mod pool;
 mod simd;
 
 use std::fmt;

@@ -4,8 +4,6 @@
 
 use std::sync::Mutex;
 
-use rayon::prelude::*;
-
 use super::simd::{LANES, TILE_BLOCKS, TILE_ROWS};
 
 /// The storage of the last dropped packed bank, kept for the next one: banks are rebuilt every
@@ -40,7 +38,7 @@ impl PackedBank {
         let mut data = storage(classes * blocks_per_class * block_len);
         // One class per task; each block reads its eight rows and writes contiguously, every
         // float (lanes past the class's rows, and whole blocks past them, are zero).
-        data.par_chunks_mut((blocks_per_class * block_len).max(1)).enumerate().for_each(|(class, out)| {
+        super::pool::for_each_chunk_mut(&mut data, blocks_per_class * block_len, |class, out| {
             let rows = &bank[class * capacity * dim..(class + 1) * capacity * dim];
             for (block, packed) in out.chunks_exact_mut(block_len.max(1)).enumerate() {
                 let first = block * LANES;
@@ -61,7 +59,11 @@ impl PackedBank {
                 }
             }
         });
-        let row_sq_norms = bank.par_chunks(dim.max(1)).map(sq_norm).collect();
+        let mut row_sq_norms = vec![0.0f32; classes * capacity];
+        super::pool::for_each_chunk_mut(&mut row_sq_norms, capacity, |class, norms| {
+            let rows = bank[class * capacity * dim..(class + 1) * capacity * dim].chunks_exact(dim.max(1));
+            norms.iter_mut().zip(rows).for_each(|(norm, row)| *norm = sq_norm(row));
+        });
         PackedBank { data, row_sq_norms, blocks_per_class, dim }
     }
 
