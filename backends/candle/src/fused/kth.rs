@@ -6,7 +6,7 @@
 use hamos_api::{resolve_kth_tie, select_kth, KthSelection};
 
 use super::packing::{sq_norm, PackedBank};
-use super::simd::{group_members, TileKernel, TILE_QUERIES, TILE_ROWS};
+use super::simd::{group_tile, TileKernel, TILE_QUERIES, TILE_ROWS};
 
 /// The flat row `class * capacity + r` of the `min(k, counts[class])`-th nearest valid row `r`
 /// for each `(query, class)` of `targets`. `bank` is the raw `[c, s, d]` bank (for the `f64`
@@ -117,12 +117,7 @@ fn class_distances_with<K: TileKernel>(
         let norms = &row_sq[first..first + TILE_ROWS];
         for group in 0..queries.len().div_ceil(TILE_QUERIES) {
             let first_query = group * TILE_QUERIES;
-            let tile = match queries.len() - first_query {
-                members @ (1 | 2) => {
-                    kernel.tile_narrow(rows, &queries[first_query..first_query + members], dim)
-                }
-                _ => kernel.tile(rows, group_members(queries, group), dim),
-            };
+            let tile = group_tile(kernel, rows, queries, group, dim);
             for (j, dots) in tile.iter().enumerate().take(queries.len() - first_query) {
                 let q = first_query + j;
                 let out = &mut dist_sq[q * stride + first..q * stride + first + TILE_ROWS];

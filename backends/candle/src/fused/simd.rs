@@ -34,6 +34,24 @@ pub(crate) fn group_members<'a>(queries: &[&'a [f32]], group: usize) -> [&'a [f3
     std::array::from_fn(|j| queries[(group * TILE_QUERIES + j).min(last)])
 }
 
+/// The tile of query group `group` of `queries` against `rows`: the narrow tile for a last
+/// group of one or two queries (its other rows zero), else the four-query tile (a short last
+/// group repeats its last query).
+#[inline(always)]
+pub(crate) fn group_tile<K: TileKernel>(
+    kernel: K,
+    rows: &[f32],
+    queries: &[&[f32]],
+    group: usize,
+    dim: usize,
+) -> Tile {
+    let first = group * TILE_QUERIES;
+    match queries.len() - first {
+        members @ (1 | 2) => kernel.tile_narrow(rows, &queries[first..first + members], dim),
+        _ => kernel.tile(rows, group_members(queries, group), dim),
+    }
+}
+
 /// The tile products.
 pub(crate) trait TileKernel: Copy {
     /// [`TILE_BLOCKS`] consecutive packed blocks (`[d][LANES]` each) against four query rows
