@@ -3,7 +3,7 @@
 //! right after the product, so the `[m, c * s]` logits never exist.
 
 use super::packing::PackedBank;
-use super::simd::{group_tile, TileKernel, LANES, TILE_QUERIES, TILE_ROWS};
+use super::simd::{group_members, TileKernel, LANES, TILE_QUERIES, TILE_ROWS};
 
 /// Above this, a shifted logit risks overflowing the `f32` sum: the group of queries is redone
 /// with its true maximum as the shift.
@@ -68,11 +68,14 @@ fn class_column_with<K: TileKernel>(
     }
     let groups = queries.len().div_ceil(TILE_QUERIES);
     let tiles = n.div_ceil(TILE_ROWS);
+    // Always the four-query tile (a short last group repeats its last query), never the narrow
+    // one, whose sums run in another order: a query's value must not depend on which queries
+    // share its call (thresholds are computed for all starts at once or for a few at a time).
     // The largest logit of the first tile as each query's shift: its sum is then at least 1.
     // (A plain loop, not a closure: closures do not inherit the caller's target features.)
     let mut shifts = vec![[f32::NEG_INFINITY; TILE_QUERIES]; groups];
     for (group, shift) in shifts.iter_mut().enumerate() {
-        let first = group_tile(kernel, bank.tile_rows(class, 0), queries, group, dim);
+        let first = kernel.tile(bank.tile_rows(class, 0), group_members(queries, group), dim);
         for (s, dots) in shift.iter_mut().zip(&first) {
             for &dot in dots.iter().take(n.min(TILE_ROWS)) {
                 *s = s.max(scale * dot);
@@ -84,29 +87,30 @@ fn class_column_with<K: TileKernel>(
     // Tiles in chunks that stay in L1 while every query group passes over them.
     for chunk in (0..tiles).step_by(TILES_PER_CHUNK) {
         for group in 0..groups {
+            let members = group_members(queries, group);
             for tile_index in chunk..(chunk + TILES_PER_CHUNK).min(tiles) {
-                let tile = group_tile(kernel, bank.tile_rows(class, tile_index), queries, group, dim);
+                let tile = kernel.tile(bank.tile_rows(class, tile_index), members, dim);
                 let valid = (n - tile_index * TILE_ROWS).min(TILE_ROWS);
                 kernel.exp_sums(&tile, valid, scale, &shifts[group], &mut sums[group], &mut peaks[group]);
             }
         }
     }
     for group in 0..groups {
-        let members = TILE_QUERIES.min(queries.len() - group * TILE_QUERIES);
         let peak = |j: usize| peaks[group][j].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        if (0..members).any(|j| peak(j) > OVERFLOW_GUARD) {
+        if (0..TILE_QUERIES).any(|j| peak(j) > OVERFLOW_GUARD) {
             let raised: [f32; TILE_QUERIES] = std::array::from_fn(|j| shifts[group][j] + peak(j).max(0.0));
             shifts[group] = raised;
-            sums[group] = group_sums(kernel, bank, class, n, queries, group, dim, scale, &raised);
+            sums[group] =
+                group_sums(kernel, bank, class, n, group_members(queries, group), dim, scale, &raised);
         }
-        for j in 0..members {
+        for j in 0..TILE_QUERIES.min(queries.len() - group * TILE_QUERIES) {
             out[group * TILE_QUERIES + j] = shifts[group][j] + sums[group][j].iter().sum::<f32>().ln();
         }
     }
     out
 }
 
-/// Lane-wise sums of `exp(scale * logit - shift)` over all rows, per query of group `group`.
+/// Lane-wise sums of `exp(scale * logit - shift)` over all rows, per query of one group.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn group_sums<K: TileKernel>(
@@ -114,8 +118,7 @@ fn group_sums<K: TileKernel>(
     bank: &PackedBank,
     class: usize,
     n: usize,
-    queries: &[&[f32]],
-    group: usize,
+    members: [&[f32]; TILE_QUERIES],
     dim: usize,
     scale: f32,
     shift: &[f32; TILE_QUERIES],
@@ -123,7 +126,7 @@ fn group_sums<K: TileKernel>(
     let mut sum = [[0.0f32; LANES]; TILE_QUERIES];
     let mut peak = [[f32::NEG_INFINITY; LANES]; TILE_QUERIES];
     for tile_index in 0..n.div_ceil(TILE_ROWS) {
-        let tile = group_tile(kernel, bank.tile_rows(class, tile_index), queries, group, dim);
+        let tile = kernel.tile(bank.tile_rows(class, tile_index), members, dim);
         let valid = (n - tile_index * TILE_ROWS).min(TILE_ROWS);
         kernel.exp_sums(&tile, valid, scale, shift, &mut sum, &mut peak);
     }
