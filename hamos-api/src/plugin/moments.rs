@@ -19,6 +19,9 @@ pub struct ClassMoments {
     /// An upper bound on the largest eigenvalue of each class covariance, `min(trace, Frobenius
     /// norm)`: `z^T S_c z <= variance_bounds[c] |z|^2` without the quadratic form.
     pub variance_bounds: Vec<f32>,
+    /// The `I64` index tensors of [`upper_pairs`] for the bank's dimension (built once, read by
+    /// every [`ClassMoments::quadratic_forms`]).
+    pair_indices: (Tensor, Tensor),
 }
 
 /// The index pairs `(a, b)`, `a <= b < dim`, row by row of the upper triangle.
@@ -76,19 +79,26 @@ impl ClassMoments {
         }
         let covariance_terms = backend.from_f32(&terms, &[pairs, classes])?;
         let radii = farthest_distances(bank, &means, &host_means)?;
-        Ok(ClassMoments { means, covariance_terms, radii, variance_bounds })
+        let (first, other) = upper_pairs(dim);
+        let pair_indices = (backend.from_i64(&first, &[pairs])?, backend.from_i64(&other, &[pairs])?);
+        Ok(ClassMoments { means, covariance_terms, radii, variance_bounds, pair_indices })
     }
 
     /// `z^T S_c z` for every row of `z` `[m, d]` and class `c`, `[m, c]`: the products
     /// `z_a z_b` (`a <= b`) against [`ClassMoments::covariance_terms`].
     pub fn quadratic_forms(&self, z: &Tensor) -> Result<Tensor> {
-        let backend = z.backend();
         let (rows, dim) = (z.dim("quadratic_forms", 0)?, z.dim("quadratic_forms", 1)?);
-        let (first, other) = upper_pairs(dim);
+        let expected = self.means.dim("quadratic_forms", 1)?;
+        if dim != expected {
+            return Err(crate::error::Error::shape(
+                "quadratic_forms",
+                format!("rows of dimension {dim} for moments of dimension {expected}"),
+            ));
+        }
         // `[d, m]`, contiguous, so the gathers below copy whole rows.
         let columns = z.t()?.reshape(&[dim, rows])?;
-        let first = columns.index_select(0, &backend.from_i64(&first, &[first.len()])?)?;
-        let other = columns.index_select(0, &backend.from_i64(&other, &[other.len()])?)?;
+        let first = columns.index_select(0, &self.pair_indices.0)?;
+        let other = columns.index_select(0, &self.pair_indices.1)?;
         first.mul(&other)?.t()?.matmul(&self.covariance_terms)
     }
 }
