@@ -1,7 +1,8 @@
-//! The chains' geometry on the host, in `f64`: row-major `[m, d]` rows. A mini-batch has a few
-//! hundred chains, so each leapfrog step is a few hundred thousand flops, less than the cost of
-//! launching its twenty-odd tensor ops; the chains' state therefore stays on the host between
-//! energy evaluations (one upload of the positions and one download of the gradient per step).
+//! The chains' geometry on the host, in `f64`: row-major `[m, d]` rows. A mini-batch has tens
+//! to hundreds of chains (`C N_adj`), so a leapfrog step is at most a few million flops, less
+//! than launching its twenty-odd small tensor ops costs; the chains' state therefore stays on
+//! the host between energy evaluations (one upload of the positions and one download of the
+//! gradient per step).
 
 use hamos_api::{Backend, EnergyEval, Error, Result, Tensor};
 
