@@ -51,14 +51,6 @@ impl HostRows {
     pub fn round_to_f32(&mut self) {
         self.values.iter_mut().for_each(|x| *x = f64::from(*x as f32));
     }
-
-    fn row_pairs_mut<'a>(
-        &'a mut self,
-        other: &'a HostRows,
-    ) -> impl Iterator<Item = (&'a mut [f64], &'a [f64])> {
-        let dim = self.dim.max(1);
-        self.values.chunks_exact_mut(dim).zip(other.values.chunks_exact(dim))
-    }
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -67,7 +59,8 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 /// `v <- v - z (z . v)` row by row: the component of `v` tangent to the sphere at unit `z`.
 pub fn project_tangent(z: &HostRows, v: &mut HostRows) {
-    for (v, z) in v.row_pairs_mut(z) {
+    let dim = z.dim.max(1);
+    for (v, z) in v.values.chunks_exact_mut(dim).zip(z.values.chunks_exact(dim)) {
         let along = dot(z, v);
         v.iter_mut().zip(z).for_each(|(v, z)| *v -= along * z);
     }
@@ -115,8 +108,6 @@ pub fn kinetic(q: &HostRows) -> Vec<f64> {
 pub struct Trajectory {
     /// Final positions as a tensor (the one the energy was evaluated at).
     pub positions: Tensor,
-    /// Final positions on the host (`f32` values).
-    pub host_positions: HostRows,
     /// Final momenta.
     pub momenta: HostRows,
     /// Energy and gradient at the final positions.
@@ -125,9 +116,9 @@ pub struct Trajectory {
 
 /// `steps` leapfrog steps of size `step_size` on the sphere (Eqn 3) of `target`'s energy from
 /// positions `z` (the tensor `positions` on the host), momenta `q` and the energy `eval`
-/// already evaluated at `z`. Costs `steps` energy evaluations: a step's end gradient is the next step's start
-/// gradient. Positions are rounded to `f32` before each evaluation, so the state always sits
-/// where the energy was evaluated.
+/// already evaluated at `z`. Costs `steps` energy evaluations: a step's end gradient is the
+/// next step's start gradient. Positions are rounded to `f32` before each evaluation, so the
+/// state always sits where the energy was evaluated.
 pub fn leapfrog(
     target: &Target<'_>,
     positions: &Tensor,
@@ -149,7 +140,7 @@ pub fn leapfrog(
         grad = HostRows::download(&eval.grad)?;
         kick(&z, &mut q, &grad, step_size / 2.0);
     }
-    Ok(Trajectory { positions, host_positions: z, momenta: q, eval })
+    Ok(Trajectory { positions, momenta: q, eval })
 }
 
 #[cfg(test)]
