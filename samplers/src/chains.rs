@@ -1,5 +1,6 @@
 //! Chain starts (Algorithm 1, lines 1-4) and the geometry of the unit sphere.
 
+use crate::sphere::dot;
 use hamos_api::{Error, Result, Tensor};
 
 /// Where the chains of one mini-batch start.
@@ -57,10 +58,6 @@ pub fn chain_starts(prototypes: &Tensor, n_adj: usize) -> Result<ChainStarts> {
     }
     let positions = prototypes.backend().from_f32(&positions, &[pairs.len(), dim])?;
     Ok(ChainStarts { positions, pairs, notes })
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 fn norm(a: &[f64]) -> f64 {

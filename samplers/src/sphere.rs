@@ -53,8 +53,39 @@ impl HostRows {
     }
 }
 
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+/// Independent partial sums per reduction: a single running sum waits out the add latency at
+/// every element, which made the leapfrog's dot products its slowest part.
+const SUM_LANES: usize = 8;
+
+/// `sum_i a_i b_i` over the common length, in [`SUM_LANES`] partial sums (vectorizes).
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let len = a.len().min(b.len());
+    let (a, b) = (&a[..len], &b[..len]);
+    let mut lanes = [0.0f64; SUM_LANES];
+    let (a_body, b_body) = (a.chunks_exact(SUM_LANES), b.chunks_exact(SUM_LANES));
+    let tail: f64 = a_body.remainder().iter().zip(b_body.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in a_body.zip(b_body) {
+        for lane in 0..SUM_LANES {
+            lanes[lane] += x[lane] * y[lane];
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
+/// `|a - b|^2` in `f64` for `f32` rows, in [`SUM_LANES`] partial sums (vectorizes).
+pub(crate) fn distance_sq(a: &[f32], b: &[f32]) -> f64 {
+    let len = a.len().min(b.len());
+    let (a, b) = (&a[..len], &b[..len]);
+    let square = |x: f32, y: f32| (f64::from(x) - f64::from(y)).powi(2);
+    let mut lanes = [0.0f64; SUM_LANES];
+    let (a_body, b_body) = (a.chunks_exact(SUM_LANES), b.chunks_exact(SUM_LANES));
+    let tail: f64 = a_body.remainder().iter().zip(b_body.remainder()).map(|(&x, &y)| square(x, y)).sum();
+    for (x, y) in a_body.zip(b_body) {
+        for lane in 0..SUM_LANES {
+            lanes[lane] += square(x[lane], y[lane]);
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
 }
 
 /// `v <- v - z (z . v)` row by row: the component of `v` tangent to the sphere at unit `z`.
@@ -91,8 +122,8 @@ pub fn geodesic_flow(z: &mut HostRows, q: &mut HostRows, t: f64) {
             *z = z0 * cos + q0 * inverse_speed * sin;
             *q = q0 * cos - z0 * speed * sin;
         }
-        let norm = dot(z, z).sqrt().max(1e-300);
-        z.iter_mut().for_each(|x| *x /= norm);
+        let inverse_norm = 1.0 / dot(z, z).sqrt().max(1e-300);
+        z.iter_mut().for_each(|x| *x *= inverse_norm);
         let along = dot(z, q);
         q.iter_mut().zip(z.iter()).for_each(|(q, z)| *q -= along * z);
     }

@@ -122,7 +122,7 @@ fn class_moments_match_f64() {
     for_each_backend(class_moments_match_f64_on);
 }
 
-/// Means, upper-triangle covariance terms, radii and top-eigenvalue bounds against f64 sums,
+/// Means, covariances, radii and top-eigenvalue bounds against f64 sums,
 /// with classes of different fill (padding rows must not count).
 fn class_moments_match_f64_on(backend: Arc<dyn Backend>) {
     let (classes, capacity, dim) = (3, 40, 7);
@@ -140,8 +140,14 @@ fn class_moments_match_f64_on(backend: Arc<dyn Backend>) {
         hamos_api::ClassBank::from_rows(&backend, &rows, dim, &labels, classes, capacity).expect("bank");
     let moments = bank.moments().expect("moments");
     let means = moments.means.to_vec_f32().expect("means");
-    let terms = moments.covariance_terms.to_vec_f32().expect("terms");
-    let (first, other) = hamos_api::upper_pairs(dim);
+    let covariance = moments.covariance.to_vec_f32().expect("covariance");
+    let probes = hamos_api::backend::randn_host(4 * dim, 0.0, 1.0, &mut rng);
+    let forms = moments
+        .quadratic_forms(&backend.from_f32(&probes, &[4, dim]).expect("probes"))
+        .expect("forms")
+        .to_vec_f32()
+        .expect("forms");
+    assert_eq!(moments.covariance.dims(), vec![dim, classes * dim]);
     let mut offset = 0;
     for (class, &n) in fill.iter().enumerate() {
         let members: Vec<Vec<f64>> = (offset..offset + n)
@@ -156,11 +162,15 @@ fn class_moments_match_f64_on(backend: Arc<dyn Backend>) {
             assert!((f64::from(means[class * dim + a]) - mean[a]).abs() < 1e-5, "mean {class} {a}");
         }
         let mut top = 0.0f64;
-        for (p, (&a, &b)) in first.iter().zip(&other).enumerate() {
-            let (a, b) = (a as usize, b as usize);
-            let want = if a == b { cov(a, a) } else { 2.0 * cov(a, b) };
-            let got = f64::from(terms[p * classes + class]);
-            assert!((got - want).abs() < 1e-5, "term {class} ({a}, {b}): {got} vs {want}");
+        for a in 0..dim {
+            for b in 0..dim {
+                let got = f64::from(covariance[(a * classes + class) * dim + b]);
+                assert!(
+                    (got - cov(a, b)).abs() < 1e-5,
+                    "covariance {class} ({a}, {b}): {got} vs {}",
+                    cov(a, b)
+                );
+            }
             top = top.max(cov(a, a));
         }
         // The bound is at least the largest variance along any axis (a lower bound on the
@@ -174,5 +184,17 @@ fn class_moments_match_f64_on(backend: Arc<dyn Backend>) {
             .fold(0.0, f64::max);
         let got = f64::from(moments.radii[class]);
         assert!(got >= radius && got < radius + 1e-2, "radius {class}: {got} vs {radius}");
+        // z^T S_c z = mean_i (z.(x_i - m_c))^2 on random rows z.
+        for (row, z) in probes.chunks_exact(dim).enumerate() {
+            let want = members
+                .iter()
+                .map(|x| {
+                    x.iter().zip(&mean).zip(z).map(|((v, m), &q)| (v - m) * f64::from(q)).sum::<f64>().powi(2)
+                })
+                .sum::<f64>()
+                / n as f64;
+            let got = f64::from(forms[row * classes + class]);
+            assert!((got - want).abs() < 1e-5 * (1.0 + want), "form {row} {class}: {got} vs {want}");
+        }
     }
 }

@@ -14,6 +14,6 @@ pub use bank::{ChainPairs, ClassBank};
 pub use barrier::{check_starts, Admission, IdBarrier, Thresholds};
 pub use energy::{EnergyEval, OodnessEnergy};
 pub use loss::{ContrastiveBatch, ContrastiveLoss};
-pub use moments::{upper_pairs, ClassMoments};
+pub use moments::ClassMoments;
 pub use sampler::{OutlierTag, RoundDiagnostics, Sampler, Synthesis, SynthesisInput};
 pub use scorer::{FittedScorer, ScoreInput, Scorer};

@@ -10,23 +10,14 @@ use crate::tensor::Tensor;
 pub struct ClassMoments {
     /// Class means `m_c`, `[c, d]` (not normalized).
     pub means: Tensor,
-    /// The covariance `S_c = mean_i (x_i - m_c)(x_i - m_c)^T` of each class as the weights of
-    /// the quadratic form on the upper triangle: `S_aa` and `2 S_ab` for `a < b`, in the order of
-    /// [`upper_pairs`], `[d (d + 1) / 2, c]`.
-    pub covariance_terms: Tensor,
+    /// The covariances `S_c = mean_i (x_i - m_c)(x_i - m_c)^T` side by side, `[d, c d]`: entry
+    /// `(a, c d + b)` is `S_c[a][b]`, so one product `z S` gives `S_c z` for every class.
+    pub covariance: Tensor,
     /// `max_i |x_i - m_c|` per class, rounded up against `f32` cancellation (0 when empty).
     pub radii: Vec<f32>,
     /// An upper bound on the largest eigenvalue of each class covariance, `min(trace, Frobenius
     /// norm)`: `z^T S_c z <= variance_bounds[c] |z|^2` without the quadratic form.
     pub variance_bounds: Vec<f32>,
-    /// The `I64` index tensors of [`upper_pairs`] for the bank's dimension (built once, read by
-    /// every [`ClassMoments::quadratic_forms`]).
-    pair_indices: (Tensor, Tensor),
-}
-
-/// The index pairs `(a, b)`, `a <= b < dim`, row by row of the upper triangle.
-pub fn upper_pairs(dim: usize) -> (Vec<i64>, Vec<i64>) {
-    (0..dim).flat_map(|a| (a..dim).map(move |b| (a as i64, b as i64))).unzip()
 }
 
 impl ClassMoments {
@@ -40,67 +31,60 @@ impl ClassMoments {
         let means = bank.class_sums()?.mul(&backend.from_f32(&inverse, &[classes, 1])?)?; // [c, d]
         let host_means = means.to_vec_f32()?;
 
-        // S_c = G_c / n_c - m_c m_c^T on the upper triangle, class by class (contiguous rows of
-        // the Gram product), then reordered into the `[pairs, c]` terms.
-        let gram = rows.class_gram()?.to_vec_f32()?;
-        let pairs = dim * (dim + 1) / 2;
-        let mut covariance = vec![0.0f32; classes * pairs];
+        // S_c = G_c / n_c - m_c m_c^T, one Gram row at a time into row `a` of the `[d, c d]`
+        // layout.
+        let gram = rows.class_gram()?.to_vec_f32()?; // [c, d, d]
+        let mut covariance = vec![0.0f32; dim * classes * dim];
         let mut variance_bounds = Vec::with_capacity(classes);
-        for (c, out) in covariance.chunks_exact_mut(pairs.max(1)).enumerate().take(classes) {
-            let (mean, n) = (&host_means[c * dim..(c + 1) * dim], counts[c].max(1) as f32);
-            let (mut trace, mut frobenius_sq, mut p) = (0.0f64, 0.0f64, 0);
+        for c in 0..classes {
+            let (mean, inverse) = (&host_means[c * dim..(c + 1) * dim], inverse[c]);
+            let (mut trace, mut frobenius_sq) = (0.0f64, 0.0f64);
             for a in 0..dim {
-                let gram_row = &gram[(c * dim + a) * dim + a..(c * dim + a + 1) * dim];
-                let entries = &mut out[p..p + dim - a];
-                for ((entry, &g), &mb) in entries.iter_mut().zip(gram_row).zip(&mean[a..]) {
-                    *entry = g / n - mean[a] * mb;
+                let gram_row = &gram[(c * dim + a) * dim..(c * dim + a + 1) * dim];
+                let out = &mut covariance[(a * classes + c) * dim..(a * classes + c + 1) * dim];
+                for ((entry, &g), &mb) in out.iter_mut().zip(gram_row).zip(mean) {
+                    *entry = g * inverse - mean[a] * mb;
                 }
-                let diagonal = f64::from(entries[0]);
-                let off_sq: f64 = entries[1..].iter().map(|&e| f64::from(e) * f64::from(e)).sum();
-                trace += diagonal;
-                frobenius_sq += diagonal * diagonal + 2.0 * off_sq;
-                p += dim - a;
+                trace += f64::from(out[a]);
+                frobenius_sq += sum_of_squares(out);
             }
             // Rounded up past the f32 rounding of the covariance itself.
             variance_bounds.push((trace.min(frobenius_sq.sqrt()).max(0.0) * (1.0 + 1e-4) + 1e-7) as f32);
         }
-        // 1 on the diagonal, 2 off it, in the order of `upper_pairs` (as `covariance` is).
-        let weights: Vec<f32> =
-            (0..dim).flat_map(|a| (a..dim).map(move |b| if a == b { 1.0 } else { 2.0 })).collect();
-        let mut terms = vec![0.0f32; pairs * classes];
-        // Blocks of pairs keep both the reads (one class row) and the writes near the caches.
-        for block in (0..pairs).step_by(256) {
-            let end = (block + 256).min(pairs);
-            for c in 0..classes {
-                for p in block..end {
-                    terms[p * classes + c] = weights[p] * covariance[c * pairs + p];
-                }
-            }
-        }
-        let covariance_terms = backend.from_f32(&terms, &[pairs, classes])?;
+        let covariance = backend.from_f32(&covariance, &[dim, classes * dim])?;
         let radii = farthest_distances(bank, &means, &host_means)?;
-        let (first, other) = upper_pairs(dim);
-        let pair_indices = (backend.from_i64(&first, &[pairs])?, backend.from_i64(&other, &[pairs])?);
-        Ok(ClassMoments { means, covariance_terms, radii, variance_bounds, pair_indices })
+        Ok(ClassMoments { means, covariance, radii, variance_bounds })
     }
 
-    /// `z^T S_c z` for every row of `z` `[m, d]` and class `c`, `[m, c]`: the products
-    /// `z_a z_b` (`a <= b`) against [`ClassMoments::covariance_terms`].
+    /// `z^T S_c z` for every row of `z` `[m, d]` and class `c`, `[m, c]`: one product `z S`
+    /// (`m c d^2` multiply-adds), then each class block dotted with its row of `z`.
     pub fn quadratic_forms(&self, z: &Tensor) -> Result<Tensor> {
         let (rows, dim) = (z.dim("quadratic_forms", 0)?, z.dim("quadratic_forms", 1)?);
-        let expected = self.means.dim("quadratic_forms", 1)?;
+        let (classes, expected) =
+            (self.means.dim("quadratic_forms", 0)?, self.means.dim("quadratic_forms", 1)?);
         if dim != expected {
             return Err(crate::error::Error::shape(
                 "quadratic_forms",
                 format!("rows of dimension {dim} for moments of dimension {expected}"),
             ));
         }
-        // `[d, m]`, contiguous, so the gathers below copy whole rows.
-        let columns = z.t()?.reshape(&[dim, rows])?;
-        let first = columns.index_select(0, &self.pair_indices.0)?;
-        let other = columns.index_select(0, &self.pair_indices.1)?;
-        first.mul(&other)?.t()?.matmul(&self.covariance_terms)
+        let products = z.matmul(&self.covariance)?.reshape(&[rows, classes, dim])?; // S_c z
+        products.mul(&z.reshape(&[rows, 1, dim])?)?.sum(2, false)
     }
+}
+
+/// `sum_i x_i^2` in `f64`, in eight partial sums (a single running sum waits out the add
+/// latency at every element).
+fn sum_of_squares(values: &[f32]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+    for chunk in chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane += f64::from(x) * f64::from(x);
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
 }
 
 /// `max_i |x_i - m_c|` over each class's valid rows, padded against rounding (0 when empty):

@@ -117,11 +117,7 @@ fn energy_and_grad_rows(z: &[f32], u: &[f32], v: &[f32], dim: usize) -> (Vec<f32
     for chain in 0..chains {
         let span = chain * dim..(chain + 1) * dim;
         let position = &z[span.clone()];
-        let distance = |neighbour: &[f32]| {
-            let sq: f64 =
-                position.iter().zip(neighbour).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum();
-            sq.sqrt()
-        };
+        let distance = |neighbour: &[f32]| crate::sphere::distance_sq(position, neighbour).sqrt();
         let (to_u, to_v) = (distance(&u[span.clone()]), distance(&v[span.clone()]));
         let oodness = (to_u.max(MEETING_DISTANCE) + to_v.max(MEETING_DISTANCE)) / 2.0;
         energy.push(-oodness.ln() as f32);
