@@ -196,10 +196,14 @@ mod avx2 {
                 let (mut a00, mut a01, mut a10, mut a11) = (z, z, z, z);
                 let (mut a20, mut a21, mut a30, mut a31) = (z, z, z, z);
                 for k in 0..dim {
-                    // The next tile of the class usually follows this one: fetch it while this
-                    // one runs (a hint: it never faults; `wrapping_add` as it may point past the
-                    // bank).
-                    _mm_prefetch::<_MM_HINT_T0>(r1.wrapping_add(dim * LANES + k * LANES).cast());
+                    // The next tile of the class usually follows this one: fetch all of it
+                    // (16 floats, one cache line, per step) while this one runs, non-temporal
+                    // so that streaming the bank does not evict the host's small working set
+                    // from L2 (against half the tile with T0, paired runs at C = 10: -1.7 and
+                    // -2.3 ms per mini-batch in a slow stretch of the VM, -0.5 and +0.3 ms,
+                    // within noise, in a fast one). A hint: it never faults; `wrapping_add` as
+                    // it may point past the bank.
+                    _mm_prefetch::<_MM_HINT_NTA>(r1.wrapping_add(dim * LANES + 2 * k * LANES).cast());
                     let x0 = _mm256_loadu_ps(r0.add(k * LANES));
                     let x1 = _mm256_loadu_ps(r1.add(k * LANES));
                     let y = _mm256_broadcast_ss(&*q0.add(k));
