@@ -327,7 +327,8 @@ impl TensorImpl for CandleTensor {
                 format!("index {bad} out of range for dim {dim} of size {size}"),
             ));
         }
-        wrap(self.0.index_select(&idx, dim).op("index_select")?)
+        // candle's CPU index_select reads contiguous storage only (a transpose was an error).
+        wrap(self.0.contiguous().op("index_select")?.index_select(&idx, dim).op("index_select")?)
     }
 
     fn gather(&self, dim: usize, indices: &Tensor) -> Result<Tensor> {
@@ -418,6 +419,10 @@ impl TensorImpl for CandleTensor {
 
     fn fused_class_gram(&self) -> Option<Result<Tensor>> {
         crate::fused::class_gram(&self.0).map(|r| r.and_then(wrap))
+    }
+
+    fn fused_rows_to_host(&self, rows: &[usize]) -> Option<Result<Vec<f32>>> {
+        crate::fused::rows_to_host(&self.0, rows)
     }
 
     fn fused_class_kth_nearest(

@@ -122,6 +122,7 @@ macro_rules! __conformance_cases {
             topk
             topk_wide_rows
             index_select
+            rows_to_host
             gather
             compare_ops
             where_mask

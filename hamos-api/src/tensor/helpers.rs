@@ -132,6 +132,24 @@ impl Tensor {
         self.index_select(0, &self.backend().from_i64(&index, &[index.len()])?)
     }
 
+    /// The values of rows `rows` (host indices, in that order, repeats allowed) of a `[n, d]`
+    /// `self` on the host, `rows.len() * d` of them: [`Tensor::gather_rows`] and a download,
+    /// or a backend's direct copy where its storage is host memory
+    /// ([`TensorImpl::fused_rows_to_host`](super::TensorImpl::fused_rows_to_host)).
+    pub fn rows_to_host(&self, rows: &[usize]) -> Result<Vec<f32>> {
+        let dims = self.dims();
+        let &[n, _] = &dims[..] else {
+            return Err(Error::shape("rows_to_host", format!("needs a [n, d] tensor, got {dims:?}")));
+        };
+        if let Some(&row) = rows.iter().find(|&&row| row >= n) {
+            return Err(Error::shape("rows_to_host", format!("row {row} out of range for {n} rows")));
+        }
+        if let Some(fused) = self.inner().fused_rows_to_host(rows) {
+            return fused;
+        }
+        self.gather_rows(rows)?.to_vec_f32()
+    }
+
     /// Row-wise dot products of two `[m, d]` tensors, shape `[m, 1]`.
     pub fn row_dot(&self, other: &Tensor) -> Result<Tensor> {
         if self.dims() != other.dims() || self.rank() != 2 {

@@ -194,6 +194,13 @@ pub trait TensorImpl: Send + fmt::Debug + 'static {
         None
     }
 
+    /// Provided, optional: [`Tensor::rows_to_host`] copied straight out of host storage (called
+    /// with a validated `[n, d]` `self` and rows below `n`), or `None` to gather with
+    /// [`Tensor::gather_rows`] and download.
+    fn fused_rows_to_host(&self, _rows: &[usize]) -> Option<Result<Vec<f32>>> {
+        None
+    }
+
     /// Provided, optional: a fused [`Tensor::class_kth_nearest`] for this backend, or `None` to
     /// use the generic version. Overrides receive validated arguments and must return the same
     /// rows as the generic version (use [`select_kth`] and [`resolve_kth_tie`]).

@@ -45,17 +45,20 @@ impl KnnEnergy {
         bank: &ClassBank,
     ) -> Result<(Tensor, Tensor, Vec<String>)> {
         let (nearest, notes) = self.nearest_rows(z, pairs, bank)?;
-        let chains = pairs.len();
-        Ok((nearest.narrow(0, 0, chains)?, nearest.narrow(0, chains, chains)?, notes))
+        let (chains, dim) = (pairs.len(), bank.dim());
+        let (u, v) = nearest.split_at(chains * dim);
+        let backend = z.backend();
+        Ok((backend.from_f32(u, &[chains, dim])?, backend.from_f32(v, &[chains, dim])?, notes))
     }
 
-    /// The neighbours of [`KnnEnergy::neighbours`] stacked, `[2 m, d]`: class `u`'s, then `v`'s.
+    /// The neighbours of [`KnnEnergy::neighbours`] on the host, `2 m` rows of `d`: class `u`'s,
+    /// then `v`'s.
     fn nearest_rows(
         &self,
         z: &Tensor,
         pairs: &ChainPairs,
         bank: &ClassBank,
-    ) -> Result<(Tensor, Vec<String>)> {
+    ) -> Result<(Vec<f32>, Vec<String>)> {
         check_inputs(z, pairs, bank)?;
         let (classes, capacity, dim) = (bank.num_classes(), bank.capacity(), bank.dim());
         let notes = bank
@@ -74,9 +77,11 @@ impl KnnEnergy {
             (pairs.pairs.iter().enumerate().map(|(chain, &(u, _))| (chain, u)))
                 .chain(pairs.pairs.iter().enumerate().map(|(chain, &(_, v))| (chain, v)))
                 .collect();
-        let rows = z.class_kth_nearest(bank.embeddings(), bank.counts(), &targets, self.k)?;
+        let rows = z.class_kth_nearest(bank.embeddings(), bank.counts(), &targets, self.k)?.to_vec_i64()?;
+        // Flat row indices `class * capacity + r`, in range by `class_kth_nearest`'s contract.
+        let rows: Vec<usize> = rows.iter().map(|&row| usize::try_from(row).unwrap_or(usize::MAX)).collect();
         let flat_bank = bank.embeddings().reshape(&[classes * capacity, dim])?;
-        Ok((flat_bank.index_select(0, &rows)?, notes))
+        Ok((flat_bank.rows_to_host(&rows)?, notes))
     }
 }
 
@@ -143,7 +148,6 @@ impl OodnessEnergy for KnnEnergy {
     fn energy_and_grad(&self, z: &Tensor, pairs: &ChainPairs, bank: &ClassBank) -> Result<EnergyEval> {
         let (nearest, notes) = self.nearest_rows(z, pairs, bank)?;
         let (chains, dim) = (pairs.len(), bank.dim());
-        let nearest = nearest.to_vec_f32()?;
         let (u, v) = nearest.split_at(chains * dim);
         let (energy, grad) = energy_and_grad_rows(&z.to_vec_f32()?, u, v, dim);
         let backend = z.backend();

@@ -116,6 +116,29 @@ pub(crate) fn class_gram(bank: &CTensor) -> Option<Result<CTensor>> {
     Some(run())
 }
 
+/// Rows of a contiguous `f32` `[n, d]` CPU tensor copied out of its storage (no intermediate
+/// tensor); `None` for other tensors.
+pub(crate) fn rows_to_host(tensor: &CTensor, rows: &[usize]) -> Option<Result<Vec<f32>>> {
+    let on_cpu = matches!(tensor.device(), Device::Cpu) && tensor.dtype() == DType::F32;
+    let &[n, dim] = tensor.dims() else { return None };
+    if !(on_cpu && tensor.is_contiguous()) {
+        return None;
+    }
+    let (storage, layout) = tensor.storage_and_layout();
+    let copy = || -> Result<Vec<f32>> {
+        let values = cpu_slice("rows_to_host", &storage, layout.start_offset(), n * dim)?;
+        let mut out = Vec::with_capacity(rows.len() * dim);
+        for &row in rows {
+            let values = values.get(row * dim..(row + 1) * dim).ok_or_else(|| {
+                Error::shape("rows_to_host", format!("row {row} out of range for {n} rows"))
+            })?;
+            out.extend_from_slice(values);
+        }
+        Ok(out)
+    };
+    Some(copy())
+}
+
 /// The fused k-th nearest rows, `[targets]` `I64`; `None` off the CPU.
 pub(crate) fn class_kth_nearest(
     queries: &CTensor,
