@@ -90,30 +90,41 @@ impl Sampler for Npos {
             let (_, boundary_idx) = boundary_score.reshape(&[1, count])?.topk(boundary_count, 1, true)?;
             // Index order, not score order: near-equal scores may sort differently on another
             // backend, and the noise draws must meet the same centres everywhere.
-            let mut boundary_idx = boundary_idx.to_vec_i64()?;
+            let mut boundary_idx = indices(&boundary_idx)?;
             boundary_idx.sort_unstable();
-            let repeated: Vec<i64> = boundary_idx
+            let repeated: Vec<usize> = boundary_idx
                 .into_iter()
                 .flat_map(|i| std::iter::repeat_n(i, self.samples_per_boundary))
                 .collect();
-            let centres = members.index_select(0, &backend.from_i64(&repeated, &[repeated.len()])?)?;
+            let centres = members.gather_rows(&repeated)?;
             let noise = backend.randn(&centres.dims(), 0.0, self.noise_std as f32, rng)?;
             let candidates = centres.add(&noise)?.l2_normalize(1)?;
             let keep = self.keep_per_class.min(repeated.len());
             let score = kth_distance(&candidates, &members, self.k, false)?;
             let (_, best) = score.reshape(&[1, repeated.len()])?.topk(keep, 1, true)?;
-            let mut best = best.to_vec_i64()?;
+            let mut best = indices(&best)?;
             best.sort_unstable();
-            let best = backend.from_i64(&best, &[keep])?;
-            let mut chosen = candidates.index_select(0, &best)?;
+            let mut chosen = candidates.gather_rows(&best)?;
             if keep < self.keep_per_class {
                 // Pad by repeating the farthest candidates so every class yields the same count.
-                let idx: Vec<i64> = (0..self.keep_per_class).map(|i| (i % keep) as i64).collect();
-                chosen = chosen.index_select(0, &backend.from_i64(&idx, &[idx.len()])?)?;
+                let idx: Vec<usize> = (0..self.keep_per_class).map(|i| i % keep).collect();
+                chosen = chosen.gather_rows(&idx)?;
             }
             kept.push(chosen);
         }
         let outliers = Tensor::cat(&kept.iter().collect::<Vec<_>>(), 0)?;
         package(outliers, self.keep_per_class, bank, energy, notes)
     }
+}
+
+/// The positions a `topk` returned, as host indices.
+fn indices(positions: &Tensor) -> Result<Vec<usize>> {
+    positions
+        .to_vec_i64()?
+        .into_iter()
+        .map(|i| {
+            usize::try_from(i)
+                .map_err(|_| hamos_api::Error::shape("npos", format!("negative index {i} from topk")))
+        })
+        .collect()
 }
