@@ -78,7 +78,7 @@ pub fn find_plugin(kind: PluginKind, name: &str) -> Result<&'static PluginRegist
     })
 }
 
-/// `T::default()` as a TOML table with `kind = name` first; used by [`register_plugin!`].
+/// `T::default()` as a TOML table with `kind = name` first; used by [`register_plugin!`](crate::register_plugin).
 pub fn default_table<T: Serialize + Default>(name: &str) -> Result<toml::Table> {
     let fields = toml::Table::try_from(T::default())
         .map_err(|e| Error::Config(format!("default config of plugin `{name}`: {e}")))?;

@@ -94,8 +94,10 @@ impl Tensor {
     /// shape `[m, c]` (a class without rows gives `-inf`). This is the vMF kernel density of
     /// Eqn 11 in log space, up to constants.
     ///
-    /// Backends may fuse it ([`TensorImpl::fused_class_logsumexp`]) to avoid the `[m, c * s]`
-    /// intermediate; fused versions carry no gradient, the generic one does.
+    /// Backends may fuse it
+    /// ([`TensorImpl::fused_class_logsumexp`](super::TensorImpl::fused_class_logsumexp)) to
+    /// avoid the `[m, c * s]` intermediate; fused versions carry no gradient, the generic one
+    /// does.
     pub fn class_logsumexp(&self, bank: &Tensor, counts: &[usize], scale: f64) -> Result<Tensor> {
         let (m, classes, capacity, dim) =
             super::neighbours::class_bank_shape("class_logsumexp", self, bank, counts)?;
