@@ -8,4 +8,4 @@ LIBTORCH=$(bash scripts/install-libtorch.sh)
 export LIBTORCH LIBTORCH_BYPASS_VERSION_CHECK=1
 # Two shared cores: keep OpenMP and rayon from oversubscribing while tests run in parallel.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-2}
-cargo test --workspace --features hamos-integration-tests/tch,hamos-samplers/tch-tests "$@"
+cargo test --workspace --features hamos-integration-tests/tch,hamos-samplers/tch-tests,hamos-nn/tch-tests "$@"

@@ -132,8 +132,15 @@ pub struct BackendRegistration {
     pub name: &'static str,
     /// One line for `hamos plugins`.
     pub description: &'static str,
-    /// Opens the backend on a device, or says why it cannot.
-    pub open: fn(DeviceSpec) -> Result<Arc<dyn Backend>>,
+    /// Opens the backend on a device with its options, or says why it cannot.
+    pub open: fn(DeviceSpec, &BackendOptions) -> Result<Arc<dyn Backend>>,
+}
+
+/// Settings a backend applies when it is opened; each backend maps them onto its library.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackendOptions {
+    /// CPU threads inside one op; `0` keeps the backend's default.
+    pub threads: usize,
 }
 
 inventory::collect!(BackendRegistration);
@@ -145,8 +152,13 @@ pub fn backend_names() -> Vec<&'static str> {
     names
 }
 
-/// Opens backend `name` on `device` (`cpu`, `cuda:0`, ...).
+/// Opens backend `name` on `device` (`cpu`, `cuda:0`, ...) with default options.
 pub fn open_backend(name: &str, device: &str) -> Result<Arc<dyn Backend>> {
+    open_backend_with(name, device, &BackendOptions::default())
+}
+
+/// Opens backend `name` on `device` with `options`.
+pub fn open_backend_with(name: &str, device: &str, options: &BackendOptions) -> Result<Arc<dyn Backend>> {
     let spec: DeviceSpec = device.parse()?;
     let registration = inventory::iter::<BackendRegistration>
         .into_iter()
@@ -160,5 +172,5 @@ pub fn open_backend(name: &str, device: &str) -> Result<Arc<dyn Backend>> {
                 backend_names().join(", ")
             ),
         })?;
-    (registration.open)(spec)
+    (registration.open)(spec, options)
 }

@@ -8,11 +8,12 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::plugin::{ContrastiveLoss, IdBarrier, OodnessEnergy, Sampler, Scorer};
+use crate::plugin::{Backbone, ContrastiveLoss, IdBarrier, OodnessEnergy, Sampler, Scorer};
 use crate::registry::{find_plugin, PluginKind};
 
 /// The plugins a run uses when the config names none.
-const DEFAULT_PLUGINS: [(PluginKind, &str); 5] = [
+const DEFAULT_PLUGINS: [(PluginKind, &str); 6] = [
+    (PluginKind::Model, "small_cnn"),
     (PluginKind::Sampler, "hmc"),
     (PluginKind::Energy, "knn"),
     (PluginKind::Barrier, "vmf_kde"),
@@ -20,7 +21,7 @@ const DEFAULT_PLUGINS: [(PluginKind, &str); 5] = [
     (PluginKind::Scorer, "knn"),
 ];
 
-/// A whole run: backend, device, seed, the five plugins and the training schedule.
+/// A whole run: backend, device, seed, the six plugins and the training schedule.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
@@ -32,6 +33,8 @@ pub struct RunConfig {
     pub device: String,
     /// CPU threads for the backend; `0` lets it choose.
     pub threads: usize,
+    /// Backbone network (section `model`).
+    pub model: Box<dyn Backbone>,
     /// Outlier sampler (section `sampler`).
     pub sampler: Box<dyn Sampler>,
     /// OOD-ness energy (section `energy`).
@@ -230,6 +233,7 @@ fn check_plugin_section(kind: PluginKind, section: &toml::Table) -> Result<()> {
 fn deserialize_plugin(kind: PluginKind, section: toml::Table) -> std::result::Result<(), String> {
     let value = toml::Value::Table(section);
     let result = match kind {
+        PluginKind::Model => value.try_into::<Box<dyn Backbone>>().map(drop),
         PluginKind::Sampler => value.try_into::<Box<dyn Sampler>>().map(drop),
         PluginKind::Energy => value.try_into::<Box<dyn OodnessEnergy>>().map(drop),
         PluginKind::Barrier => value.try_into::<Box<dyn IdBarrier>>().map(drop),
@@ -253,6 +257,7 @@ impl RunConfig {
     /// Validates every section, naming the field at fault.
     pub fn validate(&self) -> Result<()> {
         self.device.parse::<crate::DeviceSpec>()?;
+        self.model.validate()?;
         self.sampler.validate()?;
         self.energy.validate()?;
         self.barrier.validate()?;

@@ -3,8 +3,9 @@
 //! Everything pluggable in HamOS meets here:
 //! - [`Tensor`] and [`TensorImpl`]: the shared tensor trait that every backend implements and
 //!   every plugin is written against, with autograd on every backend;
+//! - [`ParamStore`] and [`Forward`]: named network parameters and the context of a forward pass;
 //! - [`Backend`]: tensor factories, opened by name with [`open_backend`];
-//! - the plugin traits [`Sampler`], [`OodnessEnergy`], [`IdBarrier`], [`ContrastiveLoss`],
+//! - the plugin traits [`Backbone`], [`Sampler`], [`OodnessEnergy`], [`IdBarrier`], [`ContrastiveLoss`],
 //!   [`Scorer`], registered by name ([`register_plugin!`]) and chosen from config;
 //! - [`RunConfig`]: a run loaded from TOML, `HAMOS_` environment variables and `--set` overrides;
 //! - [`Error`]: one error enum.
@@ -20,18 +21,23 @@
 pub mod backend;
 pub mod config;
 pub mod error;
+pub mod params;
 pub mod plugin;
 pub mod registry;
 pub mod tensor;
 
-pub use backend::{open_backend, rng_from_seed, Backend, BackendRegistration, DeviceSpec, HamosRng};
+pub use backend::{
+    open_backend, open_backend_with, rng_from_seed, Backend, BackendOptions, BackendRegistration, DeviceSpec,
+    HamosRng,
+};
 pub use config::{ConfigSources, RunConfig, TrainConfig};
 pub use error::{Error, Result};
+pub use params::{join_name, Forward, Mode, Param, ParamKind, ParamStore};
 pub use plugin::*;
 pub use registry::{PluginKind, PluginRegistration};
 pub use tensor::{
-    broadcast_shape, resolve_kth_tie, select_kth, BinaryOp, CmpOp, DType, KthSelection, ReduceOp, Tensor,
-    TensorImpl, UnaryOp,
+    broadcast_shape, resolve_kth_tie, select_kth, BinaryOp, CmpOp, DType, KthSelection, ModuleOps, ReduceOp,
+    Tensor, TensorImpl, UnaryOp, Window,
 };
 
 #[doc(hidden)]

@@ -8,9 +8,11 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// The five kinds of plugin; each is a section of the run config.
+/// The kinds of plugin; each is a section of the run config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PluginKind {
+    /// [`Backbone`](crate::Backbone), config section `model`.
+    Model,
     /// [`Sampler`](crate::Sampler), config section `sampler`.
     Sampler,
     /// [`OodnessEnergy`](crate::OodnessEnergy), config section `energy`.
@@ -25,12 +27,19 @@ pub enum PluginKind {
 
 impl PluginKind {
     /// Every kind, in config order.
-    pub const ALL: [PluginKind; 5] =
-        [PluginKind::Sampler, PluginKind::Energy, PluginKind::Barrier, PluginKind::Loss, PluginKind::Scorer];
+    pub const ALL: [PluginKind; 6] = [
+        PluginKind::Model,
+        PluginKind::Sampler,
+        PluginKind::Energy,
+        PluginKind::Barrier,
+        PluginKind::Loss,
+        PluginKind::Scorer,
+    ];
 
     /// The config section of this kind.
     pub fn section(self) -> &'static str {
         match self {
+            PluginKind::Model => "model",
             PluginKind::Sampler => "sampler",
             PluginKind::Energy => "energy",
             PluginKind::Barrier => "barrier",

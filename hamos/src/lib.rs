@@ -17,6 +17,7 @@ pub mod embeddings;
 pub mod plugins;
 pub mod synth;
 pub mod synth_bench;
+pub mod train_bench;
 
 use std::path::PathBuf;
 
@@ -25,6 +26,7 @@ pub use hamos_api::{Error, Result, RunConfig};
 // Registrations live in these crates; naming them keeps the linker from dropping them.
 use hamos_candle as _;
 use hamos_losses as _;
+use hamos_nn as _;
 use hamos_samplers as _;
 use hamos_scorers as _;
 #[cfg(feature = "tch")]
@@ -35,11 +37,8 @@ pub fn load_config(file: Option<PathBuf>, overrides: Vec<String>) -> Result<RunC
     RunConfig::load(file, overrides)
 }
 
-/// Opens the config's backend, first applying its thread count where the backend has one.
+/// Opens the config's backend with its options (the thread count).
 pub fn open_backend(config: &RunConfig) -> Result<std::sync::Arc<dyn hamos_api::Backend>> {
-    #[cfg(feature = "tch")]
-    if config.backend == "tch" && config.threads > 0 {
-        hamos_tch::set_threads(config.threads);
-    }
-    hamos_api::open_backend(&config.backend, &config.device)
+    let options = hamos_api::BackendOptions { threads: config.threads };
+    hamos_api::open_backend_with(&config.backend, &config.device, &options)
 }

@@ -70,6 +70,24 @@ enum BenchCommand {
         #[arg(long, default_value_t = 20000)]
         iters: usize,
     },
+    /// One training step (forward, cross-entropy, backward, SGD) per backbone and backend.
+    Train {
+        /// Backbones to time (comma-separated plugin names, default configs).
+        #[arg(long, value_delimiter = ',', default_value = "mlp,small_cnn")]
+        backbones: Vec<String>,
+        /// Backends to time (comma-separated; those compiled in).
+        #[arg(long, value_delimiter = ',', default_value = "candle,tch")]
+        backends: Vec<String>,
+        /// Images per step.
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        /// Timed steps (the median is reported), after two warm-up steps.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// CPU threads for each backend (0: the machine's cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
     /// One mini-batch of synthesis per sampler at CIFAR-10 and CIFAR-100 scale (Table 9 time).
     Synth {
         #[command(flatten)]
@@ -93,7 +111,8 @@ enum BenchCommand {
 }
 
 fn main() -> ExitCode {
-    pin_thread_count();
+    // Before any thread exists; a `threads` setting in the config refines it when the backend opens.
+    hamos_candle::set_threads(0);
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -103,22 +122,48 @@ fn main() -> ExitCode {
     }
 }
 
-/// candle asks for its thread count on every matrix product and, unless `RAYON_NUM_THREADS`
-/// is set, reads `/proc` and sysfs to find it (a few percent of a synthesis run). Set it once,
-/// to what the machine offers, before any thread exists; a user's own value is kept.
-///
-/// The main thread joins rayon's pool as one of its threads: a parallel loop started from it
-/// then runs there and on the other workers, instead of waking every worker and sleeping until
-/// they finish (with two cores, three threads took turns, and the wake-ups cost).
-fn pin_thread_count() {
-    let threads = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|value| value.parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    // Fails only if a global pool exists already (none does this early); rayon then keeps its own.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).use_current_thread().build_global();
+/// Runs `hamos bench train` over the compiled backends among `backends`.
+fn bench_train(
+    backbones: &[String],
+    backends: &[String],
+    batch: usize,
+    steps: usize,
+    threads: usize,
+) -> hamos::Result<String> {
+    let compiled = hamos_api::backend::backend_names();
+    let mut timings = Vec::new();
+    let options = hamos_api::BackendOptions {
+        threads: if threads > 0 {
+            threads
+        } else {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        },
+    };
+    for name in backends.iter().filter(|b| compiled.contains(&b.as_str())) {
+        let backend = hamos_api::open_backend_with(name, "cpu", &options)?;
+        for backbone_name in backbones {
+            hamos_api::registry::find_plugin(hamos_api::PluginKind::Model, backbone_name)?;
+            let backbone: Box<dyn hamos_api::Backbone> = toml::Value::Table(
+                [("kind".to_string(), toml::Value::String(backbone_name.clone()))].into_iter().collect(),
+            )
+            .try_into()
+            .map_err(|e| hamos::Error::Config(format!("model `{backbone_name}`: {e}")))?;
+            eprintln!("timing {backbone_name} on {name} at batch {batch}...");
+            timings.push(hamos::train_bench::time_backbone(
+                &backend,
+                backbone_name,
+                backbone.into(),
+                batch,
+                2,
+                steps,
+            )?);
+            #[cfg(feature = "tch")]
+            if name == "tch" && backbone_name == "small_cnn" {
+                timings.push(hamos::train_bench::time_small_cnn_direct(batch, 2, steps)?);
+            }
+        }
+    }
+    Ok(hamos::train_bench::table(&timings))
 }
 
 fn run(cli: Cli) -> hamos::Result<()> {
@@ -186,6 +231,9 @@ fn run(cli: Cli) -> hamos::Result<()> {
                 config.backend, config.device
             );
             print!("{}", hamos::synth_bench::table(&timings, &classes));
+        }
+        Command::Bench { what: BenchCommand::Train { backbones, backends, batch, steps, threads } } => {
+            print!("{}", bench_train(&backbones, &backends, batch, steps, threads)?);
         }
         Command::Bench { what: BenchCommand::Ops { samples, iters } } => {
             print!("{}", hamos::bench::overhead_table(samples, iters)?);

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use candle_core::{DType as CDType, Device};
-use hamos_api::{Backend, DeviceSpec, Error, Result, Tensor};
+use hamos_api::{Backend, BackendOptions, DeviceSpec, Error, Result, Tensor};
 
 use crate::tensor::{wrap, CandleTensor, Op};
 
@@ -54,7 +54,10 @@ fn cuda(ordinal: usize) -> Result<Device> {
     })
 }
 
-pub(crate) fn open(spec: DeviceSpec) -> Result<Arc<dyn Backend>> {
+pub(crate) fn open(spec: DeviceSpec, options: &BackendOptions) -> Result<Arc<dyn Backend>> {
+    if options.threads > 0 {
+        crate::set_threads(options.threads);
+    }
     Ok(Arc::new(CandleBackend::new(spec)?))
 }
 

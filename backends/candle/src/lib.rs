@@ -13,10 +13,35 @@
 
 mod backend;
 mod fused;
+mod module;
 mod tensor;
 
 pub use backend::CandleBackend;
 pub use tensor::CandleTensor;
+
+/// Sets the CPU threads candle uses (`0`: what the machine offers, unless `RAYON_NUM_THREADS`
+/// is set already). Call it early, before any thread exists.
+///
+/// candle asks for its thread count on every matrix product and, unless `RAYON_NUM_THREADS` is
+/// set, reads `/proc` and sysfs to find it (a few percent of a synthesis run), so the count is
+/// written there once. The calling thread joins rayon's global pool as one of its threads: a
+/// parallel loop started from it then runs there and on the other workers, instead of waking
+/// every worker and sleeping until they finish (with two cores, three threads took turns).
+/// The pool's size is fixed by the first call in a process.
+pub fn set_threads(threads: usize) {
+    let threads = if threads > 0 {
+        threads
+    } else {
+        std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|value| value.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+    };
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    // Fails only if a global pool exists already; rayon then keeps its own.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).use_current_thread().build_global();
+}
 
 inventory::submit! {
     hamos_api::BackendRegistration {

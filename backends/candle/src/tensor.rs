@@ -320,8 +320,11 @@ impl TensorImpl for CandleTensor {
             ));
         }
         let size = self.0.dims()[dim] as i64;
-        if let Some(bad) = idx.to_vec1::<i64>().op("index_select")?.into_iter().find(|&i| i < 0 || i >= size)
-        {
+        // The bounds check reads the indices on the host: free on the CPU, a device sync
+        // elsewhere, where the caller vouches for them (see `TensorImpl::index_select`).
+        let checked =
+            if self.0.device().is_cpu() { idx.to_vec1::<i64>().op("index_select")? } else { Vec::new() };
+        if let Some(bad) = checked.into_iter().find(|&i| i < 0 || i >= size) {
             return Err(Error::shape(
                 "index_select",
                 format!("index {bad} out of range for dim {dim} of size {size}"),
@@ -341,7 +344,11 @@ impl TensorImpl for CandleTensor {
             ));
         }
         let size = self.0.dims()[dim] as i64;
-        let flat = idx.flatten_all().op("gather")?.to_vec1::<i64>().op("gather")?;
+        let flat = if self.0.device().is_cpu() {
+            idx.flatten_all().op("gather")?.to_vec1::<i64>().op("gather")?
+        } else {
+            Vec::new()
+        };
         if let Some(bad) = flat.into_iter().find(|&i| i < 0 || i >= size) {
             return Err(Error::shape(
                 "gather",

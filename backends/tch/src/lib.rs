@@ -59,11 +59,12 @@
 //! [`set_threads`] early, e.g. `set_threads(1)` in tests.
 
 mod backend;
+mod module;
 mod tensor;
 
 use std::sync::{Arc, Once};
 
-use hamos_api::{Backend, DeviceSpec, Result};
+use hamos_api::{Backend, BackendOptions, DeviceSpec, Result};
 
 pub use backend::TchBackend;
 pub use tch;
@@ -72,7 +73,10 @@ pub use tensor::TchTensor;
 /// Name of this backend in configs and messages.
 pub const BACKEND_NAME: &str = "tch";
 
-fn open(spec: DeviceSpec) -> Result<Arc<dyn Backend>> {
+fn open(spec: DeviceSpec, options: &BackendOptions) -> Result<Arc<dyn Backend>> {
+    if options.threads > 0 {
+        set_threads(options.threads);
+    }
     Ok(Arc::new(TchBackend::new(spec)?))
 }
 

@@ -53,7 +53,7 @@ impl TchTensor {
     }
 
     /// Downcasts an operand of `op`; it must be a tch tensor on the same device.
-    fn operand<'a>(&self, op: &'static str, rhs: &'a Tensor) -> Result<&'a tch::Tensor> {
+    pub(crate) fn operand<'a>(&self, op: &'static str, rhs: &'a Tensor) -> Result<&'a tch::Tensor> {
         let rhs = rhs.expect_backend::<TchTensor>(op, self)?;
         if rhs.0.device() != self.0.device() {
             return Err(Error::BackendMismatch { op, left: self.location(), right: rhs.location() });
@@ -136,7 +136,7 @@ fn device_name(device: Device) -> String {
 }
 
 /// Maps the error of a tch op, brings the result to `Float` or `Int64`, and wraps it.
-fn finish(op: &'static str, result: Result<tch::Tensor, TchError>) -> Result<Tensor> {
+pub(crate) fn finish(op: &'static str, result: Result<tch::Tensor, TchError>) -> Result<Tensor> {
     let tensor = result.map_err(tch_err(op))?;
     Ok(Tensor::from_impl(TchTensor(normalize(op, tensor)?)))
 }
@@ -167,9 +167,13 @@ fn broadcast_shapes(op: &'static str, shapes: &[Vec<i64>]) -> Result<Vec<i64>> {
     Ok(out)
 }
 
-/// Checks that every index lies in `0..size` (libtorch would raise a device-side assert on
-/// CUDA, which poisons the context).
+/// Checks that every index lies in `0..size`, on the CPU only: elsewhere reading the verdict
+/// is a device sync on every call, so there the caller vouches for its indices (an index out of
+/// range raises a device-side assert on CUDA, which poisons the context).
 fn check_indices(op: &'static str, indices: &tch::Tensor, size: i64) -> Result<()> {
+    if indices.device() != Device::Cpu {
+        return Ok(());
+    }
     let bad = indices
         .f_lt(0i64)
         .and_then(|low| indices.f_ge(size).and_then(|high| low.f_logical_or(&high)))

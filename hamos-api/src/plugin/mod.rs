@@ -2,6 +2,7 @@
 //! a plugin's struct *is* its config (serde, `Default` from the paper's Table 4,
 //! `deny_unknown_fields`), and [`validate`](Sampler::validate) runs before anything is built.
 
+mod backbone;
 mod bank;
 mod barrier;
 mod energy;
@@ -10,6 +11,7 @@ mod moments;
 mod sampler;
 mod scorer;
 
+pub use backbone::Backbone;
 pub use bank::{ChainPairs, ClassBank};
 pub use barrier::{check_starts, Admission, IdBarrier, Thresholds};
 pub use energy::{EnergyEval, OodnessEnergy};

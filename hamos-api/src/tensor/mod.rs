@@ -12,11 +12,13 @@
 //! virtual call per op (measured in the README).
 
 mod helpers;
+mod module_ops;
 mod neighbours;
 mod ops;
 mod selection;
 
 pub(crate) use helpers::valid_row_mask;
+pub use module_ops::{ModuleOps, Window};
 pub use selection::{resolve_kth_tie, select_kth, KthSelection};
 
 use std::any::Any;
@@ -103,12 +105,13 @@ pub enum CmpOp {
 
 /// What a backend implements: the required ops of the shared tensor trait.
 ///
-/// Every method is required; [`Tensor`] builds everything else on top of them. Operands of
+/// The network ops (convolution, pooling) are a group of their own, the supertrait
+/// [`ModuleOps`]. Every method here is required except the `kth_smallest` and `fused_*` hooks; [`Tensor`] builds everything else on top of them. Operands of
 /// binary ops arrive as [`Tensor`] and must be downcast with [`Tensor::downcast_ref`]; an operand
 /// of another backend must give [`Error::BackendMismatch`], never a panic. Dims are `usize` and
 /// must be checked against the rank (no negative indexing). Binary ops and comparisons broadcast
 /// with numpy rules. Reductions and `argmax` take an explicit `keepdim`.
-pub trait TensorImpl: Send + fmt::Debug + 'static {
+pub trait TensorImpl: ModuleOps + Send + fmt::Debug + 'static {
     /// Name of the backend, e.g. `candle`.
     fn backend_name(&self) -> &'static str;
     /// Device, e.g. `cpu` or `cuda:0`.
@@ -149,7 +152,9 @@ pub trait TensorImpl: Send + fmt::Debug + 'static {
     /// The `k` largest (or smallest) values along `dim`, sorted, and their `I64` indices.
     /// Values are differentiable. Exact, whatever the width of `dim`.
     fn topk(&self, k: usize, dim: usize, largest: bool) -> Result<(Tensor, Tensor)>;
-    /// Picks the slices `indices` (rank-1 `I64`) along `dim`.
+    /// Picks the slices `indices` (rank-1 `I64`) along `dim`. On the CPU an index out of range
+    /// is an error; on other devices checking would copy the indices to the host (a device sync
+    /// on every call), so there the caller vouches for them (the same holds for `gather`).
     fn index_select(&self, dim: usize, indices: &Tensor) -> Result<Tensor>;
     /// `out[i][j] = self[i][indices[i][j]]` along `dim` (`indices` has the rank of `self`).
     fn gather(&self, dim: usize, indices: &Tensor) -> Result<Tensor>;
