@@ -172,6 +172,15 @@ macro_rules! __conformance_cases {
             grad_detach_blocks
             grad_reused_variable
             linear_regression_trains
+            // network
+            conv2d_forward
+            conv2d_gradients
+            max_pool2d_forward
+            avg_pool2d_forward
+            global_avg_pool2d
+            pool2d_gradients
+            conv_pool_chain_gradients
+            network_op_errors
             // errors
             matmul_shape_mismatch_errors
             broadcast_mismatch_errors

@@ -1,9 +1,11 @@
-//! Host-side references: an `f64` [`HostTensor`] with naive-loop ops (in `reference/ops.rs`),
-//! the seeded input generator [`Inputs`], and checks that return [`Error`] instead of panicking.
+//! Host-side references: an `f64` [`HostTensor`] with naive-loop ops (in `reference/ops.rs`;
+//! convolution and pooling in `reference/network.rs`), the seeded input generator [`Inputs`],
+//! and checks that return [`Error`] instead of panicking.
 //!
 //! Inputs are drawn as `f32` (what a backend stores) and widened to `f64`, so the reference sees
 //! exactly the numbers the backend sees and only the backend's own rounding is measured.
 
+mod network;
 mod ops;
 
 use std::any::Any;

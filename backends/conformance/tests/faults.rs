@@ -5,7 +5,10 @@ use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use hamos_api::{Backend, BinaryOp, CmpOp, DType, DeviceSpec, ReduceOp, Result, Tensor, TensorImpl, UnaryOp};
+use hamos_api::{
+    Backend, BinaryOp, CmpOp, DType, DeviceSpec, ModuleOps, ReduceOp, Result, Tensor, TensorImpl, UnaryOp,
+    Window,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
@@ -28,6 +31,10 @@ enum Fault {
     GradAccumulates,
     /// ops on a foreign tensor give a generic error instead of `BackendMismatch`.
     NoMismatchError,
+    /// `conv2d` ignores its bias.
+    ConvBiasDropped,
+    /// pooling ignores the padding of its window.
+    PoolPaddingIgnored,
 }
 
 #[derive(Debug)]
@@ -187,6 +194,33 @@ impl TensorImpl for FTensor {
     }
 }
 
+impl ModuleOps for FTensor {
+    fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, window: Window) -> Result<Tensor> {
+        let weight = self.un("conv2d", weight)?;
+        let bias = match bias {
+            Some(b) if self.fault != Fault::ConvBiasDropped => Some(self.un("conv2d", b)?),
+            _ => None,
+        };
+        Ok(self.w(self.inner.inner().conv2d(weight, bias, window)?))
+    }
+    fn max_pool2d(&self, window: Window) -> Result<Tensor> {
+        Ok(self.w(self.inner.inner().max_pool2d(self.pool_window(window))?))
+    }
+    fn avg_pool2d(&self, window: Window) -> Result<Tensor> {
+        Ok(self.w(self.inner.inner().avg_pool2d(self.pool_window(window))?))
+    }
+}
+
+impl FTensor {
+    fn pool_window(&self, window: Window) -> Window {
+        if self.fault == Fault::PoolPaddingIgnored {
+            Window { padding: 0, ..window }
+        } else {
+            window
+        }
+    }
+}
+
 impl Backend for Faulty {
     fn name(&self) -> &'static str {
         "faulty"
@@ -237,16 +271,29 @@ fn fault_free_wrapper_passes() {
 
 #[test]
 fn every_fault_is_caught() {
-    let expected: [(Fault, &[&str]); 9] = [
+    let expected: [(Fault, &[&str]); 11] = [
         (Fault::TopkTruncates, &["topk_wide_rows"]),
         (Fault::KeepdimIgnored, &["reduce_each_dim", "reduce_to_rank0", "grad_sum", "mean_and_all"]),
         (Fault::TransposeReshapes, &["transpose", "t", "matmul_strided", "strided_views_compose"]),
         (Fault::BroadcastSubSwapped, &["binary_broadcast", "grad_sub"]),
         (Fault::LogOff, &["unary_ops", "grad_log"]),
         (Fault::IndexPanics, &["index_out_of_range_errors"]),
-        (Fault::GradScaled, &["grad_add", "grad_matmul", "grad_topk_values", "grad_pairwise_sq_dists"]),
+        (
+            Fault::GradScaled,
+            &[
+                "grad_add",
+                "grad_matmul",
+                "grad_topk_values",
+                "grad_pairwise_sq_dists",
+                "conv2d_gradients",
+                "pool2d_gradients",
+                "conv_pool_chain_gradients",
+            ],
+        ),
         (Fault::GradAccumulates, &["grad_no_accumulation"]),
         (Fault::NoMismatchError, &[]),
+        (Fault::ConvBiasDropped, &["conv2d_forward", "conv2d_gradients"]),
+        (Fault::PoolPaddingIgnored, &["max_pool2d_forward", "avg_pool2d_forward", "pool2d_gradients"]),
     ];
     for (fault, cases) in expected {
         let failed = failures(fault);

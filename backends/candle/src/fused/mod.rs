@@ -5,12 +5,15 @@
 //! [`hamos_api::Tensor::class_gram`] (the barrier's screening moments) computes only the upper
 //! triangle. Off the CPU they return `None` and the generic versions run.
 
+pub(crate) mod conv;
 mod gram;
+mod im2col;
 mod kth;
 mod logsumexp;
 mod narrow;
 mod packing;
 mod pool;
+pub(crate) mod pool2d;
 mod simd;
 
 use std::fmt;
