@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 use crate::plugin::{Backbone, ContrastiveLoss, IdBarrier, OodnessEnergy, Sampler, Scorer};
 use crate::registry::{find_plugin, PluginKind};
 
+/// `HAMOS_` environment variables that are not config fields (after the prefix).
+pub const NON_CONFIG_ENV: [&str; 2] = ["data_dir", "cache_dir"];
+
 /// The plugins a run uses when the config names none.
 const DEFAULT_PLUGINS: [(PluginKind, &str); 6] = [
     (PluginKind::Model, "small_cnn"),
@@ -47,6 +50,9 @@ pub struct RunConfig {
     pub scorer: Box<dyn Scorer>,
     /// Training schedule (section `train`).
     pub train: TrainConfig,
+    /// Data sets, split, normalization, augmentation (section `data`).
+    #[serde(default)]
+    pub data: crate::DataConfig,
 }
 
 /// The training schedule, defaults from the paper's Table 4 (CIFAR-10 column).
@@ -73,6 +79,28 @@ pub struct TrainConfig {
     pub ood_weight: f64,
     /// Temperature `tau = 1 / kappa` of the OOD-discernment loss (Eqn 7).
     pub ood_temperature: f64,
+    /// Which form of Eqn 7 is minimized (see [`OodLossForm`]).
+    pub ood_loss: OodLossForm,
+    /// A pretrained classifier (safetensors, names `backbone.*` or the backbone's own PyTorch
+    /// names); when absent the trainer pretrains one with cross-entropy and caches it.
+    pub pretrained: Option<PathBuf>,
+    /// Cross-entropy pretraining epochs (Appendix F's warm-up), when no `pretrained` is given.
+    pub pretrain_epochs: usize,
+    /// Initial learning rate of the pretraining (cosine-annealed to 0).
+    pub pretrain_learning_rate: f64,
+}
+
+/// The sign of the OOD-discernment loss. As printed, Eqn 7 is largest at the uniform posterior,
+/// so minimizing it would push outliers towards a confident class, the opposite of what Section
+/// 3.3 says it is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OodLossForm {
+    /// Minimize the cross-entropy from the uniform assignment to each outlier's posterior over
+    /// the prototypes (the negation of Eqn 7): minimal when outliers belong to no class.
+    Uniform,
+    /// Minimize Eqn 7 exactly as printed (for the ablation).
+    AsPrinted,
 }
 
 impl Default for TrainConfig {
@@ -88,6 +116,10 @@ impl Default for TrainConfig {
             buffer_size: 1000,
             ood_weight: 0.1,
             ood_temperature: 0.5,
+            ood_loss: OodLossForm::Uniform,
+            pretrained: None,
+            pretrain_epochs: 5,
+            pretrain_learning_rate: 0.05,
         }
     }
 }
@@ -104,7 +136,16 @@ impl TrainConfig {
         finite_in("train.weight_decay", self.weight_decay, 0.0, f64::INFINITY, true)?;
         finite_in("train.prototype_momentum", self.prototype_momentum, 0.0, 1.0, true)?;
         finite_in("train.ood_weight", self.ood_weight, 0.0, f64::INFINITY, true)?;
-        finite_in("train.ood_temperature", self.ood_temperature, 0.0, f64::INFINITY, false)
+        finite_in("train.ood_temperature", self.ood_temperature, 0.0, f64::INFINITY, false)?;
+        finite_in("train.pretrain_learning_rate", self.pretrain_learning_rate, 0.0, f64::INFINITY, false)?;
+        if let Some(path) = &self.pretrained {
+            if !path.is_file() {
+                return Err(Error::invalid("train.pretrained", format!("{} is not a file", path.display())));
+            }
+        } else {
+            positive("train.pretrain_epochs", self.pretrain_epochs)?;
+        }
+        Ok(())
     }
 }
 
@@ -156,7 +197,9 @@ impl ConfigSources {
             figment = figment.merge(Toml::file(path));
         }
         if self.env {
-            figment = figment.merge(Env::prefixed("HAMOS_").split("__"));
+            // `HAMOS_DATA_DIR` and `HAMOS_CACHE_DIR` are paths for the pipeline, not config fields.
+            let env = Env::prefixed("HAMOS_").filter(|key| !NON_CONFIG_ENV.iter().any(|name| key == *name));
+            figment = figment.merge(env.split("__"));
         }
         for assignment in &self.overrides {
             let (key, value) = parse_override(assignment)?;
@@ -263,7 +306,8 @@ impl RunConfig {
         self.barrier.validate()?;
         self.loss.validate()?;
         self.scorer.validate()?;
-        self.train.validate()
+        self.train.validate()?;
+        self.data.validate()
     }
 
     /// The resolved config as TOML.

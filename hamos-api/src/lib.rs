@@ -20,6 +20,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod data_config;
 pub mod error;
 pub mod params;
 pub mod plugin;
@@ -30,7 +31,8 @@ pub use backend::{
     open_backend, open_backend_with, rng_from_seed, Backend, BackendOptions, BackendRegistration, DeviceSpec,
     HamosRng,
 };
-pub use config::{ConfigSources, RunConfig, TrainConfig};
+pub use config::{ConfigSources, OodLossForm, RunConfig, TrainConfig};
+pub use data_config::{AugmentConfig, DataConfig, DatasetSpec, OodSet};
 pub use error::{Error, Result};
 pub use params::{join_name, Forward, Mode, Param, ParamKind, ParamStore};
 pub use plugin::*;

@@ -13,10 +13,13 @@
 //! ```
 
 pub mod bench;
+pub mod data;
 pub mod embeddings;
 pub mod plugins;
+pub mod rundir;
 pub mod synth;
 pub mod synth_bench;
+pub mod train;
 pub mod train_bench;
 
 use std::path::PathBuf;
@@ -41,4 +44,24 @@ pub fn load_config(file: Option<PathBuf>, overrides: Vec<String>) -> Result<RunC
 pub fn open_backend(config: &RunConfig) -> Result<std::sync::Arc<dyn hamos_api::Backend>> {
     let options = hamos_api::BackendOptions { threads: config.threads };
     hamos_api::open_backend_with(&config.backend, &config.device, &options)
+}
+
+/// `hamos train`: writes the resolved config into `dir`, pretrains (or loads the cached or given
+/// classifier) and fine-tunes, logging every step's diagnostics to `dir/diagnostics.jsonl`.
+pub fn train_command(config: &RunConfig, dir: &std::path::Path, resume: bool, with_outliers: bool) -> Result<train::Trained> {
+    std::fs::write(dir.join("config.toml"), config.to_toml()?)
+        .map_err(|source| Error::Io { op: "writing", path: dir.join("config.toml"), source })?;
+    let progress = train::progress::Progress::new(true).with_diagnostics(&dir.join("diagnostics.jsonl"))?;
+    let data = train::prepare(config)?;
+    let start = train::pretrained(config, &data, &progress)?;
+    progress.println(&format!("pretrained classifier: {}", start.source));
+    let label = if with_outliers { "hamos" } else { "id_only" };
+    let options = train::TrainOptions {
+        out_dir: dir.to_path_buf(),
+        label: label.to_string(),
+        with_outliers,
+        resume,
+        stop_after_epochs: None,
+    };
+    train::finetune(config, &data, &start, &options, &progress)
 }

@@ -28,6 +28,20 @@ struct ConfigArgs {
 enum Command {
     /// Run the main job of a config.
     Run(ConfigArgs),
+    /// Train: cross-entropy pretraining (cached) and HamOS fine-tuning, with checkpoints.
+    Train {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Run directory (default: runs/<UTC time>-train).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue from the last checkpoint in `--out`.
+        #[arg(long, requires = "out")]
+        resume: bool,
+        /// Fine-tune without synthesized outliers (the ID-loss-only baseline).
+        #[arg(long)]
+        no_outliers: bool,
+    },
     /// Print every compiled backend and registered plugin with its defaults.
     Plugins,
     /// Print the resolved config (defaults, file, HAMOS_ environment, --set).
@@ -111,6 +125,7 @@ enum BenchCommand {
 }
 
 fn main() -> ExitCode {
+    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).try_init();
     // Before any thread exists; a `threads` setting in the config refines it when the backend opens.
     hamos_candle::set_threads(0);
     match run(Cli::parse()) {
@@ -169,6 +184,13 @@ fn bench_train(
 fn run(cli: Cli) -> hamos::Result<()> {
     match cli.command {
         Command::Plugins => print!("{}", hamos::plugins::listing()?),
+        Command::Train { config, out, resume, no_outliers } => {
+            let config = hamos::load_config(config.config, config.overrides)?;
+            let dir = hamos::rundir::create(out, "train")?;
+            let trained = hamos::train_command(&config, &dir, resume, !no_outliers)?;
+            println!("checkpoint: {}", trained.checkpoint.display());
+            println!("run directory: {}", dir.display());
+        }
         Command::Config(args) => {
             let config = hamos::load_config(args.config, args.overrides)?;
             print!("{}", config.to_toml()?);

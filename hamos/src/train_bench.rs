@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use hamos_api::{rng_from_seed, Backbone, Backend, Error, Result, Tensor};
+use hamos_api::{rng_from_seed, Backbone, Backend, Error, Result};
 use hamos_nn::optim::{Sgd, SgdConfig};
 use hamos_nn::{cross_entropy_step, Classifier};
 #[cfg(feature = "tch")]
@@ -105,7 +105,7 @@ pub fn table(timings: &[TrainTiming]) -> String {
 
 /// Images `[n, c, h, w]` of a backend as raw tch tensors, for the direct path.
 #[cfg(feature = "tch")]
-fn raw_tch(t: &Tensor) -> Result<tch::Tensor> {
+fn raw_tch(t: &hamos_api::Tensor) -> Result<tch::Tensor> {
     t.downcast_ref::<hamos_tch::TchTensor>()
         .map(|raw| raw.raw().shallow_clone())
         .ok_or_else(|| Error::Data("bench train: tch tensors expected".into()))

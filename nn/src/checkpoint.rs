@@ -164,7 +164,15 @@ fn f16_to_f32(bits: u16) -> f32 {
 /// and dtype (optional ones, [`is_optional`], may be missing and keep their values), and the
 /// file may hold nothing else. All differences are reported in one error naming each tensor.
 pub fn load(params: &mut ParamStore, path: &Path) -> Result<()> {
-    let file = read(path)?;
+    load_host(params, read(path)?, path)
+}
+
+/// [`load`] from tensors already read from `path` (named in errors).
+pub fn load_host(
+    params: &mut ParamStore,
+    file: BTreeMap<String, (DType, Vec<usize>, HostData)>,
+    path: &Path,
+) -> Result<()> {
     let mut problems = Vec::new();
     for name in params.names() {
         let want = params.get(name)?;

@@ -18,4 +18,4 @@ pub use energy::{EnergyEval, OodnessEnergy};
 pub use loss::{ContrastiveBatch, ContrastiveLoss};
 pub use moments::ClassMoments;
 pub use sampler::{OutlierTag, RoundDiagnostics, Sampler, Synthesis, SynthesisInput};
-pub use scorer::{FittedScorer, ScoreInput, Scorer};
+pub use scorer::{Consumes, FittedScorer, LinearHead, ScoreInput, Scorer};

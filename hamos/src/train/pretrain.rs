@@ -1,0 +1,98 @@
+//! The classifier HamOS fine-tunes: loaded from `train.pretrained`, or pretrained here with
+//! cross-entropy (Appendix F's warm-up) and cached, so a second run with the same model, data,
+//! schedule, seed and backend reuses it.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hamos_api::{Backbone, Backend, Error, ParamStore, Result, RunConfig};
+use hamos_nn::checkpoint::{self, HostData};
+use hamos_nn::optim::{CosineSchedule, Sgd, SgdConfig};
+use hamos_nn::{cross_entropy_step, Classifier};
+
+use super::feed::{epoch_batches, Feed};
+use super::progress::Progress;
+use super::Prepared;
+
+/// Where pretrained classifiers are cached: `HAMOS_CACHE_DIR`, else `runs/cache`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("HAMOS_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("runs/cache"))
+}
+
+/// The cache file of this config's pretraining: a hash of everything that shapes its result.
+pub fn cache_path(config: &RunConfig, backend: &str) -> Result<PathBuf> {
+    let model = toml::to_string(&config.model).map_err(|e| Error::Config(format!("model: {e}")))?;
+    let data = toml::to_string(&config.data).map_err(|e| Error::Config(format!("data: {e}")))?;
+    let mut hasher = DefaultHasher::new();
+    (model, data, backend, config.seed, config.train.pretrain_epochs, config.train.batch_size).hash(&mut hasher);
+    config.train.pretrain_learning_rate.to_bits().hash(&mut hasher);
+    config.train.weight_decay.to_bits().hash(&mut hasher);
+    env!("CARGO_PKG_VERSION").hash(&mut hasher);
+    Ok(cache_dir().join(format!("pretrained-{:016x}.safetensors", hasher.finish())))
+}
+
+/// The pretrained classifier's parameters (names `backbone.*`) and where they came from.
+pub fn pretrained(
+    config: &RunConfig,
+    backbone: Arc<dyn Backbone>,
+    data: &Prepared,
+    backend: &Arc<dyn Backend>,
+    progress: &Progress,
+) -> Result<(Classifier, ParamStore, String)> {
+    let net = Classifier::new(backbone, data.classes, "backbone")?;
+    let mut rng = hamos_api::rng_from_seed(config.seed);
+    let mut params = net.init_store(backend.clone(), &mut rng)?;
+    if let Some(path) = &config.train.pretrained {
+        load_prefixed(&mut params, path)?;
+        return Ok((net, params, format!("loaded {}", path.display())));
+    }
+    let cached = cache_path(config, backend.name())?;
+    if cached.is_file() {
+        checkpoint::load(&mut params, &cached)?;
+        return Ok((net, params, format!("cached {}", cached.display())));
+    }
+    let epochs = config.train.pretrain_epochs;
+    let sgd_config = SgdConfig {
+        learning_rate: config.train.pretrain_learning_rate,
+        momentum: config.train.momentum,
+        weight_decay: config.train.weight_decay,
+    };
+    let mut sgd = Sgd::new(sgd_config)?;
+    let steps_per_epoch = data.train.len() / config.train.batch_size;
+    let schedule = CosineSchedule { base: sgd_config.learning_rate, min: 0.0, total: epochs * steps_per_epoch };
+    let bar = progress.bar("pretrain (cross-entropy)", (epochs * steps_per_epoch) as u64);
+    let mut step = 0;
+    for epoch in 0..epochs {
+        let feed = Feed { config, data, two_views: false, seed: config.seed ^ 0x5052_4554 };
+        for batch in epoch_batches(&feed, epoch)? {
+            let batch = batch?;
+            let started = std::time::Instant::now();
+            let images = backend.from_f32(&batch.images, &batch.dims())?;
+            let labels = backend.from_i64(&batch.labels, &[batch.labels.len()])?;
+            let lr = schedule.rate(step);
+            let loss = cross_entropy_step(&net, &mut params, &mut sgd, &images, &labels, lr)
+                .map_err(|e| Error::Data(format!("pretraining epoch {epoch} step {step}: {e}")))?;
+            let rate = batch.labels.len() as f64 / started.elapsed().as_secs_f64();
+            bar.set_message(format!("epoch {}/{epochs} loss {loss:.3} {rate:.0} img/s", epoch + 1));
+            bar.inc(1);
+            step += 1;
+        }
+    }
+    bar.finish_and_clear();
+    checkpoint::save(&params, &cached)?;
+    Ok((net, params, format!("pretrained for {epochs} epochs, cached at {}", cached.display())))
+}
+
+/// Loads a classifier checkpoint whose names are `backbone.*` or the backbone's own
+/// (PyTorch) names, which then get the `backbone.` prefix.
+pub fn load_prefixed(params: &mut ParamStore, path: &Path) -> Result<()> {
+    let file = checkpoint::read(path)?;
+    let prefixed = file.keys().all(|name| name.starts_with("backbone."));
+    let renamed: std::collections::BTreeMap<String, (hamos_api::DType, Vec<usize>, HostData)> = file
+        .into_iter()
+        .map(|(name, value)| (if prefixed { name } else { format!("backbone.{name}") }, value))
+        .collect();
+    checkpoint::load_host(params, renamed, path)
+}

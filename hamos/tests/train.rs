@@ -1,0 +1,151 @@
+//! HamOS fine-tuning on the shipped data: each loss plugin trains on every backend, outliers
+//! reach the loss, a killed run resumes to the same weights, and a non-finite loss stops with
+//! the step and keeps the last good checkpoint.
+#![allow(clippy::unwrap_used)] // test helpers: a failure there is a test failure
+
+use std::sync::Arc;
+
+use hamos::train::progress::Progress;
+use hamos::train::step::{hamos_step, StepInputs};
+use hamos::train::{self, epoch_batches, Feed, TrainOptions};
+use hamos_api::{Backend, ParamStore, RunConfig};
+use hamos_nn::optim::{Sgd, SgdConfig};
+
+/// A small run: 32 images per class, batches of 32, two epochs, a small buffer.
+fn config(backend: &str, extra: &[&str]) -> RunConfig {
+    std::env::set_var("HAMOS_CACHE_DIR", concat!(env!("CARGO_TARGET_TMPDIR"), "/hamos-train-cache"));
+    let mut overrides: Vec<String> = [
+        format!("backend={backend}"),
+        "threads=1".into(),
+        "data.train_limit=352".into(),
+        "train.batch_size=32".into(),
+        "train.epochs=2".into(),
+        "train.pretrain_epochs=1".into(),
+        "train.buffer_size=32".into(),
+        "energy.k=8".into(),
+    ]
+    .into();
+    overrides.extend(extra.iter().map(|s| s.to_string()));
+    hamos::load_config(None, overrides).unwrap()
+}
+
+fn backends() -> Vec<&'static str> {
+    let mut names = vec!["candle"];
+    if cfg!(feature = "tch") {
+        names.push("tch");
+    }
+    names
+}
+
+fn options(dir: &std::path::Path, label: &str) -> TrainOptions {
+    TrainOptions { out_dir: dir.to_path_buf(), label: label.into(), with_outliers: true, resume: false, stop_after_epochs: None }
+}
+
+fn host(params: &ParamStore) -> Vec<(String, Vec<f32>)> {
+    params
+        .iter()
+        .filter(|(_, p)| p.tensor.dtype() == hamos_api::DType::F32)
+        .map(|(n, p)| (n.to_string(), p.tensor.to_vec_f32().unwrap()))
+        .collect()
+}
+
+#[test]
+fn each_loss_fine_tunes_on_every_backend() {
+    for backend in backends() {
+        for loss in ["cider", "supcon", "simclr", "ce_only"] {
+            let config = config(backend, &[&format!("loss.kind={loss}"), "train.epochs=3"]);
+            let progress = Progress::new(false);
+            let data = train::prepare(&config).unwrap();
+            let start = train::pretrained(&config, &data, &progress).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let trained = train::finetune(&config, &data, &start, &options(dir.path(), loss), &progress).unwrap();
+            let losses: Vec<f64> = trained.history.iter().map(|e| e.loss).collect();
+            assert_eq!(losses.len(), 3);
+            assert!(losses[2] < losses[0], "{backend} {loss}: epoch losses {losses:?} did not fall");
+            assert!(trained.history.iter().all(|e| e.acceptance > 0.0), "{backend} {loss}: no outlier accepted");
+            assert!(trained.checkpoint.is_file());
+        }
+    }
+}
+
+#[test]
+fn outliers_reach_the_loss() {
+    for backend in backends() {
+        let config = config(backend, &[]);
+        let progress = Progress::new(false);
+        let data = train::prepare(&config).unwrap();
+        let start = train::pretrained(&config, &data, &progress).unwrap();
+        let state = train::start_state(&config, &data, &start).unwrap();
+        let feed = Feed { config: &config, data: &data, two_views: true, seed: config.seed };
+        let batch = epoch_batches(&feed, 0).unwrap().next().unwrap().unwrap();
+        let b: Arc<dyn Backend> = state.params.backend().clone();
+        let views = b.from_f32(&batch.images, &batch.dims()).unwrap();
+        let labels = b.from_i64(&batch.labels, &[batch.labels.len()]).unwrap();
+        let run = |with_outliers: bool, seed: u64| {
+            let (mut params, mut buffer) = (state.params.clone(), state.buffer.clone());
+            let mut sgd = Sgd::new(SgdConfig::default()).unwrap();
+            let inputs = StepInputs {
+                config: &config,
+                net: &state.net,
+                views: &views,
+                labels: &labels,
+                host_labels: &batch.labels,
+                learning_rate: 0.01,
+                with_outliers,
+            };
+            let report = hamos_step(&inputs, &mut params, &mut sgd, &mut buffer, &mut hamos_api::rng_from_seed(seed)).unwrap();
+            (host(&params), report)
+        };
+        let (with, report) = run(true, 1);
+        let (without, plain) = run(false, 1);
+        let (other_outliers, _) = run(true, 2);
+        assert!(report.outliers > 0 && report.ood.is_finite() && report.ood > 0.0, "{backend}: {report:?}");
+        assert_eq!(plain.outliers, 0);
+        let differs = |a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)], name: &str| {
+            let (x, y) = (&a.iter().find(|(n, _)| n == name).unwrap().1, &b.iter().find(|(n, _)| n == name).unwrap().1);
+            x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max)
+        };
+        for name in ["backbone.conv1.weight", "head.2.weight"] {
+            assert!(differs(&with, &without, name) > 1e-7, "{backend}: {name} moved the same without outliers");
+            assert!(differs(&with, &other_outliers, name) > 1e-8, "{backend}: {name} ignores which outliers were drawn");
+        }
+    }
+}
+
+#[test]
+fn resume_after_a_kill_reproduces_the_weights() {
+    let config = config("candle", &[]);
+    let progress = Progress::new(false);
+    let data = train::prepare(&config).unwrap();
+    let start = train::pretrained(&config, &data, &progress).unwrap();
+    let whole = tempfile::tempdir().unwrap();
+    let uninterrupted = train::finetune(&config, &data, &start, &options(whole.path(), "hamos"), &progress).unwrap();
+    let killed = tempfile::tempdir().unwrap();
+    let first = TrainOptions { stop_after_epochs: Some(1), ..options(killed.path(), "hamos") };
+    let partial = train::finetune(&config, &data, &start, &first, &progress).unwrap();
+    assert_eq!(partial.history.len(), 1);
+    let resumed = train::finetune(&config, &data, &start, &TrainOptions { resume: true, ..options(killed.path(), "hamos") }, &progress)
+        .unwrap();
+    assert_eq!(resumed.history.len(), 1, "the resumed run trains the second epoch only");
+    assert_eq!(host(&resumed.params), host(&uninterrupted.params), "resumed weights differ from the uninterrupted run");
+}
+
+#[test]
+fn a_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint() {
+    let config = config("candle", &[]);
+    let progress = Progress::new(false);
+    let data = train::prepare(&config).unwrap();
+    let start = train::pretrained(&config, &data, &progress).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let first = TrainOptions { stop_after_epochs: Some(1), ..options(dir.path(), "hamos") };
+    let good = train::finetune(&config, &data, &start, &first, &progress).unwrap();
+    let saved = std::fs::read(&good.checkpoint).unwrap();
+    let exploding = self::config("candle", &["train.learning_rate=1e30"]);
+    let err = match train::finetune(&exploding, &data, &start, &TrainOptions { resume: true, ..options(dir.path(), "hamos") }, &progress) {
+        Ok(_) => panic!("a learning rate of 1e30 trained without a non-finite loss"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("epoch 2 step") && err.contains("non-finite"), "{err}");
+    assert!(err.contains("last good checkpoint"), "{err}");
+    assert_eq!(std::fs::read(&good.checkpoint).unwrap(), saved, "the good checkpoint was overwritten");
+}
