@@ -171,6 +171,8 @@ pub fn finite_in(field: &str, value: f64, low: f64, high: f64, low_inclusive: bo
 /// Where a config comes from, in increasing priority.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigSources {
+    /// TOML text layered over the defaults before `file` (e.g. a binary's built-in preset).
+    pub base: Option<String>,
     /// A TOML file; it must exist.
     pub file: Option<PathBuf>,
     /// Read `HAMOS_`-prefixed environment variables (`__` separates sections).
@@ -185,6 +187,9 @@ impl ConfigSources {
         let mut figment = Figment::from(Serialized::defaults(Defaults::default()));
         for (kind, name) in DEFAULT_PLUGINS {
             figment = figment.merge(Serialized::default(&format!("{}.kind", kind.section()), name));
+        }
+        if let Some(text) = &self.base {
+            figment = figment.merge(Toml::string(text));
         }
         if let Some(path) = &self.file {
             if !path.is_file() {
@@ -294,7 +299,7 @@ fn config_error(error: &figment::Error) -> Error {
 impl RunConfig {
     /// Loads with defaults, a file, the environment and overrides.
     pub fn load(file: Option<PathBuf>, overrides: Vec<String>) -> Result<Self> {
-        ConfigSources { file, env: true, overrides }.load()
+        ConfigSources { base: None, file, env: true, overrides }.load()
     }
 
     /// Validates every section, naming the field at fault.

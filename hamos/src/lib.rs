@@ -15,6 +15,7 @@
 pub mod bench;
 pub mod data;
 pub mod embeddings;
+pub mod eval;
 pub mod plugins;
 pub mod rundir;
 pub mod synth;
@@ -38,6 +39,17 @@ use hamos_tch as _;
 /// Loads a run config: defaults, `file`, `HAMOS_` environment variables, then `overrides`.
 pub fn load_config(file: Option<PathBuf>, overrides: Vec<String>) -> Result<RunConfig> {
     RunConfig::load(file, overrides)
+}
+
+/// The preset of `hamos run` and `hamos train` when no `--config` is given: the shipped data
+/// with a schedule sized for a 2-core CPU (`examples/configs/default.toml`, built in).
+pub const SHIPPED_PRESET: &str = include_str!("../../examples/configs/default.toml");
+
+/// Loads a config for a job: the [`SHIPPED_PRESET`] when `file` is `None`, else `file`; then the
+/// environment and `overrides`.
+pub fn load_job_config(file: Option<PathBuf>, overrides: Vec<String>) -> Result<RunConfig> {
+    let base = file.is_none().then(|| SHIPPED_PRESET.to_string());
+    hamos_api::ConfigSources { base, file, env: true, overrides }.load()
 }
 
 /// Opens the config's backend with its options (the thread count).

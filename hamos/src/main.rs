@@ -26,8 +26,14 @@ struct ConfigArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the main job of a config.
-    Run(ConfigArgs),
+    /// The main job: pretrain (cached), fine-tune with and without outliers, evaluate, report.
+    Run {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Run directory (default: runs/<UTC time>-run).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Train: cross-entropy pretraining (cached) and HamOS fine-tuning, with checkpoints.
     Train {
         #[command(flatten)]
@@ -185,7 +191,7 @@ fn run(cli: Cli) -> hamos::Result<()> {
     match cli.command {
         Command::Plugins => print!("{}", hamos::plugins::listing()?),
         Command::Train { config, out, resume, no_outliers } => {
-            let config = hamos::load_config(config.config, config.overrides)?;
+            let config = hamos::load_job_config(config.config, config.overrides)?;
             let dir = hamos::rundir::create(out, "train")?;
             let trained = hamos::train_command(&config, &dir, resume, !no_outliers)?;
             println!("checkpoint: {}", trained.checkpoint.display());
@@ -195,15 +201,17 @@ fn run(cli: Cli) -> hamos::Result<()> {
             let config = hamos::load_config(args.config, args.overrides)?;
             print!("{}", config.to_toml()?);
         }
-        Command::Run(args) => {
-            let config = hamos::load_config(args.config, args.overrides)?;
-            let backend = hamos::open_backend(&config)?;
-            println!(
-                "config is valid; backend {} on {} is ready. The training pipeline is not built yet: \
-                 this build provides `hamos plugins`, `hamos config` and `hamos bench`.",
-                backend.name(),
-                backend.device()
-            );
+        Command::Run { config, out } => {
+            let config = hamos::load_job_config(config.config, config.overrides)?;
+            let dir = hamos::rundir::create(out, "run")?;
+            let progress = hamos::train::progress::Progress::new(true)
+                .with_diagnostics(&dir.join("diagnostics.jsonl"))?;
+            let outcome = hamos::eval::job::run(&config, &dir, &progress)?;
+            println!("{}", hamos::eval::report::table(&outcome.records));
+            for note in outcome.notes.iter().filter(|n| n.contains(": ") && n.ends_with(" s")) {
+                println!("{note}");
+            }
+            println!("run directory: {}", outcome.dir.display());
         }
         Command::Synth { config, embeddings, labels, num_classes, out, diagnostics } => {
             let config = hamos::load_config(config.config, config.overrides)?;

@@ -7,7 +7,7 @@ use hamos_integration_tests::write_config;
 fn load(toml: &str, overrides: &[&str]) -> Result<hamos_api::RunConfig, Error> {
     let (_dir, path) = write_config("run.toml", toml).expect("temporary config");
     let overrides = overrides.iter().map(|s| s.to_string()).collect();
-    ConfigSources { file: Some(path), env: false, overrides }.load()
+    ConfigSources { base: None, file: Some(path), env: false, overrides }.load()
 }
 
 fn one_line(result: Result<hamos_api::RunConfig, Error>) -> String {
@@ -48,7 +48,7 @@ fn invalid_value_names_the_field_and_range() {
 
 #[test]
 fn missing_file_is_named() {
-    let sources = ConfigSources { file: Some("no/such/run.toml".into()), env: false, overrides: vec![] };
+    let sources = ConfigSources { base: None, file: Some("no/such/run.toml".into()), env: false, overrides: vec![] };
     let message = one_line(sources.load());
     assert!(message.contains("no/such/run.toml"), "{message}");
 }
