@@ -38,7 +38,7 @@ pub use params::{join_name, Forward, Mode, Param, ParamKind, ParamStore};
 pub use plugin::*;
 pub use registry::{PluginKind, PluginRegistration};
 pub use tensor::{
-    broadcast_shape, resolve_kth_tie, select_kth, BinaryOp, CmpOp, DType, KthSelection, ModuleOps, ReduceOp,
+    broadcast_shape, resolve_kth_tie, BatchNormOutput, select_kth, BinaryOp, CmpOp, DType, KthSelection, ModuleOps, ReduceOp,
     Tensor, TensorImpl, UnaryOp, Window,
 };
 

@@ -1,7 +1,7 @@
 //! The energy score (Liu et al. 2020, EBO, Eqn 17), negated so that higher means more ID.
 
 use hamos_api::config::finite_in;
-use hamos_api::{FittedScorer, Result, ScoreInput, Scorer, Tensor};
+use hamos_api::{Consumes, FittedScorer, Result, ScoreInput, Scorer, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::common::logits_of;
@@ -33,6 +33,14 @@ hamos_api::register_plugin!(
 impl Scorer for EnergyScorer {
     fn validate(&self) -> Result<()> {
         finite_in("scorer.temperature", self.temperature, 0.0, f64::INFINITY, false)
+    }
+
+    fn consumes(&self) -> &'static [Consumes] {
+        &[Consumes::Logits]
+    }
+
+    fn fitted(&self) -> bool {
+        false
     }
 
     fn fit(&self, _train: &ScoreInput) -> Result<Box<dyn FittedScorer>> {

@@ -1,14 +1,16 @@
 //! The k-NN distance score of Sun et al. (2022), HamOS's inference-time scorer (Section 3.4).
 
 use hamos_api::config::positive;
-use hamos_api::{Error, FittedScorer, Result, ScoreInput, Scorer, Tensor};
+use hamos_api::{Consumes, Error, FittedScorer, Result, ScoreInput, Scorer, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{empty_scores, rows_of};
 
 /// `S(z) = -|z - z_(k)|_2`, minus the Euclidean distance from the (l2-normalized) test embedding
 /// to its `k`-th nearest neighbour among the (l2-normalized) ID training embeddings (Section 3.4,
-/// Eqn 18); thresholding it is the detector `D_beta` of Section 3.4.
+/// Eqn 18); thresholding it is the detector `D_beta` of Section 3.4. It reads the projected
+/// embeddings (`ScoreInput.embeddings`), not the penultimate features, and the search is exact
+/// (brute force over every training embedding, no approximate index), as in Sun et al.
 ///
 /// Test rows are processed `chunk_rows` at a time: one `[chunk, n]` similarity matrix by matmul,
 /// `topk` for the `k` most similar training rows, then the exact distance to the `k`-th one
@@ -41,6 +43,10 @@ impl Scorer for KnnScorer {
     fn validate(&self) -> Result<()> {
         positive("scorer.k", self.k)?;
         positive("scorer.chunk_rows", self.chunk_rows)
+    }
+
+    fn consumes(&self) -> &'static [Consumes] {
+        &[Consumes::Embeddings]
     }
 
     fn fit(&self, train: &ScoreInput) -> Result<Box<dyn FittedScorer>> {

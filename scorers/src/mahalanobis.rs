@@ -1,7 +1,7 @@
 //! The Mahalanobis score with class means and a tied covariance (Lee et al. 2018, Eqn 21).
 
 use hamos_api::config::finite_in;
-use hamos_api::{Error, FittedScorer, Result, ScoreInput, Scorer, Tensor};
+use hamos_api::{Consumes, Error, FittedScorer, Result, ScoreInput, Scorer, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{empty_scores, rows_of};
@@ -44,6 +44,10 @@ hamos_api::register_plugin!(
 impl Scorer for MahalanobisScorer {
     fn validate(&self) -> Result<()> {
         finite_in("scorer.ridge", self.ridge, 0.0, f64::INFINITY, true)
+    }
+
+    fn consumes(&self) -> &'static [Consumes] {
+        &[Consumes::Embeddings]
     }
 
     fn fit(&self, train: &ScoreInput) -> Result<Box<dyn FittedScorer>> {

@@ -1,6 +1,6 @@
 //! Maximum softmax probability (Hendrycks & Gimpel 2017, Eqn 15).
 
-use hamos_api::{FittedScorer, Result, ScoreInput, Scorer, Tensor};
+use hamos_api::{Consumes, FittedScorer, Result, ScoreInput, Scorer, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::common::logits_of;
@@ -20,6 +20,14 @@ hamos_api::register_plugin!(
 
 #[typetag::serde(name = "msp")]
 impl Scorer for MspScorer {
+    fn consumes(&self) -> &'static [Consumes] {
+        &[Consumes::Logits]
+    }
+
+    fn fitted(&self) -> bool {
+        false
+    }
+
     fn fit(&self, _train: &ScoreInput) -> Result<Box<dyn FittedScorer>> {
         Ok(Box::new(FittedMsp))
     }

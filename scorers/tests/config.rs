@@ -2,13 +2,23 @@
 
 use hamos_api::registry::{find_plugin, plugin_names};
 use hamos_api::{Error, PluginKind, Result, Scorer};
-use hamos_scorers::{EnergyScorer, KnnScorer, MahalanobisScorer, MspScorer};
+use hamos_scorers::{
+    AshScorer, EnergyScorer, KnnScorer, MahalanobisScorer, MaxLogitScorer, MspScorer, RelationScorer,
+    ScaleScorer,
+};
 
 #[test]
 fn defaults_round_trip_and_reject_unknown_fields() {
     assert_eq!(KnnScorer::default(), KnnScorer { k: 50, chunk_rows: 1024 });
     assert_eq!(MahalanobisScorer::default().ridge, 1e-6);
     assert_eq!(EnergyScorer::default().temperature, 1.0);
+    assert_eq!(AshScorer::default().percentile, 65.0);
+    assert_eq!(ScaleScorer::default().percentile, 85.0);
+    assert_eq!(RelationScorer::default(), RelationScorer { pow: 1, threshold: 0.03, chunk_rows: 256 });
+    assert_eq!(toml::from_str::<AshScorer>("percentile = 70.0").expect("ash").percentile, 70.0);
+    assert!(toml::from_str::<ScaleScorer>("prune = 1").is_err());
+    assert!(toml::from_str::<RelationScorer>("power = 2").is_err());
+    assert!(toml::from_str::<MaxLogitScorer>("t = 1").is_err());
     let text = toml::to_string(&KnnScorer::default()).expect("serialize");
     assert_eq!(toml::from_str::<KnnScorer>(&text).expect("deserialize"), KnnScorer::default());
     assert_eq!(
@@ -24,7 +34,7 @@ fn defaults_round_trip_and_reject_unknown_fields() {
 
 #[test]
 fn every_scorer_is_registered_and_its_default_loads() -> Result<()> {
-    for name in ["knn", "mahalanobis", "msp", "energy"] {
+    for name in ["knn", "mahalanobis", "msp", "energy", "maxlogit", "ash", "scale", "relation"] {
         assert!(plugin_names(PluginKind::Scorer).contains(&name), "{name} not registered");
         let table = (find_plugin(PluginKind::Scorer, name)?.default_config)()?;
         let loaded: Box<dyn Scorer> = toml::Value::Table(table)

@@ -18,7 +18,7 @@ mod ops;
 mod selection;
 
 pub(crate) use helpers::valid_row_mask;
-pub use module_ops::{ModuleOps, Window};
+pub use module_ops::{BatchNormOutput, ModuleOps, Window};
 pub use selection::{resolve_kth_tie, select_kth, KthSelection};
 
 use std::any::Any;

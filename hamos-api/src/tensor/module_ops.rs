@@ -67,6 +67,25 @@ pub trait ModuleOps {
     /// Mean over each window of `self` `[n, c, h, w]`; padding zeros count in the mean
     /// (PyTorch's `count_include_pad = true`).
     fn avg_pool2d(&self, window: Window) -> Result<Tensor>;
+
+    /// Provided, optional: a fused [`Tensor::batch_norm_train`] (called with a validated
+    /// `[n, c, h, w]` `self` with `n h w >= 2` and `[c]` weight and bias), or `None` to compose it
+    /// from the core ops. Overrides must give gradients with respect to `self`, `weight` and
+    /// `bias`; the returned statistics are detached.
+    fn fused_batch_norm_train(&self, _weight: &Tensor, _bias: &Tensor, _eps: f64) -> Option<Result<BatchNormOutput>> {
+        None
+    }
+}
+
+/// What a training-mode batch normalization gives.
+#[derive(Debug, Clone)]
+pub struct BatchNormOutput {
+    /// `(x - mean) / sqrt(var + eps) * weight + bias`, `[n, c, h, w]`.
+    pub output: Tensor,
+    /// The batch mean per channel `[c]` (detached).
+    pub mean: Tensor,
+    /// The biased batch variance per channel `[c]` (detached).
+    pub variance: Tensor,
 }
 
 impl Tensor {
@@ -117,6 +136,40 @@ impl Tensor {
     pub fn avg_pool2d(&self, kernel: usize, stride: usize) -> Result<Tensor> {
         let window = self.pool_window("avg_pool2d", Window::new(kernel, stride))?;
         self.inner().avg_pool2d(window)
+    }
+
+    /// Training-mode batch normalization of `self` `[n, c, h, w]` over `(n, h, w)` with the
+    /// batch mean and biased variance (PyTorch's `batch_norm(training = true)`), affine with
+    /// `weight` and `bias` `[c]`; also returns the batch statistics for the running averages.
+    /// Backends may fuse it ([`ModuleOps::fused_batch_norm_train`]).
+    pub fn batch_norm_train(&self, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<BatchNormOutput> {
+        const OP: &str = "batch_norm_train";
+        let x = self.dims();
+        if x.len() != 4 || weight.dims() != [x[1]] || bias.dims() != [x[1]] {
+            return Err(Error::shape(
+                OP,
+                format!("input {x:?} needs weight and bias [c], got {:?} and {:?}", weight.dims(), bias.dims()),
+            ));
+        }
+        let count = x[0] * x[2] * x[3];
+        if count < 2 {
+            return Err(Error::shape(OP, format!("needs more than one value per channel in training, got {x:?}")));
+        }
+        if let Some(fused) = self.inner().fused_batch_norm_train(weight, bias, eps) {
+            return fused;
+        }
+        let channel_sum = |t: &Tensor| -> Result<Tensor> { t.sum(0, true)?.sum(2, true)?.sum(3, true) };
+        let per_channel = [1, x[1], 1, 1];
+        let mean = channel_sum(self)?.scale(1.0 / count as f64)?;
+        let centered = self.sub(&mean)?;
+        let variance = channel_sum(&centered.sqr()?)?.scale(1.0 / count as f64)?;
+        let normalized = centered.div(&variance.add_scalar(eps)?.sqrt()?)?;
+        let output = normalized.mul(&weight.reshape(&per_channel)?)?.add(&bias.reshape(&per_channel)?)?;
+        Ok(BatchNormOutput {
+            output,
+            mean: mean.reshape(&[x[1]])?.detach()?,
+            variance: variance.reshape(&[x[1]])?.detach()?,
+        })
     }
 
     /// Adaptive average pooling to 1x1, flattened: `[n, c, h, w]` -> `[n, c]`.

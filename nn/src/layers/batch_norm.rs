@@ -61,9 +61,9 @@ impl BatchNorm2d {
             ));
         }
         let per_channel = [1, self.channels, 1, 1];
-        let weight = pass.param(&self.name("weight"))?.reshape(&per_channel)?;
-        let bias = pass.param(&self.name("bias"))?.reshape(&per_channel)?;
         if !pass.is_train() {
+            let weight = pass.param(&self.name("weight"))?.reshape(&per_channel)?;
+            let bias = pass.param(&self.name("bias"))?.reshape(&per_channel)?;
             let mean = pass.param(&self.name("running_mean"))?.reshape(&per_channel)?;
             let var = pass.param(&self.name("running_var"))?.reshape(&per_channel)?;
             // Folded into one scale and one shift: two broadcast ops over the activations.
@@ -72,18 +72,14 @@ impl BatchNorm2d {
             return x.mul(&scale)?.add(&shift);
         }
         let count = dims[0] * dims[2] * dims[3];
-        if count < 2 {
-            return Err(Error::shape(
-                "batch_norm2d",
-                format!("`{}` needs more than one value per channel in training, got {dims:?}", self.prefix),
-            ));
-        }
-        let mean = channel_sum(x)?.scale(1.0 / count as f64)?;
-        let centered = x.sub(&mean)?;
-        let var = channel_sum(&centered.sqr()?)?.scale(1.0 / count as f64)?;
-        let normalized = centered.div(&var.add_scalar(self.config.eps)?.sqrt()?)?;
-        self.record_running_stats(pass, &mean, &var, count)?;
-        normalized.mul(&weight)?.add(&bias)
+        let weight = pass.param(&self.name("weight"))?;
+        let bias = pass.param(&self.name("bias"))?;
+        let out = x.batch_norm_train(&weight, &bias, self.config.eps).map_err(|e| match e {
+            Error::Shape { msg, .. } => Error::shape("batch_norm2d", format!("`{}`: {msg}", self.prefix)),
+            other => other,
+        })?;
+        self.record_running_stats(pass, &out.mean, &out.variance, count)?;
+        Ok(out.output)
     }
 
     fn record_running_stats(&self, pass: &Forward, mean: &Tensor, var: &Tensor, count: usize) -> Result<()> {
@@ -106,7 +102,3 @@ impl BatchNorm2d {
     }
 }
 
-/// Sums over `(n, h, w)`, keeping `[1, c, 1, 1]`.
-fn channel_sum(x: &Tensor) -> Result<Tensor> {
-    x.sum(0, true)?.sum(2, true)?.sum(3, true)
-}

@@ -165,3 +165,74 @@ pub fn energy_ref(logits: &Rows, t: f64) -> Vec<f64> {
         })
         .collect()
 }
+
+/// Largest logit.
+pub fn maxlogit_ref(logits: &Rows) -> Vec<f64> {
+    logits.iter().map(|l| l.iter().copied().fold(f64::NEG_INFINITY, f64::max)).collect()
+}
+
+/// `w - round(w * p / 100)` with the rounding of `np.round` (half to even), written out.
+pub fn kept_ref(w: usize, percentile: f64) -> usize {
+    let v = w as f64 * percentile / 100.0;
+    let floor = v.floor();
+    let rounded =
+        if v - floor > 0.5 || (v - floor == 0.5 && floor % 2.0 != 0.0) { floor + 1.0 } else { floor };
+    w - rounded as usize
+}
+
+/// ASH-S (`prune`) or SCALE energy of feature rows with head `weight` `[c][w]`, `bias` `[c]`.
+pub fn shaped_energy_ref(x: &Rows, weight: &Rows, bias: &[f64], percentile: f64, prune: bool) -> Vec<f64> {
+    x.iter()
+        .map(|row| {
+            let k = kept_ref(row.len(), percentile);
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            let s1: f64 = row.iter().sum();
+            let s2: f64 = order[..k].iter().map(|&i| row[i]).sum();
+            let factor = if s2 == 0.0 { 1.0 } else { (s1 / s2).exp() };
+            let mut a = vec![0.0; row.len()];
+            for (rank, &i) in order.iter().enumerate() {
+                if !prune || rank < k {
+                    a[i] = row[i] * factor;
+                }
+            }
+            let logits: Vec<f64> = weight.iter().zip(bias).map(|(w, b)| dot(w, &a) + b).collect();
+            let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            max + logits.iter().map(|v| (v - max).exp()).sum::<f64>().ln()
+        })
+        .collect()
+}
+
+fn softmax(l: &[f64]) -> Vec<f64> {
+    let max = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let total: f64 = l.iter().map(|v| (v - max).exp()).sum();
+    l.iter().map(|v| (v - max).exp() / total).collect()
+}
+
+/// RELATION: `sum_j [r > thres] r^pow`, `r = max(0, cos(f, f_j)) * <softmax, softmax_j>`.
+pub fn relation_ref(
+    train_features: &Rows,
+    train_logits: &Rows,
+    test_features: &Rows,
+    test_logits: &Rows,
+    pow: i32,
+    threshold: f64,
+) -> Vec<f64> {
+    let train: Vec<(Vec<f64>, Vec<f64>)> =
+        train_features.iter().zip(train_logits).map(|(f, l)| (normalize(f), softmax(l))).collect();
+    test_features
+        .iter()
+        .zip(test_logits)
+        .map(|(f, l)| {
+            let (f, p) = (normalize(f), softmax(l));
+            let mut score = 0.0;
+            for (fj, pj) in &train {
+                let r = dot(&f, fj).max(0.0) * dot(&p, pj);
+                if r > threshold {
+                    score += r.powi(pow);
+                }
+            }
+            score
+        })
+        .collect()
+}

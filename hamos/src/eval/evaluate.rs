@@ -1,0 +1,172 @@
+//! Scores of every model x scorer x test set, from host outputs of evaluation-mode passes.
+//! Features are extracted once per model and set and shared by every scorer.
+
+use std::sync::Arc;
+
+use hamos_api::{Backend, Consumes, Error, LinearHead, ParamStore, Result, ScoreInput, Scorer, Tensor};
+
+use super::metrics::{accuracy, OodMetrics};
+use crate::train::embed::Embedded;
+
+/// A model's outputs on the training set (for fitting), the ID test set and each OOD set.
+pub struct ModelOutputs {
+    /// Model name in reports (`pretrained`, `hamos`, ...).
+    pub name: String,
+    /// On the ID training data.
+    pub train: Embedded,
+    /// On the ID test set.
+    pub id: Embedded,
+    /// On each OOD test set, by name.
+    pub ood: Vec<(String, Embedded)>,
+    /// The classification layer (`fc`), for scorers that reshape features.
+    pub head: Option<LinearHead>,
+}
+
+/// One scorer's scores on one model.
+#[derive(Debug, Clone)]
+pub struct Scores {
+    /// Model name.
+    pub model: String,
+    /// Scorer name.
+    pub scorer: String,
+    /// Scores of the ID test set (higher = more ID).
+    pub id: Vec<f64>,
+    /// Scores of each OOD set.
+    pub ood: Vec<(String, Vec<f64>)>,
+    /// ID test accuracy of the model.
+    pub id_accuracy: f64,
+}
+
+/// One line of `metrics.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MetricRecord {
+    /// Model name.
+    pub model: String,
+    /// Scorer name.
+    pub scorer: String,
+    /// OOD set name, or `average`.
+    pub dataset: String,
+    /// FPR at 95 % TPR (ID positive).
+    pub fpr95: f64,
+    /// AUROC.
+    pub auroc: f64,
+    /// AUPR with ID positive.
+    pub aupr_in: f64,
+    /// AUPR with OOD positive.
+    pub aupr_out: f64,
+    /// OpenOOD's FPR@95 (OOD positive).
+    pub fpr95_openood: f64,
+    /// ID test accuracy.
+    pub id_acc: f64,
+}
+
+/// The classification layer `prefix.fc` of `params`.
+pub fn linear_head(params: &ParamStore, prefix: &str) -> Result<LinearHead> {
+    let name = |leaf: &str| hamos_api::join_name(prefix, leaf);
+    Ok(LinearHead { weight: params.get(&name("fc.weight"))?.detach()?, bias: params.get(&name("fc.bias"))?.detach()? })
+}
+
+/// A scorer's input for one set: embeddings (the projected ones, or the normalized features for
+/// a model without projection head), logits, features, the head, and labels when asked.
+pub fn score_input(
+    backend: &Arc<dyn Backend>,
+    rows: &Embedded,
+    head: Option<&LinearHead>,
+    with_labels: bool,
+) -> Result<ScoreInput> {
+    let n = rows.len();
+    if n == 0 {
+        return Err(Error::Data("a test set is empty: nothing to score".into()));
+    }
+    let features = backend.from_f32(&rows.features, &[n, rows.feature_dim])?;
+    let embeddings = if rows.embedding_dim > 0 {
+        backend.from_f32(&rows.embeddings, &[n, rows.embedding_dim])?
+    } else {
+        features.l2_normalize(1)?
+    };
+    let labels = match (&rows.labels, with_labels) {
+        (Some(labels), true) => Some(backend.from_i64(labels, &[n])?),
+        _ => None,
+    };
+    Ok(ScoreInput {
+        embeddings,
+        logits: Some(backend.from_f32(&rows.logits, &[n, rows.classes])?),
+        labels,
+        features: Some(features),
+        head: head.cloned(),
+    })
+}
+
+fn to_f64(scores: &Tensor) -> Result<Vec<f64>> {
+    Ok(scores.to_vec_f32()?.into_iter().map(f64::from).collect())
+}
+
+/// Fits `scorer` on the model's training outputs and scores the ID and OOD test sets.
+pub fn score_model(
+    backend: &Arc<dyn Backend>,
+    outputs: &ModelOutputs,
+    name: &str,
+    scorer: &dyn Scorer,
+) -> Result<Scores> {
+    if scorer.consumes().contains(&Consumes::InputGradients) {
+        return Err(Error::Data(format!("scorer `{name}` needs input gradients, which this evaluation does not pass")));
+    }
+    let head = outputs.head.as_ref();
+    let fitted = scorer.fit(&score_input(backend, &outputs.train, head, true)?)?;
+    let id = to_f64(&fitted.score(&score_input(backend, &outputs.id, head, false)?)?)?;
+    let mut ood = Vec::with_capacity(outputs.ood.len());
+    for (set, rows) in &outputs.ood {
+        ood.push((set.clone(), to_f64(&fitted.score(&score_input(backend, rows, head, false)?)?)?));
+    }
+    let id_accuracy = match &outputs.id.labels {
+        Some(labels) => {
+            let rows: Vec<&[f32]> = outputs.id.logits.chunks(outputs.id.classes).collect();
+            accuracy(&rows, labels)?
+        }
+        None => f64::NAN,
+    };
+    Ok(Scores { model: outputs.name.clone(), scorer: name.to_string(), id, ood, id_accuracy })
+}
+
+/// The metric records of `scores`: one per OOD set, then their average.
+pub fn records(scores: &Scores) -> Result<Vec<MetricRecord>> {
+    let mut out = Vec::with_capacity(scores.ood.len() + 1);
+    for (set, ood) in &scores.ood {
+        let m = OodMetrics::compute(&scores.id, ood)
+            .map_err(|e| Error::Data(format!("{} / {} / {set}: {e}", scores.model, scores.scorer)))?;
+        out.push(MetricRecord {
+            model: scores.model.clone(),
+            scorer: scores.scorer.clone(),
+            dataset: set.clone(),
+            fpr95: m.fpr95,
+            auroc: m.auroc,
+            aupr_in: m.aupr_in,
+            aupr_out: m.aupr_out,
+            fpr95_openood: m.fpr95_openood,
+            id_acc: scores.id_accuracy,
+        });
+    }
+    if !out.is_empty() {
+        let n = out.len() as f64;
+        let mean = |f: fn(&MetricRecord) -> f64| out.iter().map(f).sum::<f64>() / n;
+        out.push(MetricRecord {
+            model: scores.model.clone(),
+            scorer: scores.scorer.clone(),
+            dataset: "average".into(),
+            fpr95: mean(|r| r.fpr95),
+            auroc: mean(|r| r.auroc),
+            aupr_in: mean(|r| r.aupr_in),
+            aupr_out: mean(|r| r.aupr_out),
+            fpr95_openood: mean(|r| r.fpr95_openood),
+            id_acc: scores.id_accuracy,
+        });
+    }
+    Ok(out)
+}
+
+/// A scorer plugin with its default config, by registered name.
+pub fn default_scorer(name: &str) -> Result<Box<dyn Scorer>> {
+    let registration = hamos_api::registry::find_plugin(hamos_api::PluginKind::Scorer, name)?;
+    let table = (registration.default_config)()?;
+    toml::Value::Table(table).try_into().map_err(|e| Error::Config(format!("scorer `{name}`: {e}")))
+}
