@@ -46,6 +46,37 @@ impl ModuleOps for CandleTensor {
     fn avg_pool2d(&self, window: Window) -> Result<Tensor> {
         self.pool(PoolKind::Avg, window)
     }
+
+    /// One fused op (`fused::batch_norm`) on the CPU with `f32` operands; elsewhere `None`, so
+    /// the composition of core ops runs.
+    fn fused_batch_norm_train(
+        &self,
+        weight: &Tensor,
+        bias: &Tensor,
+        eps: f64,
+    ) -> Option<Result<hamos_api::BatchNormOutput>> {
+        const OP: &str = "batch_norm_train";
+        let operands = weight
+            .expect_backend::<CandleTensor>(OP, self)
+            .and_then(|w| Ok((w.raw(), bias.expect_backend::<CandleTensor>(OP, self)?.raw())));
+        let (w, b) = match operands {
+            Ok(operands) => operands,
+            Err(e) => return Some(Err(e)),
+        };
+        if !fusable(&[self.raw(), w, b]) {
+            return None;
+        }
+        let run = || -> Result<hamos_api::BatchNormOutput> {
+            let (output, mean, variance) =
+                crate::fused::batch_norm::batch_norm_train(self.raw(), w, b, eps).op(OP)?;
+            Ok(hamos_api::BatchNormOutput {
+                output: wrap(output)?,
+                mean: wrap(mean)?,
+                variance: wrap(variance)?,
+            })
+        };
+        Some(run())
+    }
 }
 
 impl CandleTensor {

@@ -5,6 +5,7 @@
 //! [`hamos_api::Tensor::class_gram`] (the barrier's screening moments) computes only the upper
 //! triangle. Off the CPU they return `None` and the generic versions run.
 
+pub(crate) mod batch_norm;
 pub(crate) mod conv;
 mod gram;
 mod im2col;

@@ -1,0 +1,282 @@
+//! Training-mode batch normalization on the CPU as one candle custom op with its backward.
+//!
+//! Composed from broadcast ops, a batch norm costs about fifteen passes over the activations
+//! forward and as many backward, each allocating a full-size temporary; on candle's CPU that was
+//! the bottleneck of a small CNN's training step. Here the forward is one statistics pass and one
+//! normalizing pass, and the backward one pass for the two per-channel sums and one for `dx`:
+//! - statistics per channel `c` over `(n, h, w)`, `m = n h w` values: the mean and the biased
+//!   variance, accumulated in f64 around the channel's first value (a shift that keeps the
+//!   one-pass variance from cancelling when the mean is large against the spread);
+//! - forward: `y = (x - mean) * invstd * weight + bias` with `invstd = 1 / sqrt(var + eps)`;
+//! - backward, with `xhat = (x - mean) * invstd`: `dbias = sum(dy)`,
+//!   `dweight = sum(dy * xhat)` and `dx = weight * invstd / m * (m dy - dbias - xhat dweight)`.
+//!
+//! The statistics are computed once, before the op is applied, and travel with it: the caller
+//! returns them as the detached batch statistics and the backward reuses them, so all three see
+//! the same values. Reductions run one channel per task on candle's barrier pool, each in a
+//! fixed order; the element-wise passes run over planes. Every run is bit-identical.
+
+use std::sync::Arc;
+
+use candle_core::{bail, CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor as CTensor};
+
+use super::im2col::{cpu_values, with_host};
+use super::pool::{for_each_chunk_mut, map_ordered};
+
+/// Interleaved partial sums per reduction, so that the f64 accumulation vectorises; the order
+/// of the additions depends on the shapes alone.
+const LANES: usize = 8;
+
+/// The batch statistics of one channel.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Stats {
+    /// The mean over `(n, h, w)`.
+    pub mean: f64,
+    /// The biased variance over `(n, h, w)`.
+    pub var: f64,
+}
+
+/// The shapes of a batch norm: `n` samples of `c` planes of `hw` values.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    n: usize,
+    c: usize,
+    hw: usize,
+}
+
+impl Dims {
+    fn new(dims: &[usize]) -> Result<Self> {
+        let &[n, c, h, w] = dims else { bail!("fused batch norm: input {dims:?} must be rank 4") };
+        // At least two values per channel: the variance of one value says nothing, and empty
+        // planes would leave nothing to split the work on.
+        if n * h * w < 2 {
+            bail!("fused batch norm: input {dims:?} needs at least two values per channel")
+        }
+        Ok(Dims { n, c, hw: h * w })
+    }
+
+    /// Values per channel.
+    fn count(&self) -> f64 {
+        (self.n * self.hw) as f64
+    }
+
+    /// Checks that `values` holds the whole input.
+    fn check(&self, what: &str, values: &[f32]) -> Result<()> {
+        if values.len() != self.n * self.c * self.hw {
+            bail!("fused batch norm: {what} has {} values, not {self:?}", values.len())
+        }
+        Ok(())
+    }
+
+    /// The planes of channel `ch`, sample by sample.
+    fn planes<'a>(&self, values: &'a [f32], ch: usize) -> impl Iterator<Item = &'a [f32]> + 'a {
+        let (c, hw) = (self.c, self.hw);
+        (0..self.n).map(move |s| &values[(s * c + ch) * hw..][..hw])
+    }
+
+    /// Planes per element-wise task: small images get several per task so a task is worth its
+    /// hand-off.
+    fn planes_per_task(&self) -> usize {
+        (8192 / self.hw.max(1)).max(1)
+    }
+}
+
+/// Adds `f(a[i], b[i])` (two terms) over paired slices onto interleaved lanes.
+fn fold_lanes(a: &[f32], b: &[f32], acc: &mut [[f64; LANES]; 2], f: impl Fn(f64, f64) -> (f64, f64)) {
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (ca, cb) in ca.zip(cb) {
+        for l in 0..LANES {
+            let (u, v) = f(f64::from(ca[l]), f64::from(cb[l]));
+            acc[0][l] += u;
+            acc[1][l] += v;
+        }
+    }
+    for (l, (&x, &y)) in ta.iter().zip(tb).enumerate() {
+        let (u, v) = f(f64::from(x), f64::from(y));
+        acc[0][l] += u;
+        acc[1][l] += v;
+    }
+}
+
+fn lane_total(lanes: &[f64; LANES]) -> f64 {
+    lanes.iter().sum()
+}
+
+/// The per-channel statistics of `x` `[n, c, h, w]` (contiguous).
+fn channel_stats(x: &[f32], d: Dims) -> Result<Vec<Stats>> {
+    d.check("input", x)?;
+    let channels: Vec<usize> = (0..d.c).collect();
+    Ok(map_ordered(&channels, |ch| {
+        let shift = d.planes(x, ch).flatten().next().map_or(0.0, |&v| f64::from(v));
+        let mut acc = [[0.0; LANES]; 2];
+        for plane in d.planes(x, ch) {
+            fold_lanes(plane, plane, &mut acc, |v, _| {
+                let t = v - shift;
+                (t, t * t)
+            });
+        }
+        let (s1, s2, m) = (lane_total(&acc[0]), lane_total(&acc[1]), d.count());
+        let mean = s1 / m;
+        Stats { mean: shift + mean, var: (s2 / m - mean * mean).max(0.0) }
+    }))
+}
+
+/// `f(plane, channel, out)` for every plane of `out` (`[n, c, h, w]`), spread over the pool.
+fn for_each_plane(out: &mut [f32], d: Dims, f: impl Fn(usize, usize, &mut [f32]) + Sync) {
+    let per = d.planes_per_task();
+    for_each_chunk_mut(out, per * d.hw, |t, chunk| {
+        for (i, dst) in chunk.chunks_exact_mut(d.hw).enumerate() {
+            let p = t * per + i;
+            f(p, p % d.c.max(1), dst);
+        }
+    });
+}
+
+/// `(1 / sqrt(var + eps))` per channel.
+fn inverse_std(stats: &[Stats], eps: f64) -> Vec<f64> {
+    stats.iter().map(|s| 1.0 / (s.var + eps).sqrt()).collect()
+}
+
+/// The fused training batch norm, a [`CustomOp3`] on (input `[n, c, h, w]`, weight `[c]`,
+/// bias `[c]`) with the input's statistics computed beforehand ([`batch_norm_train`]).
+#[derive(Debug)]
+struct FusedBatchNorm {
+    eps: f64,
+    stats: Arc<[Stats]>,
+}
+
+impl FusedBatchNorm {
+    /// The shapes of `x`, checked against the statistics and the `[c]` operands.
+    fn dims(&self, x: &[usize], weight: &[usize], bias: &[usize]) -> Result<Dims> {
+        let d = Dims::new(x)?;
+        if weight != [d.c] || bias != [d.c] || self.stats.len() != d.c {
+            bail!(
+                "fused batch norm: input {x:?} needs weight and bias [c] and its statistics, got {weight:?}, {bias:?} and {}",
+                self.stats.len()
+            )
+        }
+        Ok(d)
+    }
+}
+
+impl CustomOp3 for FusedBatchNorm {
+    fn name(&self) -> &'static str {
+        "fused-batch-norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = self.dims(l1.dims(), l2.dims(), l3.dims())?;
+        let (x, w, b) = (cpu_values(s1, l1)?, cpu_values(s2, l2)?, cpu_values(s3, l3)?);
+        d.check("input", x)?;
+        let invstd = inverse_std(&self.stats, self.eps);
+        // Per channel: y = (x - mean) * scale + bias, in f64 so that a large mean cancels
+        // exactly before the rounding to f32.
+        let coef: Vec<(f64, f64, f64)> = (0..d.c)
+            .map(|ch| (self.stats[ch].mean, invstd[ch] * f64::from(w[ch]), f64::from(b[ch])))
+            .collect();
+        let mut out = vec![0.0f32; x.len()];
+        for_each_plane(&mut out, d, |p, ch, dst| {
+            let (mean, scale, shift) = coef[ch];
+            let src = &x[p * d.hw..][..d.hw];
+            for (y, &v) in dst.iter_mut().zip(src) {
+                *y = ((f64::from(v) - mean) * scale + shift) as f32;
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from(l1.dims())))
+    }
+
+    fn bwd(&self, x: &CTensor, w: &CTensor, b: &CTensor, _res: &CTensor, grad: &CTensor) -> Result<Grads> {
+        let d = self.dims(x.dims(), w.dims(), b.dims())?;
+        if grad.dims() != x.dims() {
+            bail!("fused batch norm backward: gradient {:?} does not match the output", grad.dims())
+        }
+        let need_x = x.track_op();
+        let (dx, dw, db) =
+            with_host(x, |xv| with_host(w, |wv| with_host(grad, |gv| self.backward(d, xv, wv, gv, need_x))))?;
+        let on_cpu = |values: Vec<f32>, shape: &[usize]| CTensor::from_vec(values, shape, &Device::Cpu);
+        let dx = dx.map(|dx| on_cpu(dx, x.dims())).transpose()?;
+        let dw = if w.track_op() { Some(on_cpu(dw, &[d.c])?) } else { None };
+        let db = if b.track_op() { Some(on_cpu(db, &[d.c])?) } else { None };
+        Ok((dx, dw, db))
+    }
+}
+
+/// The gradients of the three operands, each where needed.
+type Grads = (Option<CTensor>, Option<CTensor>, Option<CTensor>);
+
+/// Host gradients `(dx, dweight, dbias)`; `dx` only where needed.
+type HostGrads = (Option<Vec<f32>>, Vec<f32>, Vec<f32>);
+
+impl FusedBatchNorm {
+    /// `(dx, dweight, dbias)` for the output gradient `dy`; `dx` only when `need_x`.
+    fn backward(&self, d: Dims, x: &[f32], w: &[f32], dy: &[f32], need_x: bool) -> Result<HostGrads> {
+        d.check("input", x)?;
+        d.check("output gradient", dy)?;
+        let invstd = inverse_std(&self.stats, self.eps);
+        let channels: Vec<usize> = (0..d.c).collect();
+        // Per channel: (sum(dy), sum(dy * xhat)).
+        let sums = map_ordered(&channels, |ch| {
+            let mean = self.stats[ch].mean;
+            let mut acc = [[0.0; LANES]; 2];
+            for (xp, gp) in d.planes(x, ch).zip(d.planes(dy, ch)) {
+                fold_lanes(xp, gp, &mut acc, |v, g| (g, g * (v - mean)));
+            }
+            (lane_total(&acc[0]), lane_total(&acc[1]) * invstd[ch])
+        });
+        if sums.len() != d.c {
+            bail!("fused batch norm backward: a channel's reduction did not run")
+        }
+        let dx = need_x.then(|| {
+            let m = d.count();
+            // dx = k (dy - dbias / m - (x - mean) * invstd * dweight / m), k = weight * invstd.
+            let coef: Vec<(f64, f64, f64, f64)> = (0..d.c)
+                .map(|ch| {
+                    let (dbias, dweight) = sums[ch];
+                    let k = f64::from(w[ch]) * invstd[ch];
+                    (k, dbias / m, self.stats[ch].mean, invstd[ch] * dweight / m)
+                })
+                .collect();
+            let mut dx = vec![0.0f32; x.len()];
+            for_each_plane(&mut dx, d, |p, ch, dst| {
+                let (k, mean_dy, mean, cx) = coef[ch];
+                let (xp, gp) = (&x[p * d.hw..][..d.hw], &dy[p * d.hw..][..d.hw]);
+                for ((out, &v), &g) in dst.iter_mut().zip(xp).zip(gp) {
+                    *out = (k * (f64::from(g) - mean_dy - (f64::from(v) - mean) * cx)) as f32;
+                }
+            });
+            dx
+        });
+        let dw = sums.iter().map(|&(_, dw)| dw as f32).collect();
+        let db = sums.iter().map(|&(db, _)| db as f32).collect();
+        Ok((dx, dw, db))
+    }
+}
+
+/// Training-mode batch norm of `x` `[n, c, h, w]` (`f32` on the CPU, `n h w >= 2`) with
+/// `weight` and `bias` `[c]`: the output, with gradients for all three, and the detached batch
+/// mean and biased variance `[c]`.
+pub(crate) fn batch_norm_train(
+    x: &CTensor,
+    weight: &CTensor,
+    bias: &CTensor,
+    eps: f64,
+) -> Result<(CTensor, CTensor, CTensor)> {
+    let x = x.contiguous()?;
+    let d = Dims::new(x.dims())?;
+    let stats: Arc<[Stats]> = with_host(&x, |xv| channel_stats(xv, d))?.into();
+    let op = FusedBatchNorm { eps, stats: Arc::clone(&stats) };
+    let out = x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
+    let column = |f: fn(&Stats) -> f64| {
+        CTensor::from_vec(stats.iter().map(|s| f(s) as f32).collect::<Vec<_>>(), d.c, &Device::Cpu)
+    };
+    Ok((out, column(|s| s.mean)?, column(|s| s.var)?))
+}
