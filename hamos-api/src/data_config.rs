@@ -152,13 +152,19 @@ impl DataConfig {
             if let DatasetSpec::Noise { kind, count } = &set.dataset {
                 positive("data.ood.count", *count)?;
                 if kind != "gaussian" && kind != "uniform" {
-                    return Err(Error::invalid("data.ood.kind", format!("`{kind}`: use `gaussian` or `uniform`")));
+                    return Err(Error::invalid(
+                        "data.ood.kind",
+                        format!("`{kind}`: use `gaussian` or `uniform`"),
+                    ));
                 }
             }
         }
         if let DatasetSpec::Cifar { classes, .. } = &self.train {
             if *classes != 10 && *classes != 100 {
-                return Err(Error::invalid("data.train.classes", format!("{classes}: CIFAR has 10 or 100 classes")));
+                return Err(Error::invalid(
+                    "data.train.classes",
+                    format!("{classes}: CIFAR has 10 or 100 classes"),
+                ));
             }
         }
         Ok(())

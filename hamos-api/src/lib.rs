@@ -38,8 +38,8 @@ pub use params::{join_name, Forward, Mode, Param, ParamKind, ParamStore};
 pub use plugin::*;
 pub use registry::{PluginKind, PluginRegistration};
 pub use tensor::{
-    broadcast_shape, resolve_kth_tie, BatchNormOutput, select_kth, BinaryOp, CmpOp, DType, KthSelection, ModuleOps, ReduceOp,
-    Tensor, TensorImpl, UnaryOp, Window,
+    broadcast_shape, resolve_kth_tie, select_kth, BatchNormOutput, BinaryOp, CmpOp, DType, KthSelection,
+    ModuleOps, ReduceOp, Tensor, TensorImpl, UnaryOp, Window,
 };
 
 #[doc(hidden)]

@@ -60,9 +60,17 @@ pub fn open_backend(config: &RunConfig) -> Result<std::sync::Arc<dyn hamos_api::
 
 /// `hamos train`: writes the resolved config into `dir`, pretrains (or loads the cached or given
 /// classifier) and fine-tunes, logging every step's diagnostics to `dir/diagnostics.jsonl`.
-pub fn train_command(config: &RunConfig, dir: &std::path::Path, resume: bool, with_outliers: bool) -> Result<train::Trained> {
-    std::fs::write(dir.join("config.toml"), config.to_toml()?)
-        .map_err(|source| Error::Io { op: "writing", path: dir.join("config.toml"), source })?;
+pub fn train_command(
+    config: &RunConfig,
+    dir: &std::path::Path,
+    resume: bool,
+    with_outliers: bool,
+) -> Result<train::Trained> {
+    std::fs::write(dir.join("config.toml"), config.to_toml()?).map_err(|source| Error::Io {
+        op: "writing",
+        path: dir.join("config.toml"),
+        source,
+    })?;
     let progress = train::progress::Progress::new(true).with_diagnostics(&dir.join("diagnostics.jsonl"))?;
     let data = train::prepare(config)?;
     let start = train::pretrained(config, &data, &progress)?;

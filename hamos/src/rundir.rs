@@ -27,8 +27,11 @@ pub fn create(dir: Option<PathBuf>, name: &str) -> Result<PathBuf> {
         let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         PathBuf::from("runs").join(format!("{}-{name}", utc_stamp(secs)))
     });
-    std::fs::create_dir_all(dir.join("checkpoints"))
-        .map_err(|source| Error::Io { op: "creating run directory", path: dir.clone(), source })?;
+    std::fs::create_dir_all(dir.join("checkpoints")).map_err(|source| Error::Io {
+        op: "creating run directory",
+        path: dir.clone(),
+        source,
+    })?;
     Ok(dir)
 }
 

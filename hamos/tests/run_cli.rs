@@ -50,9 +50,11 @@ fn run_writes_the_run_directory_and_its_metrics_recompute() {
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{plot}");
     }
     assert!(out.join("checkpoints/hamos.safetensors").is_file());
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     let records = json["records"].as_array().unwrap();
-    let models: std::collections::BTreeSet<&str> = records.iter().map(|r| r["model"].as_str().unwrap()).collect();
+    let models: std::collections::BTreeSet<&str> =
+        records.iter().map(|r| r["model"].as_str().unwrap()).collect();
     assert_eq!(models, ["cider_only", "hamos", "pretrained"].into_iter().collect());
     for r in records {
         for field in ["fpr95", "auroc", "aupr_in", "aupr_out", "id_acc"] {
@@ -66,7 +68,19 @@ fn run_writes_the_run_directory_and_its_metrics_recompute() {
     let ood = read_npy(&out.join("scores/hamos/knn/mnist.npy"));
     let wins: f64 = id
         .iter()
-        .map(|a| ood.iter().map(|b| if a > b { 1.0 } else if a == b { 0.5 } else { 0.0 }).sum::<f64>())
+        .map(|a| {
+            ood.iter()
+                .map(|b| {
+                    if a > b {
+                        1.0
+                    } else if a == b {
+                        0.5
+                    } else {
+                        0.0
+                    }
+                })
+                .sum::<f64>()
+        })
         .sum();
     let auroc = wins / (id.len() * ood.len()) as f64;
     assert!((auroc - record["auroc"].as_f64().unwrap()).abs() < 1e-12, "{auroc} vs {record}");

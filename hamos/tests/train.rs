@@ -38,7 +38,13 @@ fn backends() -> Vec<&'static str> {
 }
 
 fn options(dir: &std::path::Path, label: &str) -> TrainOptions {
-    TrainOptions { out_dir: dir.to_path_buf(), label: label.into(), with_outliers: true, resume: false, stop_after_epochs: None }
+    TrainOptions {
+        out_dir: dir.to_path_buf(),
+        label: label.into(),
+        with_outliers: true,
+        resume: false,
+        stop_after_epochs: None,
+    }
 }
 
 fn host(params: &ParamStore) -> Vec<(String, Vec<f32>)> {
@@ -58,11 +64,15 @@ fn each_loss_fine_tunes_on_every_backend() {
             let data = train::prepare(&config).unwrap();
             let start = train::pretrained(&config, &data, &progress).unwrap();
             let dir = tempfile::tempdir().unwrap();
-            let trained = train::finetune(&config, &data, &start, &options(dir.path(), loss), &progress).unwrap();
+            let trained =
+                train::finetune(&config, &data, &start, &options(dir.path(), loss), &progress).unwrap();
             let losses: Vec<f64> = trained.history.iter().map(|e| e.loss).collect();
             assert_eq!(losses.len(), 3);
             assert!(losses[2] < losses[0], "{backend} {loss}: epoch losses {losses:?} did not fall");
-            assert!(trained.history.iter().all(|e| e.acceptance > 0.0), "{backend} {loss}: no outlier accepted");
+            assert!(
+                trained.history.iter().all(|e| e.acceptance > 0.0),
+                "{backend} {loss}: no outlier accepted"
+            );
             assert!(trained.checkpoint.is_file());
         }
     }
@@ -93,7 +103,9 @@ fn outliers_reach_the_loss() {
                 learning_rate: 0.01,
                 with_outliers,
             };
-            let report = hamos_step(&inputs, &mut params, &mut sgd, &mut buffer, &mut hamos_api::rng_from_seed(seed)).unwrap();
+            let report =
+                hamos_step(&inputs, &mut params, &mut sgd, &mut buffer, &mut hamos_api::rng_from_seed(seed))
+                    .unwrap();
             (host(&params), report)
         };
         let (with, report) = run(true, 1);
@@ -102,12 +114,21 @@ fn outliers_reach_the_loss() {
         assert!(report.outliers > 0 && report.ood.is_finite() && report.ood > 0.0, "{backend}: {report:?}");
         assert_eq!(plain.outliers, 0);
         let differs = |a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)], name: &str| {
-            let (x, y) = (&a.iter().find(|(n, _)| n == name).unwrap().1, &b.iter().find(|(n, _)| n == name).unwrap().1);
+            let (x, y) = (
+                &a.iter().find(|(n, _)| n == name).unwrap().1,
+                &b.iter().find(|(n, _)| n == name).unwrap().1,
+            );
             x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max)
         };
         for name in ["backbone.conv1.weight", "head.2.weight"] {
-            assert!(differs(&with, &without, name) > 1e-7, "{backend}: {name} moved the same without outliers");
-            assert!(differs(&with, &other_outliers, name) > 1e-8, "{backend}: {name} ignores which outliers were drawn");
+            assert!(
+                differs(&with, &without, name) > 1e-7,
+                "{backend}: {name} moved the same without outliers"
+            );
+            assert!(
+                differs(&with, &other_outliers, name) > 1e-8,
+                "{backend}: {name} ignores which outliers were drawn"
+            );
         }
     }
 }
@@ -119,15 +140,26 @@ fn resume_after_a_kill_reproduces_the_weights() {
     let data = train::prepare(&config).unwrap();
     let start = train::pretrained(&config, &data, &progress).unwrap();
     let whole = tempfile::tempdir().unwrap();
-    let uninterrupted = train::finetune(&config, &data, &start, &options(whole.path(), "hamos"), &progress).unwrap();
+    let uninterrupted =
+        train::finetune(&config, &data, &start, &options(whole.path(), "hamos"), &progress).unwrap();
     let killed = tempfile::tempdir().unwrap();
     let first = TrainOptions { stop_after_epochs: Some(1), ..options(killed.path(), "hamos") };
     let partial = train::finetune(&config, &data, &start, &first, &progress).unwrap();
     assert_eq!(partial.history.len(), 1);
-    let resumed = train::finetune(&config, &data, &start, &TrainOptions { resume: true, ..options(killed.path(), "hamos") }, &progress)
-        .unwrap();
+    let resumed = train::finetune(
+        &config,
+        &data,
+        &start,
+        &TrainOptions { resume: true, ..options(killed.path(), "hamos") },
+        &progress,
+    )
+    .unwrap();
     assert_eq!(resumed.history.len(), 1, "the resumed run trains the second epoch only");
-    assert_eq!(host(&resumed.params), host(&uninterrupted.params), "resumed weights differ from the uninterrupted run");
+    assert_eq!(
+        host(&resumed.params),
+        host(&uninterrupted.params),
+        "resumed weights differ from the uninterrupted run"
+    );
 }
 
 #[test]
@@ -141,7 +173,13 @@ fn a_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint() {
     let good = train::finetune(&config, &data, &start, &first, &progress).unwrap();
     let saved = std::fs::read(&good.checkpoint).unwrap();
     let exploding = self::config("candle", &["train.learning_rate=1e30"]);
-    let err = match train::finetune(&exploding, &data, &start, &TrainOptions { resume: true, ..options(dir.path(), "hamos") }, &progress) {
+    let err = match train::finetune(
+        &exploding,
+        &data,
+        &start,
+        &TrainOptions { resume: true, ..options(dir.path(), "hamos") },
+        &progress,
+    ) {
         Ok(_) => panic!("a learning rate of 1e30 trained without a non-finite loss"),
         Err(e) => e.to_string(),
     };

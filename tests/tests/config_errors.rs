@@ -48,7 +48,8 @@ fn invalid_value_names_the_field_and_range() {
 
 #[test]
 fn missing_file_is_named() {
-    let sources = ConfigSources { base: None, file: Some("no/such/run.toml".into()), env: false, overrides: vec![] };
+    let sources =
+        ConfigSources { base: None, file: Some("no/such/run.toml".into()), env: false, overrides: vec![] };
     let message = one_line(sources.load());
     assert!(message.contains("no/such/run.toml"), "{message}");
 }

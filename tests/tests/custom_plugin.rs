@@ -14,7 +14,8 @@ fn custom_sampler_is_registered() {
 fn custom_sampler_is_selected_from_a_toml_file() {
     let (_dir, path) =
         write_config("run.toml", "[sampler]\nkind = \"midpoint_jitter\"\nstep_size = 0.3\n").unwrap();
-    let config = ConfigSources { base: None, file: Some(path), env: false, overrides: vec![] }.load().unwrap();
+    let config =
+        ConfigSources { base: None, file: Some(path), env: false, overrides: vec![] }.load().unwrap();
     let resolved = config.to_toml().unwrap();
     assert!(resolved.contains("kind = \"midpoint_jitter\""), "{resolved}");
     assert!(resolved.contains("step_size = 0.3"), "{resolved}");
@@ -25,8 +26,10 @@ fn custom_sampler_is_selected_from_a_toml_file() {
 fn custom_sampler_fields_are_checked() {
     let (_dir, path) =
         write_config("run.toml", "[sampler]\nkind = \"midpoint_jitter\"\nleapfrog_steps = 3\n").unwrap();
-    let error =
-        ConfigSources { base: None, file: Some(path), env: false, overrides: vec![] }.load().unwrap_err().to_string();
+    let error = ConfigSources { base: None, file: Some(path), env: false, overrides: vec![] }
+        .load()
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("leapfrog_steps"), "{error}");
     assert!(!error.contains('\n'), "one line: {error}");
 }

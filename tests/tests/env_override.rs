@@ -11,7 +11,8 @@ fn environment_selects_the_custom_sampler_over_the_file() {
     std::env::set_var("HAMOS_SAMPLER__STEP_SIZE", "0.05");
     let loaded = ConfigSources { base: None, file: Some(path.clone()), env: true, overrides: vec![] }.load();
     let with_set =
-        ConfigSources { base: None, file: Some(path), env: true, overrides: vec!["sampler.rounds=7".into()] }.load();
+        ConfigSources { base: None, file: Some(path), env: true, overrides: vec!["sampler.rounds=7".into()] }
+            .load();
     std::env::remove_var("HAMOS_SAMPLER__KIND");
     std::env::remove_var("HAMOS_SAMPLER__STEP_SIZE");
     let resolved = loaded.unwrap().to_toml().unwrap();

@@ -25,7 +25,12 @@ impl ModuleOps for TchTensor {
 
     /// libtorch's own kernel: `native_batch_norm` in training mode without running buffers (the
     /// caller blends them), giving the batch mean and `1 / sqrt(var + eps)`.
-    fn fused_batch_norm_train(&self, weight: &Tensor, bias: &Tensor, eps: f64) -> Option<Result<BatchNormOutput>> {
+    fn fused_batch_norm_train(
+        &self,
+        weight: &Tensor,
+        bias: &Tensor,
+        eps: f64,
+    ) -> Option<Result<BatchNormOutput>> {
         let run = || -> Result<BatchNormOutput> {
             let (w, b) = (self.operand("batch_norm_train", weight)?, self.operand("batch_norm_train", bias)?);
             let none: Option<&tch::Tensor> = None;

@@ -72,7 +72,12 @@ pub trait ModuleOps {
     /// `[n, c, h, w]` `self` with `n h w >= 2` and `[c]` weight and bias), or `None` to compose it
     /// from the core ops. Overrides must give gradients with respect to `self`, `weight` and
     /// `bias`; the returned statistics are detached.
-    fn fused_batch_norm_train(&self, _weight: &Tensor, _bias: &Tensor, _eps: f64) -> Option<Result<BatchNormOutput>> {
+    fn fused_batch_norm_train(
+        &self,
+        _weight: &Tensor,
+        _bias: &Tensor,
+        _eps: f64,
+    ) -> Option<Result<BatchNormOutput>> {
         None
     }
 }
@@ -148,12 +153,19 @@ impl Tensor {
         if x.len() != 4 || weight.dims() != [x[1]] || bias.dims() != [x[1]] {
             return Err(Error::shape(
                 OP,
-                format!("input {x:?} needs weight and bias [c], got {:?} and {:?}", weight.dims(), bias.dims()),
+                format!(
+                    "input {x:?} needs weight and bias [c], got {:?} and {:?}",
+                    weight.dims(),
+                    bias.dims()
+                ),
             ));
         }
         let count = x[0] * x[2] * x[3];
         if count < 2 {
-            return Err(Error::shape(OP, format!("needs more than one value per channel in training, got {x:?}")));
+            return Err(Error::shape(
+                OP,
+                format!("needs more than one value per channel in training, got {x:?}"),
+            ));
         }
         if let Some(fused) = self.inner().fused_batch_norm_train(weight, bias, eps) {
             return fused;

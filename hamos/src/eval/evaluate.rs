@@ -63,7 +63,10 @@ pub struct MetricRecord {
 /// The classification layer `prefix.fc` of `params`.
 pub fn linear_head(params: &ParamStore, prefix: &str) -> Result<LinearHead> {
     let name = |leaf: &str| hamos_api::join_name(prefix, leaf);
-    Ok(LinearHead { weight: params.get(&name("fc.weight"))?.detach()?, bias: params.get(&name("fc.bias"))?.detach()? })
+    Ok(LinearHead {
+        weight: params.get(&name("fc.weight"))?.detach()?,
+        bias: params.get(&name("fc.bias"))?.detach()?,
+    })
 }
 
 /// A scorer's input for one set: embeddings (the projected ones, or the normalized features for
@@ -109,7 +112,9 @@ pub fn score_model(
     scorer: &dyn Scorer,
 ) -> Result<Scores> {
     if scorer.consumes().contains(&Consumes::InputGradients) {
-        return Err(Error::Data(format!("scorer `{name}` needs input gradients, which this evaluation does not pass")));
+        return Err(Error::Data(format!(
+            "scorer `{name}` needs input gradients, which this evaluation does not pass"
+        )));
     }
     let head = outputs.head.as_ref();
     let fitted = scorer.fit(&score_input(backend, &outputs.train, head, true)?)?;

@@ -9,15 +9,18 @@ use std::time::Instant;
 use hamos_api::{ClassBank, Error, Result, RunConfig, ScoreInput, SynthesisInput};
 use hamos_nn::DualHeadNet;
 
-use super::evaluate::{default_scorer, linear_head, records, score_model, MetricRecord, ModelOutputs, Scores};
+use super::evaluate::{
+    default_scorer, linear_head, records, score_model, MetricRecord, ModelOutputs, Scores,
+};
 use super::{plots, report};
 use crate::data::{self, ImageSet};
 use crate::train::embed::{embed_classifier, embed_dual, Embedded};
 use crate::train::progress::Progress;
-use crate::train::{self, Prepared, Trained, TrainOptions};
+use crate::train::{self, Prepared, TrainOptions, Trained};
 
 /// Post-hoc scorers evaluated on the pretrained classifier, when registered.
-pub const POST_HOC: [&str; 8] = ["msp", "energy", "maxlogit", "knn", "mahalanobis", "ash", "scale", "relation"];
+pub const POST_HOC: [&str; 8] =
+    ["msp", "energy", "maxlogit", "knn", "mahalanobis", "ash", "scale", "relation"];
 
 /// What `hamos run` produced.
 pub struct JobOutcome {
@@ -102,10 +105,11 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
     let norm = &prepared.normalizer;
     let backend = start.params.backend().clone();
     let bar = progress.bar("evaluate", 3);
-    let pass_all = |f: &dyn Fn(&ImageSet) -> Result<Embedded>| -> Result<(Embedded, Embedded, Vec<(String, Embedded)>)> {
-        let ood = ood_sets.iter().map(|s| Ok((s.name.clone(), f(s)?))).collect::<Result<Vec<_>>>()?;
-        Ok((f(&prepared.train)?, f(&id_test)?, ood))
-    };
+    let pass_all =
+        |f: &dyn Fn(&ImageSet) -> Result<Embedded>| -> Result<(Embedded, Embedded, Vec<(String, Embedded)>)> {
+            let ood = ood_sets.iter().map(|s| Ok((s.name.clone(), f(s)?))).collect::<Result<Vec<_>>>()?;
+            Ok((f(&prepared.train)?, f(&id_test)?, ood))
+        };
     let mut models = Vec::new();
     let (train_rows, id_rows, ood_rows) =
         pass_all(&|s: &ImageSet| embed_classifier(&start.net, &start.params, s, norm, chunk))?;
@@ -151,11 +155,15 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
     report::write_metrics(dir, &all_records)?;
 
     let t = Instant::now();
-    let hamos_scores = all_scores.iter().find(|s| s.model == "hamos").ok_or_else(|| Error::Data("no HamOS scores".into()))?;
+    let hamos_scores = all_scores
+        .iter()
+        .find(|s| s.model == "hamos")
+        .ok_or_else(|| Error::Data("no HamOS scores".into()))?;
     let outliers = synthesize_final(config, &hamos, &models[1])?;
     let outlier_scores = score_outliers(config, &backend, &models[1], &outliers)?;
     report::write_scores(&dir.join("scores/hamos/outliers.npy"), &outlier_scores)?;
-    let ood_refs: Vec<(&str, &[f64])> = hamos_scores.ood.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let ood_refs: Vec<(&str, &[f64])> =
+        hamos_scores.ood.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
     plots::score_histograms(
         &dir.join("plots/hamos_scores.png"),
         &format!("HamOS, {scorer_name} scores"),
@@ -163,10 +171,22 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
         &ood_refs,
         (!outlier_scores.is_empty()).then_some(outlier_scores.as_slice()),
     )?;
-    plots::roc_curves(&dir.join("plots/hamos_roc.png"), &format!("HamOS, {scorer_name}: ROC"), &hamos_scores.id, &ood_refs)?;
+    plots::roc_curves(
+        &dir.join("plots/hamos_roc.png"),
+        &format!("HamOS, {scorer_name}: ROC"),
+        &hamos_scores.id,
+        &ood_refs,
+    )?;
     if let Some(baseline) = all_scores.iter().find(|s| s.model == "pretrained" && s.scorer == "msp") {
-        let refs: Vec<(&str, &[f64])> = baseline.ood.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
-        plots::score_histograms(&dir.join("plots/pretrained_msp_scores.png"), "pretrained, MSP scores", &baseline.id, &refs, None)?;
+        let refs: Vec<(&str, &[f64])> =
+            baseline.ood.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+        plots::score_histograms(
+            &dir.join("plots/pretrained_msp_scores.png"),
+            "pretrained, MSP scores",
+            &baseline.id,
+            &refs,
+            None,
+        )?;
     }
     let train_labels = models[1].train.labels.clone().unwrap_or_default();
     plots::embedding_projection(
@@ -182,7 +202,11 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
     for summary in hamos.history.iter().chain(&id_only.history) {
         notes.push(format!(
             "epoch {}: loss {:.4}, acceptance {:.3}, validation accuracy {:.4}, {:.0} img/s",
-            summary.epoch, summary.loss, summary.acceptance, summary.validation_accuracy, summary.images_per_second
+            summary.epoch,
+            summary.loss,
+            summary.acceptance,
+            summary.validation_accuracy,
+            summary.images_per_second
         ));
     }
     notes.push(format!("total: {:.1} s", started.elapsed().as_secs_f64()));
@@ -196,12 +220,19 @@ fn synthesize_final(config: &RunConfig, trained: &Trained, outputs: &ModelOutput
     let backend = trained.params.backend().clone();
     let rows = &outputs.train;
     let labels: Vec<usize> = rows.labels.as_deref().unwrap_or(&[]).iter().map(|&l| l as usize).collect();
-    let bank =
-        ClassBank::from_rows(&backend, &rows.embeddings, rows.embedding_dim, &labels, rows.classes, config.train.buffer_size)?;
+    let bank = ClassBank::from_rows(
+        &backend,
+        &rows.embeddings,
+        rows.embedding_dim,
+        &labels,
+        rows.classes,
+        config.train.buffer_size,
+    )?;
     let prototypes = trained.params.get(DualHeadNet::PROTOTYPES)?.clone();
     let input = SynthesisInput { bank: &bank, prototypes: &prototypes };
     let mut rng = hamos_api::rng_from_seed(config.seed ^ 0x504c_4f54);
-    let synthesis = config.sampler.synthesize(&input, config.energy.as_ref(), config.barrier.as_ref(), &mut rng)?;
+    let synthesis =
+        config.sampler.synthesize(&input, config.energy.as_ref(), config.barrier.as_ref(), &mut rng)?;
     synthesis.outliers.to_vec_f32()
 }
 

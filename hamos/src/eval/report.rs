@@ -109,7 +109,9 @@ pub fn table(records: &[MetricRecord]) -> String {
 
 /// `report.md`: the table, the conventions and what produced it.
 pub fn write_report(dir: &Path, records: &[MetricRecord], notes: &[String]) -> Result<()> {
-    let mut text = String::from("# HamOS run report\n\nFPR95 and AUROC in percent (lower FPR95 and higher AUROC are better).\n\n");
+    let mut text = String::from(
+        "# HamOS run report\n\nFPR95 and AUROC in percent (lower FPR95 and higher AUROC are better).\n\n",
+    );
     text.push_str(&table(records));
     let _ = write!(text, "\nConventions: {CONVENTIONS}\n\n");
     for note in notes {

@@ -96,7 +96,9 @@ impl EmbeddingBuffer {
             || meta[..self.classes].iter().any(|&n| n < 0 || n as usize > self.capacity)
             || meta[self.classes..].iter().any(|&n| n < 0 || n as usize >= self.capacity);
         if bad {
-            return Err(Error::Data("checkpoint: the embedding buffer does not fit this run's buffer size".into()));
+            return Err(Error::Data(
+                "checkpoint: the embedding buffer does not fit this run's buffer size".into(),
+            ));
         }
         self.rows = rows;
         self.counts = meta[..self.classes].iter().map(|&n| n as usize).collect();

@@ -58,7 +58,10 @@ impl Embedded {
 
 /// Index of the largest value (first on ties).
 pub fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+        .0
 }
 
 /// Passes `set` through `net` (dual head) in evaluation mode, `chunk` images at a time.

@@ -57,7 +57,8 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
         )));
     }
     crate::data::check_id_set(&full, full.classes)?;
-    let limited = if data.train_limit > 0 { crate::data::limit_per_class(&full, data.train_limit)? } else { full };
+    let limited =
+        if data.train_limit > 0 { crate::data::limit_per_class(&full, data.train_limit)? } else { full };
     let (train, validation) = crate::data::split_validation(&limited, data.validation_fraction, config.seed)?;
     let normalizer = Normalizer::from_config(data)?;
     normalizer.check(shape)?;
@@ -133,7 +134,8 @@ pub fn pretrained(config: &RunConfig, data: &Prepared, progress: &Progress) -> R
 
 /// A seed for one stream of draws at one step, from the run's seed (splitmix64 mixing).
 pub fn stream_seed(seed: u64, epoch: usize, step: usize, stream: u64) -> u64 {
-    let mut z = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (step as u64).rotate_left(32) ^ stream;
+    let mut z =
+        seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (step as u64).rotate_left(32) ^ stream;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -162,7 +164,8 @@ pub fn finetune(
     let mut sgd = Sgd::new(sgd_config)?;
     let steps_per_epoch = data.train.len() / config.train.batch_size;
     let epochs = config.train.epochs;
-    let schedule = CosineSchedule { base: sgd_config.learning_rate, min: 0.0, total: epochs * steps_per_epoch };
+    let schedule =
+        CosineSchedule { base: sgd_config.learning_rate, min: 0.0, total: epochs * steps_per_epoch };
     let checkpoint = options.out_dir.join("checkpoints").join(format!("{}.safetensors", options.label));
     let mut at = state::Position { epoch: 0, step: 0, seed: config.seed };
     if options.resume && checkpoint.is_file() {
@@ -204,15 +207,16 @@ pub fn finetune(
                 with_outliers: options.with_outliers,
             };
             let mut rng = hamos_api::rng_from_seed(stream_seed(config.seed, epoch, k, SAMPLER_STREAM));
-            let mut report = hamos_step(&inputs, &mut params, &mut sgd, &mut buffer, &mut rng).map_err(|e| {
-                Error::Data(format!(
-                    "{} fine-tuning, epoch {} step {}: {e}; the last good checkpoint is {}",
-                    options.label,
-                    epoch + 1,
-                    at.step,
-                    checkpoint.display()
-                ))
-            })?;
+            let mut report =
+                hamos_step(&inputs, &mut params, &mut sgd, &mut buffer, &mut rng).map_err(|e| {
+                    Error::Data(format!(
+                        "{} fine-tuning, epoch {} step {}: {e}; the last good checkpoint is {}",
+                        options.label,
+                        epoch + 1,
+                        at.step,
+                        checkpoint.display()
+                    ))
+                })?;
             report.epoch = epoch;
             report.step = at.step;
             progress.record(&report)?;
@@ -275,7 +279,8 @@ pub fn start_state(config: &RunConfig, data: &Prepared, start: &Pretrained) -> R
     let backend = start.params.backend().clone();
     let backbone = clone_backbone(config.model.as_ref())?;
     let net = DualHeadNet::new(backbone, data.classes, config.train.feature_dim)?;
-    let mut params = net.init_store(backend.clone(), &mut hamos_api::rng_from_seed(config.seed ^ HEAD_STREAM))?;
+    let mut params =
+        net.init_store(backend.clone(), &mut hamos_api::rng_from_seed(config.seed ^ HEAD_STREAM))?;
     for (name, param) in start.params.iter() {
         params.set(name, &param.tensor)?;
     }
@@ -292,9 +297,13 @@ pub fn eval_chunk(config: &RunConfig) -> usize {
 }
 
 /// Normalized class means of `embedded`'s embeddings, `[classes, d]`.
-pub fn class_mean_prototypes(embedded: &Embedded, backend: &Arc<dyn hamos_api::Backend>) -> Result<hamos_api::Tensor> {
+pub fn class_mean_prototypes(
+    embedded: &Embedded,
+    backend: &Arc<dyn hamos_api::Backend>,
+) -> Result<hamos_api::Tensor> {
     let (classes, d) = (embedded.classes, embedded.embedding_dim);
-    let labels = embedded.labels.as_deref().ok_or_else(|| Error::Data("prototypes need labelled data".into()))?;
+    let labels =
+        embedded.labels.as_deref().ok_or_else(|| Error::Data("prototypes need labelled data".into()))?;
     let mut sums = vec![0f64; classes * d];
     let mut counts = vec![0usize; classes];
     for (row, &label) in embedded.embeddings.chunks(d).zip(labels) {

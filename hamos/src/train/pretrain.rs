@@ -26,7 +26,8 @@ pub fn cache_path(config: &RunConfig, backend: &str) -> Result<PathBuf> {
     let model = toml::to_string(&config.model).map_err(|e| Error::Config(format!("model: {e}")))?;
     let data = toml::to_string(&config.data).map_err(|e| Error::Config(format!("data: {e}")))?;
     let mut hasher = DefaultHasher::new();
-    (model, data, backend, config.seed, config.train.pretrain_epochs, config.train.batch_size).hash(&mut hasher);
+    (model, data, backend, config.seed, config.train.pretrain_epochs, config.train.batch_size)
+        .hash(&mut hasher);
     config.train.pretrain_learning_rate.to_bits().hash(&mut hasher);
     config.train.weight_decay.to_bits().hash(&mut hasher);
     env!("CARGO_PKG_VERSION").hash(&mut hasher);
@@ -61,7 +62,8 @@ pub fn pretrained(
     };
     let mut sgd = Sgd::new(sgd_config)?;
     let steps_per_epoch = data.train.len() / config.train.batch_size;
-    let schedule = CosineSchedule { base: sgd_config.learning_rate, min: 0.0, total: epochs * steps_per_epoch };
+    let schedule =
+        CosineSchedule { base: sgd_config.learning_rate, min: 0.0, total: epochs * steps_per_epoch };
     let bar = progress.bar("pretrain (cross-entropy)", (epochs * steps_per_epoch) as u64);
     let mut step = 0;
     for epoch in 0..epochs {

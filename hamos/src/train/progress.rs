@@ -50,9 +50,11 @@ impl Progress {
         let Some((path, writer)) = &self.diagnostics else { return Ok(()) };
         let line = serde_json::to_string(record).map_err(|e| Error::Data(format!("diagnostics: {e}")))?;
         let mut writer = writer.lock().map_err(|_| Error::Data("diagnostics writer poisoned".into()))?;
-        writeln!(writer, "{line}")
-            .and_then(|()| writer.flush())
-            .map_err(|source| Error::Io { op: "writing diagnostics", path: path.clone(), source })
+        writeln!(writer, "{line}").and_then(|()| writer.flush()).map_err(|source| Error::Io {
+            op: "writing diagnostics",
+            path: path.clone(),
+            source,
+        })
     }
 
     /// Prints a line above the bars.

@@ -28,7 +28,13 @@ pub struct Position {
 }
 
 /// Writes the training state to `path` (atomically).
-pub fn save(path: &Path, params: &ParamStore, sgd: &Sgd, buffer: &EmbeddingBuffer, at: Position) -> Result<()> {
+pub fn save(
+    path: &Path,
+    params: &ParamStore,
+    sgd: &Sgd,
+    buffer: &EmbeddingBuffer,
+    at: Position,
+) -> Result<()> {
     let backend = params.backend().clone();
     let (rows, meta) = buffer.state();
     let extra = [
@@ -53,9 +59,17 @@ pub fn save(path: &Path, params: &ParamStore, sgd: &Sgd, buffer: &EmbeddingBuffe
 }
 
 /// Restores the state saved at `path` into `params`, `sgd` and `buffer`; returns the position.
-pub fn load(path: &Path, params: &mut ParamStore, sgd: &mut Sgd, buffer: &mut EmbeddingBuffer) -> Result<Position> {
-    let bytes =
-        std::fs::read(path).map_err(|source| Error::Io { op: "reading checkpoint", path: path.to_path_buf(), source })?;
+pub fn load(
+    path: &Path,
+    params: &mut ParamStore,
+    sgd: &mut Sgd,
+    buffer: &mut EmbeddingBuffer,
+) -> Result<Position> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        op: "reading checkpoint",
+        path: path.to_path_buf(),
+        source,
+    })?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| Error::Data(format!("{}: not a safetensors file ({e})", path.display())))?;
     let meta = header.metadata().clone().unwrap_or_default();
@@ -71,11 +85,12 @@ pub fn load(path: &Path, params: &mut ParamStore, sgd: &mut Sgd, buffer: &mut Em
         )));
     }
     let number = |key: &str| -> Result<u64> {
-        meta.get(key)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| Error::Data(format!("{}: metadata `{key}` missing or not a number", path.display())))
+        meta.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| {
+            Error::Data(format!("{}: metadata `{key}` missing or not a number", path.display()))
+        })
     };
-    let at = Position { epoch: number("epoch")? as usize, step: number("step")? as usize, seed: number("seed")? };
+    let at =
+        Position { epoch: number("epoch")? as usize, step: number("step")? as usize, seed: number("seed")? };
 
     let mut file = checkpoint::read(path)?;
     let backend = params.backend().clone();

@@ -3,8 +3,8 @@
 //! the OOD-discernment loss on the outliers, then SGD and the EMA prototypes.
 
 use hamos_api::{
-    ContrastiveBatch, Error, Forward, OodLossForm, ParamStore, Result, RoundDiagnostics, RunConfig, SynthesisInput,
-    Tensor,
+    ContrastiveBatch, Error, Forward, OodLossForm, ParamStore, Result, RoundDiagnostics, RunConfig,
+    SynthesisInput, Tensor,
 };
 use hamos_losses::cider::update_prototypes;
 use hamos_losses::ood_discernment_loss;
@@ -71,8 +71,11 @@ pub fn hamos_step(
     let out = inputs.net.forward(&pass, inputs.views)?;
     let prototypes = params.get(DualHeadNet::PROTOTYPES)?.detach()?;
     let ce = cross_entropy(&out.logits, inputs.labels)?;
-    let batch =
-        ContrastiveBatch { embeddings: out.embeddings.clone(), labels: inputs.labels.clone(), prototypes: prototypes.clone() };
+    let batch = ContrastiveBatch {
+        embeddings: out.embeddings.clone(),
+        labels: inputs.labels.clone(),
+        prototypes: prototypes.clone(),
+    };
     let id_con = config.loss.loss(&batch)?.reshape(&[])?;
     let detached = out.embeddings.detach()?;
     buffer.push(&detached.to_vec_f32()?, inputs.host_labels)?;
@@ -82,13 +85,19 @@ pub fn hamos_step(
     if inputs.with_outliers && config.train.ood_weight > 0.0 {
         let bank = buffer.bank(params.backend())?;
         let input = SynthesisInput { bank: &bank, prototypes: &prototypes };
-        let synthesis = config.sampler.synthesize(&input, config.energy.as_ref(), config.barrier.as_ref(), rng)?;
+        let synthesis =
+            config.sampler.synthesize(&input, config.energy.as_ref(), config.barrier.as_ref(), rng)?;
         outliers = synthesis.tags.len();
         rounds = synthesis.rounds;
         if outliers > 0 {
             // Gradient reaches the network through prototypes moved by this batch's embeddings,
             // as CIDER's in-loss update does; the outliers themselves are detached samples.
-            let moved = update_prototypes(&prototypes, &out.embeddings, inputs.labels, config.train.prototype_momentum)?;
+            let moved = update_prototypes(
+                &prototypes,
+                &out.embeddings,
+                inputs.labels,
+                config.train.prototype_momentum,
+            )?;
             let printed = ood_discernment_loss(&synthesis.outliers, &moved, config.train.ood_temperature)?;
             let ood = match config.train.ood_loss {
                 OodLossForm::Uniform => printed.neg()?,

@@ -101,4 +101,3 @@ impl BatchNorm2d {
         join_name(&self.prefix, leaf)
     }
 }
-
