@@ -87,7 +87,7 @@ pub fn save(params: &ParamStore, path: &Path) -> Result<()> {
 
 /// Reads a safetensors file into named host tensors: `F32` data (F16, BF16 and F64 converted)
 /// and `I64` data (other integer types converted).
-pub fn read(path: &Path) -> Result<BTreeMap<String, (DType, Vec<usize>, HostData)>> {
+pub fn read(path: &Path) -> Result<HostFile> {
     let bytes = fs::read(path).map_err(|source| Error::Io {
         op: "reading checkpoint",
         path: path.to_path_buf(),
@@ -112,6 +112,9 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, (DType, Vec<usize>, HostData
     }
     Ok(out)
 }
+
+/// Tensors read from a file: name to dtype, shape and values.
+pub type HostFile = BTreeMap<String, (DType, Vec<usize>, HostData)>;
 
 /// Values of a tensor read from a file.
 #[derive(Debug, Clone)]
@@ -168,11 +171,7 @@ pub fn load(params: &mut ParamStore, path: &Path) -> Result<()> {
 }
 
 /// [`load`] from tensors already read from `path` (named in errors).
-pub fn load_host(
-    params: &mut ParamStore,
-    file: BTreeMap<String, (DType, Vec<usize>, HostData)>,
-    path: &Path,
-) -> Result<()> {
+pub fn load_host(params: &mut ParamStore, file: HostFile, path: &Path) -> Result<()> {
     let mut problems = Vec::new();
     for name in params.names() {
         let want = params.get(name)?;

@@ -1,4 +1,5 @@
 //! Safetensors checkpoints: round trips, and one-line errors naming the tensors at fault.
+#![allow(clippy::unwrap_used)] // test helpers: a failure there is a test failure
 
 mod common;
 

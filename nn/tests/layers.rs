@@ -1,4 +1,5 @@
 //! Layers and the optimizer against f64 references computed here, on every backend.
+#![allow(clippy::unwrap_used)] // test helpers: a failure there is a test failure
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! mode, against logits PyTorch computed (`tests/fixtures/resnet18_cifar.json`, made by
 //! `scripts/make-resnet-fixture.sh`). The weights follow a formula both sides compute, so the
 //! fixture needs no 45 MB weight file.
+#![allow(clippy::unwrap_used)] // test helpers: a failure there is a test failure
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! `small_cnn` trained for a few steps from the same weights and batch on every backend: the
 //! loss falls, and the backends' losses agree.
+#![allow(clippy::unwrap_used)] // test helpers: a failure there is a test failure
 
 mod common;
 

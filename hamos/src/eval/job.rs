@@ -22,6 +22,9 @@ use crate::train::{self, Prepared, TrainOptions, Trained};
 pub const POST_HOC: [&str; 8] =
     ["msp", "energy", "maxlogit", "knn", "mahalanobis", "ash", "scale", "relation"];
 
+/// A model's outputs on the training set, the ID test set and each named OOD set.
+type SetOutputs = (Embedded, Embedded, Vec<(String, Embedded)>);
+
 /// What `hamos run` produced.
 pub struct JobOutcome {
     /// The run directory.
@@ -105,11 +108,10 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
     let norm = &prepared.normalizer;
     let backend = start.params.backend().clone();
     let bar = progress.bar("evaluate", 3);
-    let pass_all =
-        |f: &dyn Fn(&ImageSet) -> Result<Embedded>| -> Result<(Embedded, Embedded, Vec<(String, Embedded)>)> {
-            let ood = ood_sets.iter().map(|s| Ok((s.name.clone(), f(s)?))).collect::<Result<Vec<_>>>()?;
-            Ok((f(&prepared.train)?, f(&id_test)?, ood))
-        };
+    let pass_all = |f: &dyn Fn(&ImageSet) -> Result<Embedded>| -> Result<SetOutputs> {
+        let ood = ood_sets.iter().map(|s| Ok((s.name.clone(), f(s)?))).collect::<Result<Vec<_>>>()?;
+        Ok((f(&prepared.train)?, f(&id_test)?, ood))
+    };
     let mut models = Vec::new();
     let (train_rows, id_rows, ood_rows) =
         pass_all(&|s: &ImageSet| embed_classifier(&start.net, &start.params, s, norm, chunk))?;

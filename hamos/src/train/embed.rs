@@ -28,11 +28,7 @@ pub struct Embedded {
 impl Embedded {
     /// Number of rows.
     pub fn len(&self) -> usize {
-        if self.classes == 0 {
-            0
-        } else {
-            self.logits.len() / self.classes
-        }
+        self.logits.len().checked_div(self.classes).unwrap_or(0)
     }
 
     /// Whether there are no rows.

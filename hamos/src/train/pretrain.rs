@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hamos_api::{Backbone, Backend, Error, ParamStore, Result, RunConfig};
-use hamos_nn::checkpoint::{self, HostData};
+use hamos_nn::checkpoint;
 use hamos_nn::optim::{CosineSchedule, Sgd, SgdConfig};
 use hamos_nn::{cross_entropy_step, Classifier};
 
@@ -92,7 +92,7 @@ pub fn pretrained(
 pub fn load_prefixed(params: &mut ParamStore, path: &Path) -> Result<()> {
     let file = checkpoint::read(path)?;
     let prefixed = file.keys().all(|name| name.starts_with("backbone."));
-    let renamed: std::collections::BTreeMap<String, (hamos_api::DType, Vec<usize>, HostData)> = file
+    let renamed: checkpoint::HostFile = file
         .into_iter()
         .map(|(name, value)| (if prefixed { name } else { format!("backbone.{name}") }, value))
         .collect();
