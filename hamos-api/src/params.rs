@@ -48,6 +48,16 @@ impl ParamStore {
         ParamStore { backend, order: Vec::new(), entries: BTreeMap::new() }
     }
 
+    /// A store on `backend` filled by `init` (a network's `init`).
+    pub fn build(
+        backend: Arc<dyn Backend>,
+        init: impl FnOnce(&mut ParamStore) -> Result<()>,
+    ) -> Result<Self> {
+        let mut params = ParamStore::new(backend);
+        init(&mut params)?;
+        Ok(params)
+    }
+
     /// The backend the tensors live on.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend

@@ -64,9 +64,7 @@ impl Classifier {
         backend: Arc<dyn hamos_api::Backend>,
         rng: &mut dyn RngCore,
     ) -> Result<ParamStore> {
-        let mut params = ParamStore::new(backend);
-        self.init(&mut params, rng)?;
-        Ok(params)
+        ParamStore::build(backend, |params| self.init(params, rng))
     }
 
     /// Penultimate features `[n, w]`.
@@ -151,9 +149,7 @@ impl DualHeadNet {
         backend: Arc<dyn hamos_api::Backend>,
         rng: &mut dyn RngCore,
     ) -> Result<ParamStore> {
-        let mut params = ParamStore::new(backend);
-        self.init(&mut params, rng)?;
-        Ok(params)
+        ParamStore::build(backend, |params| self.init(params, rng))
     }
 
     /// Unit-norm embeddings `[n, d]` of features `[n, w]`.

@@ -156,16 +156,8 @@ pub fn finetune(
     let backend = params.backend().clone();
     let chunk = eval_chunk(config);
 
-    let sgd_config = SgdConfig {
-        learning_rate: config.train.learning_rate,
-        momentum: config.train.momentum,
-        weight_decay: config.train.weight_decay,
-    };
-    let mut sgd = Sgd::new(sgd_config)?;
-    let steps_per_epoch = data.train.len() / config.train.batch_size;
     let epochs = config.train.epochs;
-    let schedule =
-        CosineSchedule { base: sgd_config.learning_rate, min: 0.0, total: epochs * steps_per_epoch };
+    let (mut sgd, schedule, steps_per_epoch) = optimizer(config, data, config.train.learning_rate, epochs)?;
     let checkpoint = options.out_dir.join("checkpoints").join(format!("{}.safetensors", options.label));
     let mut at = state::Position { epoch: 0, step: 0, seed: config.seed };
     if options.resume && checkpoint.is_file() {
@@ -261,6 +253,21 @@ pub fn finetune(
     }
     bar.finish_and_clear();
     Ok(Trained { net, params, history, checkpoint })
+}
+
+/// SGD with the run's momentum and weight decay starting at `learning_rate`, its cosine schedule
+/// over `epochs`, and the steps per epoch.
+pub fn optimizer(
+    config: &RunConfig,
+    data: &Prepared,
+    learning_rate: f64,
+    epochs: usize,
+) -> Result<(Sgd, CosineSchedule, usize)> {
+    let sgd_config =
+        SgdConfig { learning_rate, momentum: config.train.momentum, weight_decay: config.train.weight_decay };
+    let steps_per_epoch = data.train.len() / config.train.batch_size;
+    let schedule = CosineSchedule { base: learning_rate, min: 0.0, total: epochs * steps_per_epoch };
+    Ok((Sgd::new(sgd_config)?, schedule, steps_per_epoch))
 }
 
 /// The dual-head network at the start of fine-tuning.

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use hamos_api::{Backbone, Backend, Error, ParamStore, Result, RunConfig};
 use hamos_nn::checkpoint;
-use hamos_nn::optim::{CosineSchedule, Sgd, SgdConfig};
 use hamos_nn::{cross_entropy_step, Classifier};
 
 use super::feed::{epoch_batches, Feed};
@@ -55,15 +54,8 @@ pub fn pretrained(
         return Ok((net, params, format!("cached {}", cached.display())));
     }
     let epochs = config.train.pretrain_epochs;
-    let sgd_config = SgdConfig {
-        learning_rate: config.train.pretrain_learning_rate,
-        momentum: config.train.momentum,
-        weight_decay: config.train.weight_decay,
-    };
-    let mut sgd = Sgd::new(sgd_config)?;
-    let steps_per_epoch = data.train.len() / config.train.batch_size;
-    let schedule =
-        CosineSchedule { base: sgd_config.learning_rate, min: 0.0, total: epochs * steps_per_epoch };
+    let (mut sgd, schedule, steps_per_epoch) =
+        super::optimizer(config, data, config.train.pretrain_learning_rate, epochs)?;
     let bar = progress.bar("pretrain (cross-entropy)", (epochs * steps_per_epoch) as u64);
     let mut step = 0;
     for epoch in 0..epochs {
