@@ -88,6 +88,9 @@ pub struct TrainConfig {
     pub pretrain_epochs: usize,
     /// Initial learning rate of the pretraining (cosine-annealed to 0).
     pub pretrain_learning_rate: f64,
+    /// Whether pretraining augments its images (`[data.augment]`: crop and flip) or sees them
+    /// as they are (faster to fit on small data sets; fine-tuning always augments).
+    pub pretrain_augment: bool,
 }
 
 /// The sign of the OOD-discernment loss. As printed, Eqn 7 is largest at the uniform posterior,
@@ -120,6 +123,7 @@ impl Default for TrainConfig {
             pretrained: None,
             pretrain_epochs: 5,
             pretrain_learning_rate: 0.05,
+            pretrain_augment: true,
         }
     }
 }

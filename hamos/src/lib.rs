@@ -14,6 +14,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod embed_cmd;
 pub mod embeddings;
 pub mod eval;
 pub mod plugins;
@@ -66,16 +67,15 @@ pub fn train_command(
     resume: bool,
     with_outliers: bool,
 ) -> Result<train::Trained> {
-    std::fs::write(dir.join("config.toml"), config.to_toml()?).map_err(|source| Error::Io {
-        op: "writing",
-        path: dir.join("config.toml"),
-        source,
-    })?;
+    eval::job::write_provenance(config, dir)?;
     let progress = train::progress::Progress::new(true).with_diagnostics(&dir.join("diagnostics.jsonl"))?;
     let data = train::prepare(config)?;
     let start = train::pretrained(config, &data, &progress)?;
     progress.println(&format!("pretrained classifier: {}", start.source));
-    let label = if with_outliers { "hamos" } else { "id_only" };
+    let pretrained_file = dir.join("checkpoints").join(eval::models::PRETRAINED_FILE);
+    hamos_nn::checkpoint::save(&start.params, &pretrained_file)?;
+    let id_only = format!("{}_only", config.loss.typetag_name());
+    let label = if with_outliers { "hamos" } else { id_only.as_str() };
     let options = train::TrainOptions {
         out_dir: dir.to_path_buf(),
         label: label.to_string(),

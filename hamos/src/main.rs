@@ -48,6 +48,38 @@ enum Command {
         #[arg(long)]
         no_outliers: bool,
     },
+    /// Evaluate the checkpoints of a finished run again, with any scorers.
+    Eval {
+        /// The run directory (of `hamos run` or `hamos train`).
+        #[arg(long)]
+        run: PathBuf,
+        /// Scorers (comma-separated plugin names; default: those of `hamos run`).
+        #[arg(long, value_delimiter = ',')]
+        scorers: Vec<String>,
+        /// Where the results go (default: <run>/eval-<UTC time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write a data set's features, projected embeddings, logits and labels through a saved model.
+    Embed {
+        /// Model config (default: the config.toml of the checkpoint's run directory, else the
+        /// shipped preset).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Override one field (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// A checkpoint of `hamos run`/`hamos train` (a classifier or a dual-head network).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// `train`, `validation`, `test`, an OOD set of the config, or an inline data set such as
+        /// 'format = "idx", images = "x.gz", labels = "y.gz"' (any loader).
+        #[arg(long)]
+        data: String,
+        /// Output `.npz` (`features`, `embeddings`, `logits`, `labels`).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print every compiled backend and registered plugin with its defaults.
     Plugins,
     /// Print the resolved config (defaults, file, HAMOS_ environment, --set).
@@ -196,6 +228,25 @@ fn run(cli: Cli) -> hamos::Result<()> {
             let trained = hamos::train_command(&config, &dir, resume, !no_outliers)?;
             println!("checkpoint: {}", trained.checkpoint.display());
             println!("run directory: {}", dir.display());
+        }
+        Command::Eval { run, scorers, out } => {
+            let progress = hamos::train::progress::Progress::new(true);
+            let outcome = hamos::eval::rerun::eval_run(&run, &scorers, out, &progress)?;
+            println!("{}", hamos::eval::report::table(&outcome.records));
+            println!("results: {}", outcome.dir.display());
+        }
+        Command::Embed { config, overrides, checkpoint, data, out } => {
+            let config = hamos::embed_cmd::config_for(&checkpoint, config, overrides)?;
+            let outcome = hamos::embed_cmd::embed(&config, &checkpoint, &data, &out)?;
+            let arrays: Vec<String> =
+                outcome.arrays.iter().map(|(name, dims)| format!("{name} {dims:?}")).collect();
+            println!(
+                "wrote {} rows through the {} network to {}: {}",
+                outcome.rows,
+                outcome.network,
+                out.display(),
+                arrays.join(", ")
+            );
         }
         Command::Config(args) => {
             let config = hamos::load_config(args.config, args.overrides)?;

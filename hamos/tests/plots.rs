@@ -238,3 +238,14 @@ fn bad_inputs_are_errors() {
     let r = plots::roc_curves(&file.join("roc.png"), "t", &s, &[("o", &s)]);
     assert!(matches!(r, Err(hamos_api::Error::Io { .. })), "{r:?}");
 }
+
+#[test]
+fn scores_and_roc_writes_both_plots_under_the_model_and_scorer() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let id = normal(&mut rng, 500, 1.0, 0.3);
+    let ood = vec![("mnist".to_string(), normal(&mut rng, 400, 0.2, 0.4))];
+    let dir = tempfile::tempdir().unwrap();
+    plots::scores_and_roc(dir.path(), ("hamos", "knn"), &id, &ood, None).unwrap();
+    check_png(&dir.path().join("hamos_knn_scores.png"));
+    check_png(&dir.path().join("hamos_knn_roc.png"));
+}

@@ -45,7 +45,9 @@ fn run_writes_the_run_directory_and_its_metrics_recompute() {
     for file in ["config.toml", "VERSION", "metrics.json", "metrics.csv", "report.md", "diagnostics.jsonl"] {
         assert!(out.join(file).is_file(), "missing {file}");
     }
-    for plot in ["hamos_scores.png", "hamos_roc.png", "hamos_embeddings.png"] {
+    for plot in
+        ["hamos_knn_scores.png", "hamos_knn_roc.png", "pretrained_msp_scores.png", "hamos_embeddings.png"]
+    {
         let bytes = std::fs::read(out.join("plots").join(plot)).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{plot}");
     }
@@ -87,6 +89,152 @@ fn run_writes_the_run_directory_and_its_metrics_recompute() {
     let diagnostics = std::fs::read_to_string(out.join("diagnostics.jsonl")).unwrap();
     let first: serde_json::Value = serde_json::from_str(diagnostics.lines().next().unwrap()).unwrap();
     assert!(first["rounds"].as_array().is_some_and(|r| !r.is_empty()), "{first}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("| pretrained | odin |") && report.contains("inter-class dispersion"),
+        "{report}"
+    );
+    let sphere: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("hyperspherical.json")).unwrap()).unwrap();
+    let sphere = sphere["metrics"].as_array().unwrap();
+    assert_eq!(sphere.len(), 3);
+    for m in sphere {
+        for field in ["dispersion_deg", "compactness_deg", "mean_separation_deg"] {
+            let v = m[field].as_f64().unwrap();
+            assert!((0.0..=180.0).contains(&v), "{field} = {v} in {m}");
+        }
+    }
+
+    evaluate_again(&tmp.path().join("cache"), &out, records);
+    embed_a_set(&tmp.path().join("cache"), &out, tmp.path());
+}
+
+/// `hamos eval` on the run reproduces the run's own records for the same scorer, and adds others.
+fn evaluate_again(cache: &Path, run: &Path, records: &[serde_json::Value]) {
+    let eval_dir = run.join("again");
+    let result = hamos(cache)
+        .args(["eval", "--scorers", "knn,odin", "--run"])
+        .arg(run)
+        .arg("--out")
+        .arg(&eval_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&result.stderr));
+    assert!(stdout.contains("| hamos | odin |") && stdout.contains("| pretrained | knn |"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(eval_dir.join("metrics.json")).unwrap()).unwrap();
+    let again = json["records"].as_array().unwrap();
+    for r in records.iter().filter(|r| r["scorer"] == "knn") {
+        let same = again
+            .iter()
+            .find(|a| a["model"] == r["model"] && a["scorer"] == "knn" && a["dataset"] == r["dataset"])
+            .unwrap_or_else(|| panic!("no record for {r}"));
+        for field in ["fpr95", "auroc", "id_acc"] {
+            assert_eq!(same[field], r[field], "{field} of {r}");
+        }
+    }
+    assert!(eval_dir.join("scores/hamos/odin/mnist.npy").is_file());
+    assert!(eval_dir.join("plots/hamos_knn_roc.png").is_file());
+}
+
+/// `hamos embed` writes the test set through the fine-tuned network.
+fn embed_a_set(cache: &Path, run: &Path, tmp: &Path) {
+    let npz = tmp.join("test-embeddings.npz");
+    let result = hamos(cache)
+        .args(["embed", "--data", "mnist", "--checkpoint"])
+        .arg(run.join("checkpoints/hamos.safetensors"))
+        .arg("--out")
+        .arg(&npz)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&result.stderr));
+    let file = std::fs::File::open(&npz).unwrap();
+    let mut archive = npyz::npz::NpzArchive::new(std::io::BufReader::new(file)).unwrap();
+    let embeddings = archive.by_name("embeddings").unwrap().unwrap();
+    let shape = embeddings.shape().to_vec();
+    let values: Vec<f32> = embeddings.into_vec().unwrap();
+    assert_eq!(shape[1], 128, "{shape:?}");
+    // The same rows as the run's own evaluation: KNN scores are minus distances on these rows,
+    // so here only their norm is checked (unit vectors).
+    for row in values.chunks(128) {
+        let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    }
+    let logits_shape = archive.by_name("logits").unwrap().unwrap().shape().to_vec();
+    assert_eq!(logits_shape, [shape[0], 10]);
+}
+
+/// A run directory with `config.toml` and `VERSION` but no checkpoint, or from another version.
+#[test]
+fn eval_names_what_is_wrong_with_the_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(run.join("checkpoints")).unwrap();
+    let config = hamos(&cache).args(["config"]).output().unwrap();
+    std::fs::write(run.join("config.toml"), &config.stdout).unwrap();
+    let version = hamos(&cache).arg("--version").output().unwrap();
+    std::fs::write(run.join("VERSION"), &version.stdout).unwrap();
+    let eval = |dir: &Path| {
+        let result = hamos(&cache).args(["eval", "--run"]).arg(dir).output().unwrap();
+        assert!(!result.status.success());
+        let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        stderr
+    };
+    let stderr = eval(&run);
+    assert!(stderr.contains("no checkpoint") && stderr.contains("hamos run --out"), "{stderr}");
+    std::fs::write(run.join("VERSION"), "hamos 0.0.1\n").unwrap();
+    let stderr = eval(&run);
+    assert!(stderr.contains("written by hamos 0.0.1"), "{stderr}");
+    let stderr = eval(&tmp.path().join("nowhere"));
+    assert!(stderr.contains("not a directory"), "{stderr}");
+}
+
+/// Writes idx files of `n` 28x28 images and the given labels.
+fn write_idx(dir: &Path, name: &str, labels: &[u8]) -> (std::path::PathBuf, std::path::PathBuf) {
+    let n = labels.len() as u32;
+    let mut images = vec![0, 0, 8, 3];
+    for d in [n, 28, 28] {
+        images.extend(d.to_be_bytes());
+    }
+    images.extend((0..n as usize * 784).map(|i| (i * 7 % 251) as u8));
+    let mut label_bytes = vec![0, 0, 8, 1];
+    label_bytes.extend(n.to_be_bytes());
+    label_bytes.extend(labels);
+    let (i, l) = (dir.join(format!("{name}-images")), dir.join(format!("{name}-labels")));
+    std::fs::write(&i, images).unwrap();
+    std::fs::write(&l, label_bytes).unwrap();
+    (i, l)
+}
+
+/// An empty ID test set and single-class training data stop with a message naming the problem.
+#[test]
+fn empty_test_set_and_single_class_are_named_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (empty_images, empty_labels) = write_idx(tmp.path(), "empty", &[]);
+    let (one_images, one_labels) = write_idx(tmp.path(), "one", &[3; 64]);
+    let spec = |i: &Path, l: &Path| format!("{{ format = \"idx\", images = {:?}, labels = {:?} }}", i, l);
+    let cases = [
+        (format!("data.test={}", spec(&empty_images, &empty_labels)), "empty"),
+        (format!("data.train={}", spec(&one_images, &one_labels)), "class"),
+    ];
+    for (set, expected) in cases {
+        let result = hamos(&tmp.path().join("cache"))
+            .args(["run", "--out"])
+            .arg(tmp.path().join("run"))
+            .args(SMALL.iter().flat_map(|s| ["--set", s]))
+            .args(["--set", &set])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(!result.status.success(), "{set}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("error:") && last.contains(expected), "{set}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }
 
 #[test]

@@ -86,7 +86,7 @@ fn outliers_reach_the_loss() {
         let data = train::prepare(&config).unwrap();
         let start = train::pretrained(&config, &data, &progress).unwrap();
         let state = train::start_state(&config, &data, &start).unwrap();
-        let feed = Feed { config: &config, data: &data, two_views: true, seed: config.seed };
+        let feed = Feed { config: &config, data: &data, two_views: true, augment: true, seed: config.seed };
         let batch = epoch_batches(&feed, 0).unwrap().next().unwrap().unwrap();
         let b: Arc<dyn Backend> = state.params.backend().clone();
         let views = b.from_f32(&batch.images, &batch.dims()).unwrap();

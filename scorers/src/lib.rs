@@ -11,7 +11,10 @@
 //! - `ash` ([`AshScorer`], ASH-S) and `scale` ([`ScaleScorer`]): reshape the penultimate
 //!   features, recompute the logits with the classification layer and take their energy;
 //! - `relation` ([`RelationScorer`], Kim et al. 2023): thresholded feature-and-probability
-//!   similarity edges to the ID training samples.
+//!   similarity edges to the ID training samples;
+//! - `odin` ([`OdinScorer`], Liang et al. 2018): the tempered maximum softmax of the input
+//!   perturbed along the sign of its input gradient (needs the images and the model,
+//!   [`hamos_api::ScoreInput::inputs`]).
 //!
 //! Each says what it reads ([`hamos_api::Scorer::consumes`]) and whether it uses training data
 //! ([`hamos_api::Scorer::fitted`]); an input lacking a consumed part is an error naming the
@@ -27,6 +30,7 @@
 //!     labels: None,
 //!     features: None,
 //!     head: None,
+//!     inputs: None,
 //! };
 //! let fitted = KnnScorer { k: 2, ..KnnScorer::default() }.fit(&train)?;
 //! let test = ScoreInput {
@@ -35,6 +39,7 @@
 //!     labels: None,
 //!     features: None,
 //!     head: None,
+//!     inputs: None,
 //! };
 //! let scores = fitted.score(&test)?.to_vec_f32()?;
 //! assert!(scores[0] > scores[1], "the point near the training data is more ID");
@@ -49,6 +54,7 @@ mod linalg;
 pub mod mahalanobis;
 pub mod maxlogit;
 pub mod msp;
+pub mod odin;
 pub mod relation;
 pub mod scale;
 mod shaping;
@@ -59,5 +65,6 @@ pub use knn::KnnScorer;
 pub use mahalanobis::MahalanobisScorer;
 pub use maxlogit::MaxLogitScorer;
 pub use msp::MspScorer;
+pub use odin::OdinScorer;
 pub use relation::RelationScorer;
 pub use scale::ScaleScorer;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use common::*;
 use hamos_api::{Backend, Consumes, Error, LinearHead, Result, ScoreInput, Scorer, Tensor};
 use hamos_scorers::{
-    AshScorer, EnergyScorer, KnnScorer, MahalanobisScorer, MaxLogitScorer, MspScorer, RelationScorer,
-    ScaleScorer,
+    AshScorer, EnergyScorer, KnnScorer, MahalanobisScorer, MaxLogitScorer, MspScorer, OdinScorer,
+    RelationScorer, ScaleScorer,
 };
 
 /// An input with placeholder embeddings and the given logits, features and head.
@@ -33,6 +33,7 @@ fn input(
         labels: None,
         features: features.map(|f| tensor(backend, f)).transpose()?,
         head,
+        inputs: None,
     })
 }
 
@@ -124,7 +125,7 @@ fn relation_matches_reference() -> Result<()> {
 #[test]
 fn every_scorer_says_what_it_consumes() {
     use Consumes::*;
-    let cases: [(&dyn Scorer, &[Consumes], bool); 8] = [
+    let cases: [(&dyn Scorer, &[Consumes], bool); 9] = [
         (&KnnScorer::default(), &[Embeddings], true),
         (&MahalanobisScorer::default(), &[Embeddings], true),
         (&MspScorer {}, &[Logits], false),
@@ -133,6 +134,7 @@ fn every_scorer_says_what_it_consumes() {
         (&AshScorer::default(), &[Features, Head], false),
         (&ScaleScorer::default(), &[Features, Head], false),
         (&RelationScorer::default(), &[Features, Logits], true),
+        (&OdinScorer::default(), &[InputGradients], false),
     ];
     for (scorer, consumes, fitted) in cases {
         assert_eq!(scorer.consumes(), consumes, "{scorer:?}");

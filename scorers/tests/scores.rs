@@ -8,7 +8,7 @@ use hamos_scorers::{EnergyScorer, KnnScorer, MahalanobisScorer, MspScorer};
 use rand::Rng;
 
 fn input(embeddings: Tensor, logits: Option<Tensor>, labels: Option<Tensor>) -> ScoreInput {
-    ScoreInput { embeddings, logits, labels, features: None, head: None }
+    ScoreInput { embeddings, logits, labels, features: None, head: None, inputs: None }
 }
 
 #[test]

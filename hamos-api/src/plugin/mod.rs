@@ -18,4 +18,4 @@ pub use energy::{EnergyEval, OodnessEnergy};
 pub use loss::{ContrastiveBatch, ContrastiveLoss};
 pub use moments::ClassMoments;
 pub use sampler::{OutlierTag, RoundDiagnostics, Sampler, Synthesis, SynthesisInput};
-pub use scorer::{Consumes, FittedScorer, LinearHead, ScoreInput, Scorer};
+pub use scorer::{Consumes, FittedScorer, InputModel, LinearHead, ModelInputs, ScoreInput, Scorer};

@@ -1,4 +1,5 @@
 use std::fmt::{self, Debug};
+use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -52,8 +53,8 @@ pub enum Consumes {
     Embeddings,
     /// The classification layer, [`ScoreInput::head`].
     Head,
-    /// Gradients of the model with respect to its inputs (input-perturbation scorers such as
-    /// ODIN); a [`ScoreInput`] does not carry them, so such a scorer must obtain them itself.
+    /// The input images and the model as a differentiable function of them
+    /// ([`ScoreInput::inputs`]), for input-perturbation scorers such as ODIN.
     InputGradients,
 }
 
@@ -64,7 +65,7 @@ impl fmt::Display for Consumes {
             Consumes::Features => "penultimate backbone features (ScoreInput.features)",
             Consumes::Embeddings => "embeddings (ScoreInput.embeddings)",
             Consumes::Head => "the classification layer (ScoreInput.head)",
-            Consumes::InputGradients => "input gradients (not carried by ScoreInput)",
+            Consumes::InputGradients => "the input images and the model (ScoreInput.inputs)",
         })
     }
 }
@@ -111,9 +112,35 @@ pub struct ScoreInput {
     pub features: Option<Tensor>,
     /// The classification layer mapping `features` to `logits`.
     pub head: Option<LinearHead>,
+    /// The images behind these rows and the model, for scorers that differentiate through it.
+    pub inputs: Option<ModelInputs>,
+}
+
+/// The model under evaluation as a function of its input images, in evaluation mode and with
+/// autograd history back to the images, for scorers that perturb inputs (ODIN).
+pub trait InputModel: Debug {
+    /// Logits `[m, c]` of images `[m, channels, height, width]` given in pixel units (`[0, 1]`,
+    /// before the dataset's normalization, which the model applies itself; a perturbation of
+    /// `epsilon` is then `epsilon` in pixel units, as in the ODIN paper).
+    fn logits(&self, images: &Tensor) -> Result<Tensor>;
+}
+
+/// Input images `[m, channels, height, width]` in pixel units and the model that maps them to
+/// the logits of the [`ScoreInput`] they come with.
+#[derive(Debug, Clone)]
+pub struct ModelInputs {
+    /// The images, in `[0, 1]`.
+    pub images: Tensor,
+    /// The model.
+    pub model: Rc<dyn InputModel>,
 }
 
 impl ScoreInput {
+    /// An input carrying only `embeddings`; set the other fields as the scorer needs.
+    pub fn from_embeddings(embeddings: Tensor) -> Self {
+        ScoreInput { embeddings, logits: None, labels: None, features: None, head: None, inputs: None }
+    }
+
     /// Errors with a message naming `scorer` and the first part of `consumes` this input
     /// lacks; checks presence only (each scorer checks shapes).
     pub fn require(&self, scorer: &str, consumes: &[Consumes]) -> Result<()> {
@@ -123,7 +150,7 @@ impl ScoreInput {
                 Consumes::Features => self.features.is_some(),
                 Consumes::Embeddings => true,
                 Consumes::Head => self.head.is_some(),
-                Consumes::InputGradients => false,
+                Consumes::InputGradients => self.inputs.is_some(),
             };
             if !present {
                 let all = match consumes {

@@ -68,6 +68,16 @@ impl Normalizer {
         Ok(())
     }
 
+    /// Per-channel means (pixel values in `[0, 1]`).
+    pub fn mean(&self) -> &[f32] {
+        &self.mean
+    }
+
+    /// Per-channel standard deviations.
+    pub fn std(&self) -> &[f32] {
+        &self.std
+    }
+
     /// Normalizes one image of `shape`.
     pub fn normalize(&self, image: &[u8], shape: [usize; 3]) -> Result<Vec<f32>> {
         let mut out = vec![0.0; image.len()];

@@ -1,11 +1,17 @@
 //! Scores of every model x scorer x test set, from host outputs of evaluation-mode passes.
 //! Features are extracted once per model and set and shared by every scorer.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
-use hamos_api::{Backend, Consumes, Error, LinearHead, ParamStore, Result, ScoreInput, Scorer, Tensor};
+use hamos_api::{
+    Backend, Consumes, Error, FittedScorer, InputModel, LinearHead, ModelInputs, ParamStore, Result,
+    ScoreInput, Scorer, Tensor,
+};
 
 use super::metrics::{accuracy, OodMetrics};
+use super::probe::pixel_chunk;
+use crate::data::ImageSet;
 use crate::train::embed::Embedded;
 
 /// A model's outputs on the training set (for fitting), the ID test set and each OOD set.
@@ -20,6 +26,20 @@ pub struct ModelOutputs {
     pub ood: Vec<(String, Embedded)>,
     /// The classification layer (`fc`), for scorers that reshape features.
     pub head: Option<LinearHead>,
+    /// The classifier as a function of raw images, for input-perturbation scorers (ODIN).
+    pub probe: Option<Rc<dyn InputModel>>,
+}
+
+/// The test images behind [`ModelOutputs::id`] and [`ModelOutputs::ood`] (same order), for
+/// scorers that perturb inputs; they are scored `chunk` images at a time.
+#[derive(Clone, Copy)]
+pub struct TestImages<'a> {
+    /// The ID test set.
+    pub id: &'a ImageSet,
+    /// The OOD test sets.
+    pub ood: &'a [ImageSet],
+    /// Images per forward and backward pass.
+    pub chunk: usize,
 }
 
 /// One scorer's scores on one model.
@@ -97,6 +117,7 @@ pub fn score_input(
         labels,
         features: Some(features),
         head: head.cloned(),
+        inputs: None,
     })
 }
 
@@ -104,24 +125,44 @@ fn to_f64(scores: &Tensor) -> Result<Vec<f64>> {
     Ok(scores.to_vec_f32()?.into_iter().map(f64::from).collect())
 }
 
-/// Fits `scorer` on the model's training outputs and scores the ID and OOD test sets.
+/// Fits `scorer` on the model's training outputs and scores the ID and OOD test sets;
+/// `images` is needed by scorers that consume [`Consumes::InputGradients`].
 pub fn score_model(
     backend: &Arc<dyn Backend>,
     outputs: &ModelOutputs,
     name: &str,
     scorer: &dyn Scorer,
+    images: Option<&TestImages>,
 ) -> Result<Scores> {
-    if scorer.consumes().contains(&Consumes::InputGradients) {
-        return Err(Error::Data(format!(
-            "scorer `{name}` needs input gradients, which this evaluation does not pass"
-        )));
-    }
     let head = outputs.head.as_ref();
     let fitted = scorer.fit(&score_input(backend, &outputs.train, head, true)?)?;
-    let id = to_f64(&fitted.score(&score_input(backend, &outputs.id, head, false)?)?)?;
+    let perturbing = scorer.consumes().contains(&Consumes::InputGradients);
+    let with_images = match (perturbing, &outputs.probe, images) {
+        (false, _, _) => None,
+        (true, Some(probe), Some(images)) if images.ood.len() == outputs.ood.len() => {
+            Some((probe.clone(), *images))
+        }
+        _ => {
+            return Err(Error::Data(format!(
+                "scorer `{name}` needs the test images and model `{}` as a function of them, \
+                 which this evaluation does not have",
+                outputs.name
+            )))
+        }
+    };
+    let score_set = |rows: &Embedded, set: Option<&ImageSet>| -> Result<Vec<f64>> {
+        let input = score_input(backend, rows, head, false)?;
+        match (&with_images, set) {
+            (Some((probe, images)), Some(set)) => {
+                score_in_chunks(backend, fitted.as_ref(), &input, set, probe, images.chunk)
+            }
+            _ => to_f64(&fitted.score(&input)?),
+        }
+    };
+    let id = score_set(&outputs.id, with_images.as_ref().map(|(_, i)| i.id))?;
     let mut ood = Vec::with_capacity(outputs.ood.len());
-    for (set, rows) in &outputs.ood {
-        ood.push((set.clone(), to_f64(&fitted.score(&score_input(backend, rows, head, false)?)?)?));
+    for (k, (set, rows)) in outputs.ood.iter().enumerate() {
+        ood.push((set.clone(), score_set(rows, with_images.as_ref().map(|(_, i)| &i.ood[k]))?));
     }
     let id_accuracy = match &outputs.id.labels {
         Some(labels) => {
@@ -131,6 +172,43 @@ pub fn score_model(
         None => f64::NAN,
     };
     Ok(Scores { model: outputs.name.clone(), scorer: name.to_string(), id, ood, id_accuracy })
+}
+
+/// Scores `input` (the rows of `set`) `chunk` images at a time, with the images and the model.
+fn score_in_chunks(
+    backend: &Arc<dyn Backend>,
+    fitted: &dyn FittedScorer,
+    input: &ScoreInput,
+    set: &ImageSet,
+    probe: &Rc<dyn InputModel>,
+    chunk: usize,
+) -> Result<Vec<f64>> {
+    let n = input.embeddings.dim("score", 0)?;
+    if set.len() != n {
+        return Err(Error::Data(format!(
+            "set `{}` has {} images for {n} rows of outputs",
+            set.name,
+            set.len()
+        )));
+    }
+    let narrow = |t: &Option<Tensor>, start, len| t.as_ref().map(|t| t.narrow(0, start, len)).transpose();
+    let mut out = Vec::with_capacity(n);
+    for start in (0..n).step_by(chunk.max(1)) {
+        let len = chunk.max(1).min(n - start);
+        let part = ScoreInput {
+            embeddings: input.embeddings.narrow(0, start, len)?,
+            logits: narrow(&input.logits, start, len)?,
+            labels: None,
+            features: narrow(&input.features, start, len)?,
+            head: input.head.clone(),
+            inputs: Some(ModelInputs {
+                images: pixel_chunk(backend, set, start, len)?,
+                model: probe.clone(),
+            }),
+        };
+        out.extend(to_f64(&fitted.score(&part)?)?);
+    }
+    Ok(out)
 }
 
 /// The metric records of `scores`: one per OOD set, then their average.

@@ -6,24 +6,19 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use hamos_api::{ClassBank, Error, Result, RunConfig, ScoreInput, SynthesisInput};
+use hamos_api::{ClassBank, Error, Result, RunConfig, ScoreInput, Scorer, SynthesisInput};
 use hamos_nn::DualHeadNet;
 
-use super::evaluate::{
-    default_scorer, linear_head, records, score_model, MetricRecord, ModelOutputs, Scores,
-};
+use super::evaluate::{default_scorer, MetricRecord, ModelOutputs, TestImages};
+use super::models::{evaluate_models, EvalModel, Evaluation, Network, PlannedScorers, PRETRAINED_FILE};
 use super::{plots, report};
 use crate::data::{self, ImageSet};
-use crate::train::embed::{embed_classifier, embed_dual, Embedded};
 use crate::train::progress::Progress;
 use crate::train::{self, Prepared, TrainOptions, Trained};
 
 /// Post-hoc scorers evaluated on the pretrained classifier, when registered.
-pub const POST_HOC: [&str; 8] =
-    ["msp", "energy", "maxlogit", "knn", "mahalanobis", "ash", "scale", "relation"];
-
-/// A model's outputs on the training set, the ID test set and each named OOD set.
-type SetOutputs = (Embedded, Embedded, Vec<(String, Embedded)>);
+pub const POST_HOC: [&str; 9] =
+    ["msp", "odin", "energy", "maxlogit", "knn", "mahalanobis", "ash", "scale", "relation"];
 
 /// What `hamos run` produced.
 pub struct JobOutcome {
@@ -61,6 +56,46 @@ pub fn test_sets(config: &RunConfig, prepared: &Prepared) -> Result<(ImageSet, V
     Ok((id, ood))
 }
 
+/// The scorers of `hamos run`: the post-hoc ones on the pretrained classifier, the configured
+/// one on the fine-tuned models.
+pub fn default_plan(config: &RunConfig) -> impl Fn(&EvalModel) -> Result<PlannedScorers> + '_ {
+    move |model: &EvalModel| {
+        if model.name == "pretrained" {
+            let registered = hamos_api::registry::plugin_names(hamos_api::PluginKind::Scorer);
+            POST_HOC
+                .iter()
+                .filter(|n| registered.contains(n))
+                .map(|n| Ok((n.to_string(), default_scorer(n)?)))
+                .collect()
+        } else {
+            Ok(vec![(config.scorer.typetag_name().to_string(), configured_scorer(config)?)])
+        }
+    }
+}
+
+/// A copy of the configured scorer.
+pub fn configured_scorer(config: &RunConfig) -> Result<Box<dyn Scorer>> {
+    let text = toml::to_string(&config.scorer).map_err(|e| Error::Config(format!("scorer: {e}")))?;
+    toml::from_str(&text).map_err(|e| Error::Config(format!("scorer: {e}")))
+}
+
+/// Writes `config.toml` and `VERSION` into a run directory.
+pub fn write_provenance(config: &RunConfig, dir: &Path) -> Result<()> {
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|source| Error::Io { op: "writing", path, source })
+    };
+    write("config.toml", config.to_toml()?)?;
+    write("VERSION", format!("hamos {}\n", env!("CARGO_PKG_VERSION")))
+}
+
+/// Writes the raw scores, `metrics.json`/`.csv` and `hyperspherical.json` of `evaluation`.
+pub fn write_evaluation(dir: &Path, evaluation: &Evaluation) -> Result<()> {
+    report::write_all_scores(dir, &evaluation.scores)?;
+    report::write_metrics(dir, &evaluation.records)?;
+    report::write_sphere(dir, &evaluation.sphere)
+}
+
 /// Runs the whole pipeline of `config` into `dir`.
 pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOutcome> {
     let started = Instant::now();
@@ -68,12 +103,7 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
     let lap = |notes: &mut Vec<String>, what: &str, since: Instant| {
         notes.push(format!("{what}: {:.1} s", since.elapsed().as_secs_f64()));
     };
-    let write = |name: &str, text: String| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|source| Error::Io { op: "writing", path, source })
-    };
-    write("config.toml", config.to_toml()?)?;
-    write("VERSION", format!("hamos {}\n", env!("CARGO_PKG_VERSION")))?;
+    write_provenance(config, dir)?;
 
     let t = Instant::now();
     let prepared = train::prepare(config)?;
@@ -83,6 +113,7 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
     let start = train::pretrained(config, &prepared, progress)?;
     progress.println(&format!("pretrained classifier: {}", start.source));
     notes.push(format!("pretrained classifier: {}", start.source));
+    hamos_nn::checkpoint::save(&start.params, &dir.join("checkpoints").join(PRETRAINED_FILE))?;
     lap(&mut notes, "pretraining (or cache)", t);
 
     let finetune = |label: &str, with_outliers: bool| -> Result<Trained> {
@@ -104,99 +135,51 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
     lap(&mut notes, &format!("{id_only_label} fine-tuning"), t);
 
     let t = Instant::now();
-    let chunk = train::eval_chunk(config);
-    let norm = &prepared.normalizer;
-    let backend = start.params.backend().clone();
-    let bar = progress.bar("evaluate", 3);
-    let pass_all = |f: &dyn Fn(&ImageSet) -> Result<Embedded>| -> Result<SetOutputs> {
-        let ood = ood_sets.iter().map(|s| Ok((s.name.clone(), f(s)?))).collect::<Result<Vec<_>>>()?;
-        Ok((f(&prepared.train)?, f(&id_test)?, ood))
+    let dual = |name: &str, trained: &Trained| EvalModel {
+        name: name.into(),
+        network: Network::Dual(trained.net.clone()),
+        params: trained.params.clone(),
     };
-    let mut models = Vec::new();
-    let (train_rows, id_rows, ood_rows) =
-        pass_all(&|s: &ImageSet| embed_classifier(&start.net, &start.params, s, norm, chunk))?;
-    models.push(ModelOutputs {
-        name: "pretrained".into(),
-        train: train_rows,
-        id: id_rows,
-        ood: ood_rows,
-        head: Some(linear_head(&start.params, "backbone")?),
-    });
-    bar.inc(1);
-    for (name, trained) in [("hamos", &hamos), (id_only_label.as_str(), &id_only)] {
-        let (train_rows, id_rows, ood_rows) =
-            pass_all(&|s: &ImageSet| embed_dual(&trained.net, &trained.params, s, norm, chunk))?;
-        models.push(ModelOutputs {
-            name: name.into(),
-            train: train_rows,
-            id: id_rows,
-            ood: ood_rows,
-            head: Some(linear_head(&trained.params, "backbone")?),
-        });
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    lap(&mut notes, "feature extraction", t);
+    let models = [
+        EvalModel {
+            name: "pretrained".into(),
+            network: Network::Classifier(start.net.clone()),
+            params: start.params.clone(),
+        },
+        dual("hamos", &hamos),
+        dual(&id_only_label, &id_only),
+    ];
+    let sets = TestImages { id: &id_test, ood: &ood_sets, chunk: train::eval_chunk(config) };
+    let plan = default_plan(config);
+    let evaluation = evaluate_models(&models, &plan, sets, &prepared.train, &prepared.normalizer, progress)?;
+    write_evaluation(dir, &evaluation)?;
+    lap(&mut notes, "features, scoring and metrics", t);
 
     let t = Instant::now();
-    let mut all_scores: Vec<Scores> = Vec::new();
-    let registered = hamos_api::registry::plugin_names(hamos_api::PluginKind::Scorer);
-    for name in POST_HOC.iter().filter(|n| registered.contains(n)) {
-        all_scores.push(score_model(&backend, &models[0], name, default_scorer(name)?.as_ref())?);
-    }
     let scorer_name = config.scorer.typetag_name();
-    for model in &models[1..] {
-        all_scores.push(score_model(&backend, model, scorer_name, config.scorer.as_ref())?);
-    }
-    lap(&mut notes, "scoring", t);
-    let mut all_records = Vec::new();
-    for scores in &all_scores {
-        all_records.extend(records(scores)?);
-    }
-    report::write_all_scores(dir, &all_scores)?;
-    report::write_metrics(dir, &all_records)?;
-
-    let t = Instant::now();
-    let hamos_scores = all_scores
-        .iter()
-        .find(|s| s.model == "hamos")
-        .ok_or_else(|| Error::Data("no HamOS scores".into()))?;
-    let outliers = synthesize_final(config, &hamos, &models[1])?;
-    let outlier_scores = score_outliers(config, &backend, &models[1], &outliers)?;
+    let backend = start.params.backend().clone();
+    let hamos_outputs = &evaluation.outputs[1];
+    let outliers = synthesize_final(config, &hamos, hamos_outputs)?;
+    let outlier_scores = score_outliers(config, &backend, hamos_outputs, &outliers)?;
     report::write_scores(&dir.join("scores/hamos/outliers.npy"), &outlier_scores)?;
-    let ood_refs: Vec<(&str, &[f64])> =
-        hamos_scores.ood.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
-    plots::score_histograms(
-        &dir.join("plots/hamos_scores.png"),
-        &format!("HamOS, {scorer_name} scores"),
-        &hamos_scores.id,
-        &ood_refs,
-        (!outlier_scores.is_empty()).then_some(outlier_scores.as_slice()),
-    )?;
-    plots::roc_curves(
-        &dir.join("plots/hamos_roc.png"),
-        &format!("HamOS, {scorer_name}: ROC"),
-        &hamos_scores.id,
-        &ood_refs,
-    )?;
-    if let Some(baseline) = all_scores.iter().find(|s| s.model == "pretrained" && s.scorer == "msp") {
-        let refs: Vec<(&str, &[f64])> =
-            baseline.ood.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
-        plots::score_histograms(
-            &dir.join("plots/pretrained_msp_scores.png"),
-            "pretrained, MSP scores",
-            &baseline.id,
-            &refs,
-            None,
+    for scores in evaluation.scores.iter().filter(|s| s.model != "pretrained" || s.scorer == "msp") {
+        let extra =
+            (scores.model == "hamos" && !outlier_scores.is_empty()).then_some(outlier_scores.as_slice());
+        plots::scores_and_roc(
+            &dir.join("plots"),
+            (&scores.model, &scores.scorer),
+            &scores.id,
+            &scores.ood,
+            extra,
         )?;
     }
-    let train_labels = models[1].train.labels.clone().unwrap_or_default();
+    let train_labels = hamos_outputs.train.labels.clone().unwrap_or_default();
     plots::embedding_projection(
         &dir.join("plots/hamos_embeddings.png"),
         "HamOS: ID training embeddings (by class) and synthesized outliers, PCA",
-        &models[1].train.embeddings,
+        &hamos_outputs.train.embeddings,
         &train_labels,
-        models[1].train.embedding_dim,
+        hamos_outputs.train.embedding_dim,
         &outliers,
         3000,
     )?;
@@ -211,9 +194,10 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
             summary.images_per_second
         ));
     }
+    notes.push(format!("scorer of the fine-tuned models: {scorer_name}"));
     notes.push(format!("total: {:.1} s", started.elapsed().as_secs_f64()));
-    report::write_report(dir, &all_records, &notes)?;
-    Ok(JobOutcome { dir: dir.to_path_buf(), records: all_records, notes })
+    report::write_report(dir, &evaluation.records, &evaluation.sphere, &notes)?;
+    Ok(JobOutcome { dir: dir.to_path_buf(), records: evaluation.records, notes })
 }
 
 /// One mini-batch of outliers from the fine-tuned HamOS model: its training embeddings as the
@@ -251,12 +235,6 @@ fn score_outliers(
         return Ok(Vec::new());
     }
     let fitted = config.scorer.fit(&super::evaluate::score_input(backend, &outputs.train, None, true)?)?;
-    let input = ScoreInput {
-        embeddings: backend.from_f32(outliers, &[outliers.len() / d, d])?,
-        logits: None,
-        labels: None,
-        features: None,
-        head: None,
-    };
+    let input = ScoreInput::from_embeddings(backend.from_f32(outliers, &[outliers.len() / d, d])?);
     Ok(fitted.score(&input)?.to_vec_f32()?.into_iter().map(f64::from).collect())
 }

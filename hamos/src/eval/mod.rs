@@ -4,5 +4,9 @@
 pub mod evaluate;
 pub mod job;
 pub mod metrics;
+pub mod models;
 pub mod plots;
+pub mod probe;
 pub mod report;
+pub mod rerun;
+pub mod sphere;

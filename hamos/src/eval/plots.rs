@@ -34,6 +34,22 @@ type Plane = Cartesian2d<RangedCoordf64, RangedCoordf64>;
 type Chart<'a, 'b> =
     std::result::Result<ChartContext<'a, BitMapBackend<'b>, Plane>, Box<dyn std::error::Error>>;
 
+/// `dir/<model>_<scorer>_scores.png` (histograms of the ID scores against each OOD set and,
+/// when given, the synthesized outliers) and `dir/<model>_<scorer>_roc.png`.
+pub fn scores_and_roc(
+    dir: &Path,
+    (model, scorer): (&str, &str),
+    id: &[f64],
+    ood: &[(String, Vec<f64>)],
+    outliers: Option<&[f64]>,
+) -> Result<()> {
+    let refs: Vec<(&str, &[f64])> = ood.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let stem = format!("{model}_{scorer}");
+    let title = format!("{model}, {scorer} scores");
+    score_histograms(&dir.join(format!("{stem}_scores.png")), &title, id, &refs, outliers)?;
+    roc_curves(&dir.join(format!("{stem}_roc.png")), &format!("{title}: ROC"), id, &refs)
+}
+
 /// Overlaid density histograms of ID scores, each OOD set's scores and, if given, the
 /// synthesized outliers' scores, over bins shared by all finite scores.
 ///

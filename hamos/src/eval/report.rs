@@ -8,6 +8,7 @@ use hamos_api::{Error, Result};
 use npyz::WriterBuilder;
 
 use super::evaluate::{MetricRecord, Scores};
+use super::sphere::{self, SphereMetrics};
 
 /// The conventions every report states.
 pub const CONVENTIONS: &str = "ID is the positive class and a higher score means more ID-like. FPR95: the \
@@ -107,12 +108,34 @@ pub fn table(records: &[MetricRecord]) -> String {
     out
 }
 
-/// `report.md`: the table, the conventions and what produced it.
-pub fn write_report(dir: &Path, records: &[MetricRecord], notes: &[String]) -> Result<()> {
+/// `hyperspherical.json`: Eqn 14 per model, in degrees.
+pub fn write_sphere(dir: &Path, metrics: &[SphereMetrics]) -> Result<()> {
+    let json = serde_json::json!({ "units": "degrees", "metrics": metrics });
+    let path = dir.join("hyperspherical.json");
+    let text =
+        serde_json::to_string_pretty(&json).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+    std::fs::write(&path, text).map_err(io("writing", &path))
+}
+
+/// `report.md`: the table, Eqn 14, the conventions and what produced it.
+pub fn write_report(
+    dir: &Path,
+    records: &[MetricRecord],
+    sphere: &[SphereMetrics],
+    notes: &[String],
+) -> Result<()> {
     let mut text = String::from(
         "# HamOS run report\n\nFPR95 and AUROC in percent (lower FPR95 and higher AUROC are better).\n\n",
     );
     text.push_str(&table(records));
+    if !sphere.is_empty() {
+        text.push_str(
+            "\nHyperspherical metrics (Eqn 14, degrees; prototypes are the normalized class means of \
+             the training embeddings; separation and dispersion: higher is better, compactness: \
+             lower is better):\n\n",
+        );
+        text.push_str(&sphere::table(sphere));
+    }
     let _ = write!(text, "\nConventions: {CONVENTIONS}\n\n");
     for note in notes {
         let _ = writeln!(text, "- {note}");

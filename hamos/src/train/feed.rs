@@ -14,8 +14,10 @@ pub struct Feed<'a> {
     pub config: &'a RunConfig,
     /// The prepared ID data.
     pub data: &'a Prepared,
-    /// Both views stacked (fine-tuning) or one augmented view (pretraining).
+    /// Both views stacked (fine-tuning) or one view (pretraining).
     pub two_views: bool,
+    /// Augment the images (one view: the first augmented view; else the images as they are).
+    pub augment: bool,
     /// Seed of the order and augmentation (with the epoch and the batch index).
     pub seed: u64,
 }
@@ -53,13 +55,16 @@ pub fn epoch_batches(feed: &Feed, epoch: usize) -> Result<impl Iterator<Item = R
     let options = BatchOptions {
         seed: feed.seed,
         epoch: epoch as u64,
-        views: Some(Augmenter::from_config(&feed.config.data.augment)),
+        views: (feed.augment || feed.two_views).then(|| Augmenter::from_config(&feed.config.data.augment)),
         threads: feed.config.data.loader_threads,
     };
     let batches = Batches::new(Arc::clone(set), feed.data.normalizer.clone(), plan, options)?;
     let (shape, two_views) = (set.shape, feed.two_views);
     Ok(batches.map(move |batch| {
         let batch = batch?;
+        if !two_views && batch.views.is_none() {
+            return Ok(FeedBatch { images: batch.images, labels: batch.labels, shape });
+        }
         let (a, b) = batch.views.ok_or_else(|| Error::Data("the loader made no augmented views".into()))?;
         Ok(if two_views {
             let mut images = a;

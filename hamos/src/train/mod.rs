@@ -183,7 +183,7 @@ pub fn finetune(
         }
         let started = std::time::Instant::now();
         let (mut loss_sum, mut acceptance_sum, mut acceptance_n, mut images) = (0.0, 0.0, 0, 0);
-        let feed = Feed { config, data, two_views: true, seed: config.seed };
+        let feed = Feed { config, data, two_views: true, augment: true, seed: config.seed };
         for (k, batch) in epoch_batches(&feed, epoch)?.enumerate() {
             let batch = batch?;
             let step_started = std::time::Instant::now();

@@ -29,6 +29,7 @@ pub fn cache_path(config: &RunConfig, backend: &str) -> Result<PathBuf> {
         .hash(&mut hasher);
     config.train.pretrain_learning_rate.to_bits().hash(&mut hasher);
     config.train.weight_decay.to_bits().hash(&mut hasher);
+    config.train.pretrain_augment.hash(&mut hasher);
     env!("CARGO_PKG_VERSION").hash(&mut hasher);
     Ok(cache_dir().join(format!("pretrained-{:016x}.safetensors", hasher.finish())))
 }
@@ -59,7 +60,13 @@ pub fn pretrained(
     let bar = progress.bar("pretrain (cross-entropy)", (epochs * steps_per_epoch) as u64);
     let mut step = 0;
     for epoch in 0..epochs {
-        let feed = Feed { config, data, two_views: false, seed: config.seed ^ 0x5052_4554 };
+        let feed = Feed {
+            config,
+            data,
+            two_views: false,
+            augment: config.train.pretrain_augment,
+            seed: config.seed ^ 0x5052_4554,
+        };
         for batch in epoch_batches(&feed, epoch)? {
             let batch = batch?;
             let started = std::time::Instant::now();

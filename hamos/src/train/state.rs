@@ -116,3 +116,11 @@ pub fn load(
     checkpoint::load_host(params, file, path)?;
     Ok(at)
 }
+
+/// Loads only the network's parameters and buffers from a training checkpoint at `path` (the
+/// optimizer's momentum and the embedding buffer are skipped), for evaluation.
+pub fn load_weights(path: &Path, params: &mut ParamStore) -> Result<()> {
+    let mut file = checkpoint::read(path)?;
+    file.retain(|name, _| !name.starts_with(MOMENTUM) && name != BUFFER_ROWS && name != BUFFER_META);
+    checkpoint::load_host(params, file, path)
+}

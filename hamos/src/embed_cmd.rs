@@ -1,0 +1,151 @@
+//! `hamos embed`: a data set through a saved model, written as `.npz` (features, projected
+//! embeddings, logits, labels) for `hamos synth` or the user's own tools.
+
+use std::path::{Path, PathBuf};
+
+use hamos_api::{DatasetSpec, Error, Result, RunConfig};
+use hamos_nn::{checkpoint, clone_backbone, Classifier, DualHeadNet};
+use npyz::WriterBuilder;
+
+use crate::data::{self, ImageSet};
+use crate::eval::models::{EvalModel, Network};
+use crate::train::{self, embed::Embedded, pretrain, state};
+
+/// What `hamos embed` wrote.
+pub struct EmbedOutcome {
+    /// Rows written.
+    pub rows: usize,
+    /// The arrays in the file, with their shapes.
+    pub arrays: Vec<(String, Vec<usize>)>,
+    /// The model kind found in the checkpoint.
+    pub network: &'static str,
+}
+
+/// The config for a checkpoint: `config` if given, else the `config.toml` of the run directory
+/// holding `checkpoint` (`<run>/checkpoints/<file>`), else the shipped preset.
+pub fn config_for(checkpoint: &Path, config: Option<PathBuf>, overrides: Vec<String>) -> Result<RunConfig> {
+    let run_config = checkpoint.parent().and_then(Path::parent).map(|run| run.join("config.toml"));
+    match (config, run_config) {
+        (Some(file), _) => crate::load_job_config(Some(file), overrides),
+        (None, Some(file)) if file.is_file() => crate::load_job_config(Some(file), overrides),
+        (None, _) => crate::load_job_config(None, overrides),
+    }
+}
+
+/// The set named by `data`: `train` or `validation` (the config's split), `test`, the name of
+/// one of the config's OOD sets, or an inline TOML data set such as
+/// `format = "idx", images = "x.gz", labels = "y.gz"`.
+pub fn resolve_set(config: &RunConfig, prepared: &train::Prepared, data: &str) -> Result<ImageSet> {
+    let shape = Some(prepared.train.shape);
+    match data {
+        "train" => return Ok(prepared.train.as_ref().clone()),
+        "validation" => return Ok(prepared.validation.clone()),
+        "test" => return data::load(&config.data.test, config.seed, shape),
+        _ => {}
+    }
+    if let Some((index, set)) = config.data.ood.iter().enumerate().find(|(_, s)| s.name == data) {
+        let mut images = data::load(&set.dataset, data::noise_seed(config.seed, index), shape)?;
+        images.name = set.name.clone();
+        return Ok(images);
+    }
+    let names: Vec<&str> = config.data.ood.iter().map(|s| s.name.as_str()).collect();
+    let spec: DatasetSpec = toml::from_str(data).map_err(|e| {
+        Error::invalid(
+            "--data",
+            format!(
+                "`{data}` is neither `train`, `validation`, `test`, an OOD set of the config ({}) nor \
+                 an inline data set like `format = \"idx\", images = \"x.gz\"` ({e})",
+                names.join(", ")
+            ),
+        )
+    })?;
+    data::load(&spec, config.seed, shape)
+}
+
+/// The network a checkpoint holds: a dual-head network when it has a projection head.
+fn load_model(config: &RunConfig, path: &Path, classes: usize) -> Result<EvalModel> {
+    let names = checkpoint::read(path)?;
+    let backend = crate::open_backend(config)?;
+    let mut rng = hamos_api::rng_from_seed(config.seed);
+    let backbone = clone_backbone(config.model.as_ref())?;
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    if names.contains_key("head.0.weight") {
+        let net = DualHeadNet::new(backbone, classes, config.train.feature_dim)?;
+        let mut params = net.init_store(backend, &mut rng)?;
+        state::load_weights(path, &mut params)?;
+        Ok(EvalModel { name, network: Network::Dual(net), params })
+    } else {
+        let net = Classifier::new(backbone, classes, "backbone")?;
+        let mut params = net.init_store(backend, &mut rng)?;
+        pretrain::load_prefixed(&mut params, path)?;
+        Ok(EvalModel { name, network: Network::Classifier(net), params })
+    }
+}
+
+/// Writes `data` through the model of `checkpoint` to `out` (`.npz`).
+pub fn embed(config: &RunConfig, checkpoint: &Path, data: &str, out: &Path) -> Result<EmbedOutcome> {
+    if out.extension().is_none_or(|e| e != "npz") {
+        return Err(Error::invalid("--out", format!("{} must end in .npz", out.display())));
+    }
+    let prepared = train::prepare(config)?;
+    let set = resolve_set(config, &prepared, data)?;
+    if set.is_empty() {
+        return Err(Error::Data(format!("data set `{data}` has no images")));
+    }
+    let model = load_model(config, checkpoint, prepared.classes)?;
+    let rows = model.embed(&set, &prepared.normalizer, train::eval_chunk(config))?;
+    let network = match model.network {
+        Network::Classifier(_) => "classifier",
+        Network::Dual(_) => "dual-head",
+    };
+    let arrays = write_npz(out, &rows)?;
+    Ok(EmbedOutcome { rows: rows.len(), arrays, network })
+}
+
+/// Unit-norm embeddings: the projected ones, or the L2-normalized features of a classifier.
+fn unit_embeddings(rows: &Embedded) -> (Vec<f32>, usize) {
+    if rows.embedding_dim > 0 {
+        return (rows.embeddings.clone(), rows.embedding_dim);
+    }
+    let d = rows.feature_dim.max(1);
+    let mut out = rows.features.clone();
+    for row in out.chunks_mut(d) {
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        row.iter_mut().for_each(|v| *v /= norm);
+    }
+    (out, d)
+}
+
+fn write_npz(path: &Path, rows: &Embedded) -> Result<Vec<(String, Vec<usize>)>> {
+    let n = rows.len();
+    let (embeddings, d) = unit_embeddings(rows);
+    let mut arrays = vec![
+        ("features".to_string(), vec![n, rows.feature_dim]),
+        ("embeddings".to_string(), vec![n, d]),
+        ("logits".to_string(), vec![n, rows.classes]),
+    ];
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut npz = npyz::npz::NpzWriter::create(path)?;
+        let options = zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        for ((name, dims), values) in arrays.iter().zip([&rows.features, &embeddings, &rows.logits]) {
+            let shape: Vec<u64> = dims.iter().map(|&v| v as u64).collect();
+            let mut w = npz.array::<f32>(name, options)?.default_dtype().shape(&shape).begin_nd()?;
+            w.extend(values.iter().copied())?;
+            w.finish()?;
+        }
+        if let Some(labels) = &rows.labels {
+            let mut w = npz.array::<i64>("labels", options)?.default_dtype().shape(&[n as u64]).begin_nd()?;
+            w.extend(labels.iter().copied())?;
+            w.finish()?;
+        }
+        Ok(())
+    };
+    write().map_err(|source| Error::Io { op: "writing embeddings", path: path.to_path_buf(), source })?;
+    if rows.labels.is_some() {
+        arrays.push(("labels".to_string(), vec![n]));
+    }
+    Ok(arrays)
+}

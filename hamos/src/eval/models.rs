@@ -1,0 +1,179 @@
+//! The models a run evaluates: a plain classifier (the pretrained one) or a dual-head network,
+//! with their parameters, their outputs on every set, and loading them back from a run
+//! directory's checkpoints.
+
+use std::path::Path;
+use std::rc::Rc;
+
+use hamos_api::{Error, ParamStore, Result, RunConfig};
+use hamos_nn::{clone_backbone, Classifier, DualHeadNet};
+
+use super::evaluate::{linear_head, ModelOutputs};
+use super::probe::NetworkProbe;
+use crate::data::{ImageSet, Normalizer};
+use crate::train::embed::{embed_classifier, embed_dual, Embedded};
+use crate::train::{pretrain, state};
+
+/// A network of a run.
+#[derive(Debug, Clone)]
+pub enum Network {
+    /// A classifier without projection head (`backbone.*`).
+    Classifier(Classifier),
+    /// The dual-head network of HamOS.
+    Dual(DualHeadNet),
+}
+
+/// A named model with its parameters.
+#[derive(Debug, Clone)]
+pub struct EvalModel {
+    /// Name in reports and score paths.
+    pub name: String,
+    /// The network.
+    pub network: Network,
+    /// Its parameters.
+    pub params: ParamStore,
+}
+
+impl EvalModel {
+    /// The classification part of the network.
+    pub fn classifier(&self) -> &Classifier {
+        match &self.network {
+            Network::Classifier(net) => net,
+            Network::Dual(net) => net.classifier(),
+        }
+    }
+
+    /// The model's outputs on one set, in evaluation mode.
+    pub fn embed(&self, set: &ImageSet, normalizer: &Normalizer, chunk: usize) -> Result<Embedded> {
+        match &self.network {
+            Network::Classifier(net) => embed_classifier(net, &self.params, set, normalizer, chunk),
+            Network::Dual(net) => embed_dual(net, &self.params, set, normalizer, chunk),
+        }
+    }
+
+    /// The outputs on the training set, the ID test set and each OOD set, with the head and the
+    /// probe that input-perturbation scorers use.
+    pub fn outputs(
+        &self,
+        train: &ImageSet,
+        id: &ImageSet,
+        ood: &[ImageSet],
+        normalizer: &Normalizer,
+        chunk: usize,
+    ) -> Result<ModelOutputs> {
+        let ood_rows = ood
+            .iter()
+            .map(|s| Ok((s.name.clone(), self.embed(s, normalizer, chunk)?)))
+            .collect::<Result<_>>()?;
+        let probe = NetworkProbe::new(self.classifier().clone(), self.params.clone(), normalizer)?;
+        Ok(ModelOutputs {
+            name: self.name.clone(),
+            train: self.embed(train, normalizer, chunk)?,
+            id: self.embed(id, normalizer, chunk)?,
+            ood: ood_rows,
+            head: Some(linear_head(&self.params, "backbone")?),
+            probe: Some(Rc::new(probe)),
+        })
+    }
+}
+
+/// File name of the pretrained classifier in a run's `checkpoints/`.
+pub const PRETRAINED_FILE: &str = "pretrained.safetensors";
+
+/// The models saved in `dir/checkpoints`: `pretrained.safetensors` as a classifier, every other
+/// `*.safetensors` as a fine-tuned dual-head network named after the file. Errors when there is
+/// none, naming the folder and what to run.
+pub fn load_run_models(config: &RunConfig, dir: &Path, classes: usize) -> Result<Vec<EvalModel>> {
+    let folder = dir.join("checkpoints");
+    let entries = std::fs::read_dir(&folder).map_err(|source| Error::Io {
+        op: "listing checkpoints (train first: `hamos run --out DIR` or `hamos train --out DIR`)",
+        path: folder.clone(),
+        source,
+    })?;
+    let mut files: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::Data(format!(
+            "{} holds no checkpoint (*.safetensors): train first with `hamos run --out {}` or \
+             `hamos train --out {}`",
+            folder.display(),
+            dir.display(),
+            dir.display()
+        )));
+    }
+    let backend = crate::open_backend(config)?;
+    let mut rng = hamos_api::rng_from_seed(config.seed);
+    let mut models = Vec::with_capacity(files.len());
+    // The pretrained classifier first, as in `hamos run`'s reports.
+    files.sort_by_key(|p| p.file_name().is_none_or(|n| n != PRETRAINED_FILE));
+    for path in files {
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let backbone = clone_backbone(config.model.as_ref())?;
+        let model = if name == "pretrained" {
+            let net = Classifier::new(backbone, classes, "backbone")?;
+            let mut params = net.init_store(backend.clone(), &mut rng)?;
+            pretrain::load_prefixed(&mut params, &path)?;
+            EvalModel { name, network: Network::Classifier(net), params }
+        } else {
+            let net = DualHeadNet::new(backbone, classes, config.train.feature_dim)?;
+            let mut params = net.init_store(backend.clone(), &mut rng)?;
+            state::load_weights(&path, &mut params)?;
+            EvalModel { name, network: Network::Dual(net), params }
+        };
+        models.push(model);
+    }
+    Ok(models)
+}
+
+/// Named scorers, in report order.
+pub type PlannedScorers = Vec<(String, Box<dyn hamos_api::Scorer>)>;
+
+/// Which scorers evaluate which model.
+pub type ScorerPlan<'a> = dyn Fn(&EvalModel) -> Result<PlannedScorers> + 'a;
+
+/// Everything one evaluation computed.
+pub struct Evaluation {
+    /// Each model's outputs on the training set, the ID test set and the OOD sets.
+    pub outputs: Vec<ModelOutputs>,
+    /// Each planned model x scorer's scores.
+    pub scores: Vec<super::evaluate::Scores>,
+    /// The metric records of every score set, averages included.
+    pub records: Vec<super::evaluate::MetricRecord>,
+    /// Eqn 14 per model.
+    pub sphere: Vec<super::sphere::SphereMetrics>,
+}
+
+/// Extracts every model's outputs once, scores them with the scorers `plan` assigns, and
+/// computes the OOD metrics and Eqn 14.
+pub fn evaluate_models(
+    models: &[EvalModel],
+    plan: &ScorerPlan,
+    sets: super::evaluate::TestImages,
+    train: &ImageSet,
+    normalizer: &Normalizer,
+    progress: &crate::train::progress::Progress,
+) -> Result<Evaluation> {
+    let bar = progress.bar("features", models.len() as u64);
+    let mut outputs = Vec::with_capacity(models.len());
+    for model in models {
+        outputs.push(model.outputs(train, sets.id, sets.ood, normalizer, sets.chunk)?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let mut scores = Vec::new();
+    let mut records = Vec::new();
+    let mut sphere = Vec::with_capacity(models.len());
+    for (model, out) in models.iter().zip(&outputs) {
+        for (name, scorer) in plan(model)? {
+            let backend = model.params.backend().clone();
+            let s = super::evaluate::score_model(&backend, out, &name, scorer.as_ref(), Some(&sets))?;
+            records.extend(super::evaluate::records(&s)?);
+            scores.push(s);
+        }
+        sphere.push(super::sphere::sphere_metrics(&out.name, &out.train, &out.id, &out.ood)?);
+    }
+    Ok(Evaluation { outputs, scores, records, sphere })
+}

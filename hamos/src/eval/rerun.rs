@@ -1,0 +1,129 @@
+//! `hamos eval --run DIR [--scorers ...]`: evaluates the models of a finished run again, with
+//! any scorers, into a new folder (the run's own results stay as they were).
+
+use std::path::{Path, PathBuf};
+
+use hamos_api::{Error, Result, RunConfig};
+
+use super::evaluate::{default_scorer, MetricRecord, TestImages};
+use super::job::{configured_scorer, default_plan, test_sets, write_evaluation};
+use super::models::{evaluate_models, load_run_models, EvalModel, PlannedScorers};
+use super::{plots, report};
+use crate::train::{self, progress::Progress};
+
+/// What `hamos eval` produced.
+pub struct EvalOutcome {
+    /// Where the results went.
+    pub dir: PathBuf,
+    /// Every metric record.
+    pub records: Vec<MetricRecord>,
+}
+
+/// The version line a run directory's `VERSION` must hold to be evaluated by this program.
+fn this_version() -> String {
+    format!("hamos {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The config of run directory `run`, after checking that this program wrote it.
+pub fn run_config(run: &Path) -> Result<RunConfig> {
+    if !run.is_dir() {
+        return Err(Error::Data(format!(
+            "{} is not a directory: give a run directory of `hamos run`",
+            run.display()
+        )));
+    }
+    let version_file = run.join("VERSION");
+    let version = std::fs::read_to_string(&version_file).map_err(|source| Error::Io {
+        op: "reading the version of the run (is this a run directory of `hamos run` or `hamos train`?)",
+        path: version_file.clone(),
+        source,
+    })?;
+    if version.trim() != this_version() {
+        return Err(Error::Data(format!(
+            "{} was written by {}, this is {}: its checkpoints may not load. Evaluate it with that \
+             version, or run it again with this one: `hamos run --config {}`",
+            run.display(),
+            version.trim(),
+            this_version(),
+            run.join("config.toml").display()
+        )));
+    }
+    let file = run.join("config.toml");
+    if !file.is_file() {
+        return Err(Error::Data(format!("{} is missing: the run directory is incomplete", file.display())));
+    }
+    hamos_api::ConfigSources { base: None, file: Some(file), env: false, overrides: Vec::new() }.load()
+}
+
+/// The scorers named in `names` (the configured settings for the configured scorer's name, the
+/// defaults for others), for every model.
+fn named_plan(config: &RunConfig, names: &[String]) -> Result<PlannedScorers> {
+    names
+        .iter()
+        .map(|name| {
+            let scorer = if name == config.scorer.typetag_name() {
+                configured_scorer(config)?
+            } else {
+                default_scorer(name)?
+            };
+            scorer.validate()?;
+            Ok((name.clone(), scorer))
+        })
+        .collect()
+}
+
+/// Evaluates the checkpoints of run directory `run` with `scorers` (empty: those of `hamos run`)
+/// into `out` (default `run/eval-<UTC time>`).
+pub fn eval_run(
+    run: &Path,
+    scorers: &[String],
+    out: Option<PathBuf>,
+    progress: &Progress,
+) -> Result<EvalOutcome> {
+    let config = run_config(run)?;
+    // Check the scorer names before the slow part.
+    let named = named_plan(&config, scorers)?;
+    let prepared = train::prepare(&config)?;
+    let (id_test, ood_sets) = test_sets(&config, &prepared)?;
+    let models = load_run_models(&config, run, prepared.classes)?;
+    let out = out.unwrap_or_else(|| {
+        let secs =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        run.join(format!("eval-{}", crate::rundir::utc_stamp(secs)))
+    });
+    std::fs::create_dir_all(&out).map_err(|source| Error::Io {
+        op: "creating",
+        path: out.clone(),
+        source,
+    })?;
+    let fallback = default_plan(&config);
+    let plan = |model: &EvalModel| -> Result<PlannedScorers> {
+        if named.is_empty() {
+            fallback(model)
+        } else {
+            named_plan(&config, scorers)
+        }
+    };
+    let sets = TestImages { id: &id_test, ood: &ood_sets, chunk: train::eval_chunk(&config) };
+    let evaluation = evaluate_models(&models, &plan, sets, &prepared.train, &prepared.normalizer, progress)?;
+    write_evaluation(&out, &evaluation)?;
+    let mut plotted = Vec::new();
+    for scores in &evaluation.scores {
+        if !plotted.contains(&scores.model) {
+            plots::scores_and_roc(
+                &out.join("plots"),
+                (&scores.model, &scores.scorer),
+                &scores.id,
+                &scores.ood,
+                None,
+            )?;
+            plotted.push(scores.model.clone());
+        }
+    }
+    let notes = vec![
+        format!("evaluated run {} with {}", run.display(), this_version()),
+        format!("models: {}", models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")),
+    ];
+    report::write_report(&out, &evaluation.records, &evaluation.sphere, &notes)?;
+    Ok(EvalOutcome { dir: out, records: evaluation.records })
+}
