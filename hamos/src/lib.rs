@@ -19,6 +19,7 @@ pub mod embeddings;
 pub mod eval;
 pub mod plugins;
 pub mod rundir;
+pub mod step_bench;
 pub mod synth;
 pub mod synth_bench;
 pub mod train;

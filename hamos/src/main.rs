@@ -80,6 +80,18 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The table of several runs (e.g. seeds): mean ± std per model, scorer and data set.
+    Table {
+        /// Run directories (or their metrics.json files).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Every OOD set, not only the averages.
+        #[arg(long)]
+        per_set: bool,
+        /// Also write the table to this Markdown file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print every compiled backend and registered plugin with its defaults.
     Plugins,
     /// Print the resolved config (defaults, file, HAMOS_ environment, --set).
@@ -121,6 +133,17 @@ enum BenchCommand {
         /// Calls per sample.
         #[arg(long, default_value_t = 20000)]
         iters: usize,
+    },
+    /// One HamOS fine-tuning step as the trainer runs it, split into data, network and synthesis.
+    Step {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Backends to time (comma-separated; those compiled in).
+        #[arg(long, value_delimiter = ',', default_value = "candle,tch")]
+        backends: Vec<String>,
+        /// Timed steps (medians reported), after two warm-up steps.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
     },
     /// One training step (forward, cross-entropy, backward, SGD) per backbone and backend.
     Train {
@@ -248,6 +271,22 @@ fn run(cli: Cli) -> hamos::Result<()> {
                 arrays.join(", ")
             );
         }
+        Command::Table { runs, per_set, out } => {
+            let records = runs
+                .iter()
+                .map(|r| hamos::eval::aggregate::read_records(r))
+                .collect::<hamos::Result<Vec<_>>>()?;
+            let rows = hamos::eval::aggregate::aggregate(&records)?;
+            let table = hamos::eval::aggregate::table(&rows, runs.len(), per_set);
+            print!("{table}");
+            if let Some(path) = out {
+                std::fs::write(&path, &table).map_err(|source| hamos::Error::Io {
+                    op: "writing the table",
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+        }
         Command::Config(args) => {
             let config = hamos::load_config(args.config, args.overrides)?;
             print!("{}", config.to_toml()?);
@@ -315,6 +354,20 @@ fn run(cli: Cli) -> hamos::Result<()> {
         }
         Command::Bench { what: BenchCommand::Train { backbones, backends, batch, steps, threads } } => {
             print!("{}", bench_train(&backbones, &backends, batch, steps, threads)?);
+        }
+        Command::Bench { what: BenchCommand::Step { config, backends, steps } } => {
+            let compiled = hamos_api::backend::backend_names();
+            let mut timings = Vec::new();
+            let mut model = String::new();
+            for backend in backends.iter().filter(|b| compiled.contains(&b.as_str())) {
+                let mut overrides = config.overrides.clone();
+                overrides.push(format!("backend={backend:?}"));
+                let run_config = hamos::load_job_config(config.config.clone(), overrides)?;
+                model = run_config.model.typetag_name().to_string();
+                eprintln!("timing the HamOS step of {model} on {backend}...");
+                timings.push(hamos::step_bench::time_hamos_step(&run_config, 2, steps)?);
+            }
+            print!("{}", hamos::step_bench::table(&model, &timings));
         }
         Command::Bench { what: BenchCommand::Ops { samples, iters } } => {
             print!("{}", hamos::bench::overhead_table(samples, iters)?);

@@ -260,3 +260,43 @@ fn bad_input_is_a_one_line_error() {
     assert!(last.starts_with("error:") && last.contains("no/such/images.gz"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `hamos table` over two hand-written metrics files: mean and sample std, per set and average.
+#[test]
+fn table_aggregates_runs_with_mean_and_sample_std() {
+    let tmp = tempfile::tempdir().unwrap();
+    let record = |dataset: &str, fpr95: f64, auroc: f64| {
+        serde_json::json!({"model": "hamos", "scorer": "knn", "dataset": dataset, "fpr95": fpr95,
+            "auroc": auroc, "aupr_in": 0.5, "aupr_out": 0.5, "fpr95_openood": fpr95, "id_acc": 0.9})
+    };
+    let runs = [(0.1, 0.9), (0.3, 0.8), (0.2, 0.7)];
+    let mut paths = Vec::new();
+    for (i, (fpr, auroc)) in runs.iter().enumerate() {
+        let path = tmp.path().join(format!("run{i}.json"));
+        let json =
+            serde_json::json!({"records": [record("mnist", *fpr, *auroc), record("average", *fpr, *auroc)]});
+        std::fs::write(&path, json.to_string()).unwrap();
+        paths.push(path);
+    }
+    let out = tmp.path().join("table.md");
+    let result = hamos(&tmp.path().join("cache"))
+        .arg("table")
+        .args(&paths)
+        .arg("--per-set")
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{stdout}{}", String::from_utf8_lossy(&result.stderr));
+    // FPR95 0.1, 0.3, 0.2: mean 20 %, sample std 10 %; AUROC 0.9, 0.8, 0.7: 80 % +- 10 %.
+    assert!(
+        stdout.contains("| hamos | knn | mnist | 20.00 ± 10.00 | 80.00 ± 10.00 | 90.00 ± 0.00 |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| hamos | knn | average | 20.00 ± 10.00 |"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), stdout);
+    let missing = hamos(&tmp.path().join("cache")).args(["table", "no/such/run"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && stderr.contains("no/such/run"), "{stderr}");
+}

@@ -141,7 +141,7 @@ pub fn stream_seed(seed: u64, epoch: usize, step: usize, stream: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-const SAMPLER_STREAM: u64 = 0x5341_4d50;
+pub(crate) const SAMPLER_STREAM: u64 = 0x5341_4d50;
 const HEAD_STREAM: u64 = 0x4845_4144;
 
 /// Fine-tunes the dual-head network from `start` with `config` (Algorithm 2).

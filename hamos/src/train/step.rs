@@ -37,6 +37,8 @@ pub struct StepReport {
     pub acceptance: f64,
     /// The sampler's per-round diagnostics.
     pub rounds: Vec<RoundDiagnostics>,
+    /// Milliseconds spent synthesizing (the buffer's bank and the sampler), within the step.
+    pub synthesis_ms: f64,
 }
 
 /// Everything a step reads besides the network's parameters.
@@ -81,12 +83,16 @@ pub fn hamos_step(
     buffer.push(&detached.to_vec_f32()?, inputs.host_labels)?;
 
     let mut total = ce.add(&id_con)?;
-    let (mut ood_value, mut outliers, mut rounds) = (0.0, 0, Vec::new());
+    let (mut ood_value, mut outliers, mut rounds, mut synthesis_ms) = (0.0, 0, Vec::new(), 0.0);
     if inputs.with_outliers && config.train.ood_weight > 0.0 {
+        let started = std::time::Instant::now();
         let bank = buffer.bank(params.backend())?;
         let input = SynthesisInput { bank: &bank, prototypes: &prototypes };
         let synthesis =
             config.sampler.synthesize(&input, config.energy.as_ref(), config.barrier.as_ref(), rng)?;
+        // Lazy backends would defer the work: the outliers on the host mark the end.
+        synthesis.outliers.to_vec_f32()?;
+        synthesis_ms = started.elapsed().as_secs_f64() * 1e3;
         outliers = synthesis.tags.len();
         rounds = synthesis.rounds;
         if outliers > 0 {
@@ -140,6 +146,7 @@ pub fn hamos_step(
         outliers,
         acceptance,
         rounds,
+        synthesis_ms,
         ..StepReport::default()
     })
 }
