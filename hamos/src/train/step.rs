@@ -84,6 +84,7 @@ pub fn hamos_step(
 
     let mut total = ce.add(&id_con)?;
     let (mut ood_value, mut outliers, mut rounds, mut synthesis_ms) = (0.0, 0, Vec::new(), 0.0);
+    let mut moved_prototypes = None;
     if inputs.with_outliers && config.train.ood_weight > 0.0 {
         let started = std::time::Instant::now();
         let bank = buffer.bank(params.backend())?;
@@ -112,6 +113,7 @@ pub fn hamos_step(
             .reshape(&[])?;
             ood_value = ood.to_scalar_f32()?;
             total = total.add(&ood.scale(config.train.ood_weight)?)?;
+            moved_prototypes = Some(moved);
         }
     }
     let updates = pass.into_updates();
@@ -130,7 +132,11 @@ pub fn hamos_step(
     };
     sgd.step(params, &grads, inputs.learning_rate)?;
     params.apply_updates(updates)?;
-    let ema = update_prototypes(&prototypes, &detached, inputs.labels, config.train.prototype_momentum)?;
+    // The EMA of this batch is the moved prototypes of the OOD term, without their history.
+    let ema = match moved_prototypes {
+        Some(moved) => moved.detach()?,
+        None => update_prototypes(&prototypes, &detached, inputs.labels, config.train.prototype_momentum)?,
+    };
     params.set(DualHeadNet::PROTOTYPES, &ema)?;
     let acceptance = if rounds.is_empty() {
         f64::NAN
