@@ -8,8 +8,7 @@ use std::time::Instant;
 use hamos_api::{Error, Result, RunConfig};
 use hamos_nn::{clone_backbone, Classifier};
 
-use crate::train::step::{hamos_step, StepInputs};
-use crate::train::{self, stream_seed, Pretrained, SAMPLER_STREAM};
+use crate::train::{self, Pretrained};
 use crate::train::{epoch_batches, Feed};
 
 /// Medians of the timed steps, in milliseconds.
@@ -68,19 +67,9 @@ pub fn time_hamos_step(config: &RunConfig, warmup: usize, steps: usize) -> Resul
         let started = Instant::now();
         let batch = batches.next().ok_or_else(|| Error::Data("bench step: the loader ran dry".into()))??;
         let waited = started.elapsed().as_secs_f64() * 1e3;
-        let views = backend.from_f32(&batch.images, &batch.dims())?;
-        let labels = backend.from_i64(&batch.labels, &[batch.labels.len()])?;
-        let inputs = StepInputs {
-            config,
-            net: &net,
-            views: &views,
-            labels: &labels,
-            host_labels: &batch.labels,
-            learning_rate: config.train.learning_rate,
-            with_outliers: true,
-        };
-        let mut rng = hamos_api::rng_from_seed(stream_seed(config.seed, 0, k, SAMPLER_STREAM));
-        let report = hamos_step(&inputs, &mut params, &mut sgd, &mut buffer, &mut rng)?;
+        let state = (&mut params, &mut sgd, &mut buffer);
+        let report =
+            train::step_on_batch(config, &net, state, &batch, config.train.learning_rate, true, (0, k))?;
         let total = started.elapsed().as_secs_f64() * 1e3;
         if k >= warmup {
             batch_size = batch.labels.len() / 2;

@@ -29,7 +29,7 @@ use crate::data::{ImageSet, Normalizer};
 use buffer::EmbeddingBuffer;
 use embed::{embed_dual, Embedded};
 use progress::Progress;
-use step::{hamos_step, StepInputs};
+use step::{hamos_step, StepInputs, StepReport};
 
 /// The ID data of a run, split and ready.
 pub struct Prepared {
@@ -141,7 +141,7 @@ pub fn stream_seed(seed: u64, epoch: usize, step: usize, stream: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-pub(crate) const SAMPLER_STREAM: u64 = 0x5341_4d50;
+const SAMPLER_STREAM: u64 = 0x5341_4d50;
 const HEAD_STREAM: u64 = 0x4845_4144;
 
 /// Fine-tunes the dual-head network from `start` with `config` (Algorithm 2).
@@ -153,7 +153,6 @@ pub fn finetune(
     progress: &Progress,
 ) -> Result<Trained> {
     let StartState { net, mut params, mut buffer } = start_state(config, data, start)?;
-    let backend = params.backend().clone();
     let chunk = eval_chunk(config);
 
     let epochs = config.train.epochs;
@@ -187,28 +186,20 @@ pub fn finetune(
         for (k, batch) in epoch_batches(&feed, epoch)?.enumerate() {
             let batch = batch?;
             let step_started = std::time::Instant::now();
-            let views = backend.from_f32(&batch.images, &batch.dims())?;
-            let labels = backend.from_i64(&batch.labels, &[batch.labels.len()])?;
-            let inputs = StepInputs {
-                config,
-                net: &net,
-                views: &views,
-                labels: &labels,
-                host_labels: &batch.labels,
-                learning_rate: schedule.rate(at.step),
-                with_outliers: options.with_outliers,
-            };
-            let mut rng = hamos_api::rng_from_seed(stream_seed(config.seed, epoch, k, SAMPLER_STREAM));
+            let state = (&mut params, &mut sgd, &mut buffer);
+            let lr = schedule.rate(at.step);
             let mut report =
-                hamos_step(&inputs, &mut params, &mut sgd, &mut buffer, &mut rng).map_err(|e| {
-                    Error::Data(format!(
-                        "{} fine-tuning, epoch {} step {}: {e}; the last good checkpoint is {}",
-                        options.label,
-                        epoch + 1,
-                        at.step,
-                        checkpoint.display()
-                    ))
-                })?;
+                step_on_batch(config, &net, state, &batch, lr, options.with_outliers, (epoch, k)).map_err(
+                    |e| {
+                        Error::Data(format!(
+                            "{} fine-tuning, epoch {} step {}: {e}; the last good checkpoint is {}",
+                            options.label,
+                            epoch + 1,
+                            at.step,
+                            checkpoint.display()
+                        ))
+                    },
+                )?;
             report.epoch = epoch;
             report.step = at.step;
             progress.record(&report)?;
@@ -253,6 +244,33 @@ pub fn finetune(
     }
     bar.finish_and_clear();
     Ok(Trained { net, params, history, checkpoint })
+}
+
+/// Uploads `batch` (both views) and runs one HamOS step on it, with the sampler's draws from
+/// stream `(epoch, k)` of the run's seed.
+pub fn step_on_batch(
+    config: &RunConfig,
+    net: &DualHeadNet,
+    (params, sgd, buffer): (&mut ParamStore, &mut Sgd, &mut EmbeddingBuffer),
+    batch: &FeedBatch,
+    learning_rate: f64,
+    with_outliers: bool,
+    (epoch, k): (usize, usize),
+) -> Result<StepReport> {
+    let backend = params.backend().clone();
+    let views = backend.from_f32(&batch.images, &batch.dims())?;
+    let labels = backend.from_i64(&batch.labels, &[batch.labels.len()])?;
+    let inputs = StepInputs {
+        config,
+        net,
+        views: &views,
+        labels: &labels,
+        host_labels: &batch.labels,
+        learning_rate,
+        with_outliers,
+    };
+    let mut rng = hamos_api::rng_from_seed(stream_seed(config.seed, epoch, k, SAMPLER_STREAM));
+    hamos_step(&inputs, params, sgd, buffer, &mut rng)
 }
 
 /// SGD with the run's momentum and weight decay starting at `learning_rate`, its cosine schedule
