@@ -19,7 +19,7 @@ import zipfile
 import zlib
 
 GZIP_LEVEL = 9
-FASHION_PER_CLASS = 1200
+FASHION_PER_CLASS = 3000
 MNIST_PER_CLASS = 200
 ANIMAL_PER_CLASS = 200
 TEXTURES = ("brick", "grass", "gravel")

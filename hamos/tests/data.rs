@@ -210,7 +210,7 @@ fn image_folder_labels_by_sorted_folder() {
 fn shipped_sets_have_the_documented_counts() {
     let shipped = |name: &str| load(&DatasetSpec::Shipped { name: name.into() }, 0, None).unwrap();
     for (name, n, classes) in [
-        ("fashion_mnist_train", 12000, 10),
+        ("fashion_mnist_train", 30000, 10),
         ("fashion_mnist_test", 10000, 10),
         ("mnist", 2000, 10),
         ("animal_mnist", 2000, 10),
@@ -221,7 +221,7 @@ fn shipped_sets_have_the_documented_counts() {
         assert!(set.labels.as_ref().unwrap().iter().all(|&l| (0..classes as i64).contains(&l)));
         check_id_set(&set, classes).unwrap();
     }
-    assert_eq!(shipped("fashion_mnist_train").class_counts(), vec![1200; 10]);
+    assert_eq!(shipped("fashion_mnist_train").class_counts(), vec![3000; 10]);
     assert_eq!(shipped("mnist").class_counts(), vec![200; 10]);
     let msg = err(load(&DatasetSpec::Shipped { name: "cifar".into() }, 0, None));
     assert!(msg.contains("cifar") && msg.contains("fashion_mnist_train"), "{msg}");
@@ -391,8 +391,8 @@ fn augmentation_identity_flip_and_crop() {
 #[test]
 fn load_all_builds_the_default_run_data() {
     let data = load_all(&DataConfig::default(), 0).unwrap();
-    assert_eq!((data.train.len(), data.validation.len(), data.test.len()), (10800, 1200, 10000));
-    assert_eq!(data.validation.class_counts(), vec![120; 10]);
+    assert_eq!((data.train.len(), data.validation.len(), data.test.len()), (27000, 3000, 10000));
+    assert_eq!(data.validation.class_counts(), vec![300; 10]);
     let names: Vec<&str> = data.ood.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["mnist", "animal_mnist", "textures", "gaussian_noise", "uniform_noise"]);
     assert!(data.ood.iter().all(|s| s.shape == [1, 28, 28]));

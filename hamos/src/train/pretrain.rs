@@ -20,17 +20,22 @@ pub fn cache_dir() -> PathBuf {
     std::env::var_os("HAMOS_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("runs/cache"))
 }
 
-/// The cache file of this config's pretraining: a hash of everything that shapes its result.
-pub fn cache_path(config: &RunConfig, backend: &str) -> Result<PathBuf> {
+/// The cache file of this config's pretraining: a hash of everything that shapes its result,
+/// the training images and labels themselves included (a data file replaced under the same
+/// config must not reuse a classifier trained on the old one).
+pub fn cache_path(config: &RunConfig, data: &Prepared, backend: &str) -> Result<PathBuf> {
     let model = toml::to_string(&config.model).map_err(|e| Error::Config(format!("model: {e}")))?;
-    let data = toml::to_string(&config.data).map_err(|e| Error::Config(format!("data: {e}")))?;
+    let data_config = toml::to_string(&config.data).map_err(|e| Error::Config(format!("data: {e}")))?;
     let mut hasher = DefaultHasher::new();
-    (model, data, backend, config.seed, config.train.pretrain_epochs, config.train.batch_size)
+    (model, data_config, backend, config.seed, config.train.pretrain_epochs, config.train.batch_size)
         .hash(&mut hasher);
     config.train.pretrain_learning_rate.to_bits().hash(&mut hasher);
     config.train.weight_decay.to_bits().hash(&mut hasher);
     config.train.pretrain_augment.hash(&mut hasher);
     env!("CARGO_PKG_VERSION").hash(&mut hasher);
+    for set in [data.train.as_ref(), &data.validation] {
+        (&set.pixels, &set.labels, set.shape).hash(&mut hasher);
+    }
     Ok(cache_dir().join(format!("pretrained-{:016x}.safetensors", hasher.finish())))
 }
 
@@ -49,7 +54,7 @@ pub fn pretrained(
         load_prefixed(&mut params, path)?;
         return Ok((net, params, format!("loaded {}", path.display())));
     }
-    let cached = cache_path(config, backend.name())?;
+    let cached = cache_path(config, data, backend.name())?;
     if cached.is_file() {
         checkpoint::load(&mut params, &cached)?;
         return Ok((net, params, format!("cached {}", cached.display())));
