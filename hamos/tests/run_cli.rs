@@ -300,3 +300,23 @@ fn table_aggregates_runs_with_mean_and_sample_std() {
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(!missing.status.success() && stderr.contains("no/such/run"), "{stderr}");
 }
+
+/// `hamos bench step` runs the trainer's step and splits its time.
+#[test]
+fn bench_step_prints_the_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let result = hamos(&tmp.path().join("cache"))
+        .args(["bench", "step", "--backends", "candle", "--steps", "2"])
+        .args(SMALL.iter().flat_map(|s| ["--set", s]))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{stdout}{}", String::from_utf8_lossy(&result.stderr));
+    let row =
+        stdout.lines().find(|l| l.starts_with("| mlp | candle | 32 |")).unwrap_or_else(|| panic!("{stdout}"));
+    let cells: Vec<f64> =
+        row.split('|').filter_map(|c| c.trim().trim_end_matches(" %").parse().ok()).collect();
+    // batch, ms/step, images/s, data, network, synthesis, share: all finite, synthesis > 0.
+    assert_eq!(cells.len(), 7, "{row}");
+    assert!(cells.iter().all(|v| v.is_finite() && *v >= 0.0) && cells[5] > 0.0, "{row}");
+}
