@@ -49,7 +49,15 @@ pub fn resolve_set(config: &RunConfig, prepared: &train::Prepared, data: &str) -
         return Ok(images);
     }
     let names: Vec<&str> = config.data.ood.iter().map(|s| s.name.as_str()).collect();
-    let spec: DatasetSpec = toml::from_str(data).map_err(|e| {
+    // `format = "idx", images = "..."` is an inline table without its braces.
+    let inner = data.trim().trim_start_matches('{').trim_end_matches('}');
+    let parsed = toml::from_str::<toml::Table>(&format!("data = {{ {inner} }}"))
+        .map_err(|e| e.to_string())
+        .and_then(|mut table| {
+            let value = table.remove("data").ok_or_else(|| "no value".to_string())?;
+            value.try_into::<DatasetSpec>().map_err(|e| e.to_string())
+        });
+    let spec: DatasetSpec = parsed.map_err(|e| {
         Error::invalid(
             "--data",
             format!(

@@ -164,6 +164,26 @@ fn embed_a_set(cache: &Path, run: &Path, tmp: &Path) {
     }
     let logits_shape = archive.by_name("logits").unwrap().unwrap().shape().to_vec();
     assert_eq!(logits_shape, [shape[0], 10]);
+
+    // Any data set inline, through the pretrained classifier: features, normalized, as embeddings.
+    let inline = tmp.join("textures.npz");
+    let result = hamos(cache)
+        .args(["embed", "--data", "format = \"shipped\", name = \"textures\"", "--checkpoint"])
+        .arg(run.join("checkpoints/pretrained.safetensors"))
+        .arg("--out")
+        .arg(&inline)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&result.stderr));
+    assert!(stdout.contains("243 rows through the classifier"), "{stdout}");
+    let bad = hamos(cache)
+        .args(["embed", "--data", "nonsense", "--out", "x.npz", "--checkpoint"])
+        .arg(run.join("checkpoints/hamos.safetensors"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && stderr.contains("--data") && stderr.contains("mnist"), "{stderr}");
 }
 
 /// A run directory with `config.toml` and `VERSION` but no checkpoint, or from another version.
