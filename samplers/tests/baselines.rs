@@ -3,6 +3,7 @@
 //! buffer (shared covariance); NPOS perturbs the boundary embeddings of each class (largest
 //! k-th neighbour distance) and keeps the candidates farthest from their class.
 #![allow(clippy::unwrap_used)] // a failure there is a test failure
+#![allow(clippy::needless_range_loop)] // the f64 references index like the formulas
 
 mod common;
 
