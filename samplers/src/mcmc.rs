@@ -35,7 +35,8 @@
 //!         Ok(Proposal { positions, eval, log_accept, energy_evaluations: 1 })
 //!     }
 //! }
-//! let sampler: Box<dyn hamos_api::Sampler> = toml::from_str("kind = \"doc_walk\"\nstep_size = 0.2").unwrap();
+//! let sampler: Box<dyn hamos_api::Sampler> = toml::from_str("kind = \"doc_walk\"\nstep_size = 0.2")
+//!     .map_err(|e| hamos_api::Error::Config(e.to_string()))?;
 //! sampler.validate()?;
 //! # Ok::<(), hamos_api::Error>(())
 //! ```
