@@ -276,10 +276,28 @@ fn check_plugin_section(kind: PluginKind, section: &toml::Table) -> Result<()> {
         }
         single.insert(key.clone(), value.clone());
         if let Err(error) = deserialize_plugin(kind, single) {
+            let error = with_valid_fields(kind, kind_entry.as_ref(), error);
             return Err(Error::Config(format!("{}.{key}: {error}", kind.section())));
         }
     }
     Err(Error::Config(format!("{}: {whole}", kind.section())))
+}
+
+/// An unknown-field error that does not list the valid fields (serde's, for configs that
+/// flatten shared fields, such as the MCMC samplers') gets them from the plugin's defaults.
+fn with_valid_fields(kind: PluginKind, name: Option<&toml::Value>, error: String) -> String {
+    if !error.contains("unknown field") || error.contains("expected") {
+        return error;
+    }
+    let Some(defaults) = name
+        .and_then(toml::Value::as_str)
+        .and_then(|name| find_plugin(kind, name).ok())
+        .and_then(|plugin| (plugin.default_config)().ok())
+    else {
+        return error;
+    };
+    let fields: Vec<String> = defaults.keys().filter(|k| *k != "kind").map(|k| format!("`{k}`")).collect();
+    format!("{error}, expected one of {}", fields.join(", "))
 }
 
 fn deserialize_plugin(kind: PluginKind, section: toml::Table) -> std::result::Result<(), String> {

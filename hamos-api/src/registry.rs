@@ -59,6 +59,9 @@ pub struct PluginRegistration {
     pub description: &'static str,
     /// Its default config, `kind` included.
     pub default_config: fn() -> Result<toml::Table>,
+    /// The `kind` its `typetag` impl writes, found by reading the default config back as the
+    /// plugin trait object and writing it again (an error when `typetag` does not know `name`).
+    pub typetag_name: fn() -> Result<String>,
 }
 
 inventory::collect!(PluginRegistration);
@@ -97,8 +100,59 @@ pub fn default_table<T: Serialize + Default>(name: &str) -> Result<toml::Table> 
     Ok(table)
 }
 
+/// Reads `table` (a config with `kind = name`) as the trait object `T` and writes it back: the
+/// `kind` the `typetag` impl writes. Fails when no `typetag` impl is named `name`.
+pub fn typetag_name<T: serde::de::DeserializeOwned + Serialize>(
+    name: &str,
+    table: toml::Table,
+) -> Result<String> {
+    let object: T = table.try_into().map_err(|e| {
+        let e = e.to_string().replace('\n', " ");
+        Error::Config(format!("plugin `{name}`: its default config does not read back: {e}"))
+    })?;
+    let written = toml::Table::try_from(&object)
+        .map_err(|e| Error::Config(format!("plugin `{name}`: its config does not write: {e}")))?;
+    match written.get("kind") {
+        Some(toml::Value::String(kind)) => Ok(kind.clone()),
+        other => Err(Error::Config(format!("plugin `{name}`: written config has kind {other:?}"))),
+    }
+}
+
+/// Checks that every registered plugin's `typetag` name equals its registered name (they are
+/// written in two places unless the plugin uses a macro that writes both from one name, like
+/// `hamos_samplers::register_kernel!`). Run by the workspace tests.
+pub fn check_typetag_names() -> Result<()> {
+    let mismatched: Vec<String> = plugins()
+        .into_iter()
+        .filter_map(|r| match (r.typetag_name)() {
+            Ok(kind) if kind == r.name => None,
+            Ok(kind) => Some(format!("{} `{}` has typetag name `{kind}`", r.kind.section(), r.name)),
+            Err(e) => Some(format!("{} `{}`: {e}", r.kind.section(), r.name)),
+        })
+        .collect();
+    match mismatched.is_empty() {
+        true => Ok(()),
+        false => {
+            Err(Error::Config(format!("registered and typetag names differ: {}", mismatched.join("; "))))
+        }
+    }
+}
+
+/// The trait object of a plugin kind (used by [`register_plugin!`](crate::register_plugin)).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __plugin_object {
+    (Model) => { dyn $crate::Backbone };
+    (Sampler) => { dyn $crate::Sampler };
+    (Energy) => { dyn $crate::OodnessEnergy };
+    (Barrier) => { dyn $crate::IdBarrier };
+    (Loss) => { dyn $crate::ContrastiveLoss };
+    (Scorer) => { dyn $crate::Scorer };
+}
+
 /// Registers a plugin struct under a kind and name. The struct must also carry
-/// `#[typetag::serde(name = "...")]` on its trait impl with the same name.
+/// `#[typetag::serde(name = "...")]` on its trait impl with the same name;
+/// [`check_typetag_names`] (run by the workspace tests) fails when they differ.
 ///
 /// ```ignore
 /// hamos_api::register_plugin!(Sampler, MySampler, "my_sampler", "what it does, in one line");
@@ -112,6 +166,12 @@ macro_rules! register_plugin {
                 name: $name,
                 description: $description,
                 default_config: || $crate::registry::default_table::<$ty>($name),
+                typetag_name: || {
+                    $crate::registry::typetag_name::<Box<$crate::__plugin_object!($kind)>>(
+                        $name,
+                        $crate::registry::default_table::<$ty>($name)?,
+                    )
+                },
             }
         }
     };

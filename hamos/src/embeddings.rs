@@ -36,11 +36,18 @@ impl Format {
     }
 }
 
-/// A raw array: shape, numpy-style type code (`f4`, `i8`, ...) and values as f64.
+/// A raw array: shape, numpy-style type code (`f4`, `i8`, ...) and values.
 struct RawArray {
     shape: Vec<usize>,
     kind: String,
-    values: Vec<f64>,
+    values: Values,
+}
+
+/// Values as read: `f32` kept as is (the usual embeddings, read straight into place), anything
+/// else widened to `f64`.
+enum Values {
+    F32(Vec<f32>),
+    Wide(Vec<f64>),
 }
 
 /// Validated, class-labelled unit-norm embeddings.
@@ -68,25 +75,78 @@ fn data_error(path: &Path, msg: impl std::fmt::Display) -> Error {
 
 fn read_npy<R: std::io::Read>(npy: npyz::NpyFile<R>, path: &Path, name: &str) -> Result<RawArray> {
     let shape: Vec<usize> = npy.shape().iter().map(|&n| n as usize).collect();
-    let kind = match npy.dtype() {
-        npyz::DType::Plain(ts) => ts.to_string().trim_start_matches(['<', '>', '|', '=']).to_string(),
+    let (kind, little) = match npy.dtype() {
+        npyz::DType::Plain(ts) => {
+            let text = ts.to_string();
+            (text.trim_start_matches(['<', '>', '|', '=']).to_string(), !text.starts_with('>'))
+        }
         other => return Err(data_error(path, format!("`{name}` has unsupported dtype {other:?}"))),
     };
-    let bad = |e: std::io::Error| data_error(path, format!("reading `{name}`: {e}"));
-    let values: Vec<f64> = match kind.as_str() {
-        "f4" => npy.into_vec::<f32>().map_err(bad)?.into_iter().map(f64::from).collect(),
-        "f8" => npy.into_vec::<f64>().map_err(bad)?,
-        "i8" => npy.into_vec::<i64>().map_err(bad)?.into_iter().map(|v| v as f64).collect(),
-        "i4" => npy.into_vec::<i32>().map_err(bad)?.into_iter().map(f64::from).collect(),
-        "i2" => npy.into_vec::<i16>().map_err(bad)?.into_iter().map(f64::from).collect(),
-        "i1" => npy.into_vec::<i8>().map_err(bad)?.into_iter().map(f64::from).collect(),
-        "u8" => npy.into_vec::<u64>().map_err(bad)?.into_iter().map(|v| v as f64).collect(),
-        "u4" => npy.into_vec::<u32>().map_err(bad)?.into_iter().map(f64::from).collect(),
-        "u2" => npy.into_vec::<u16>().map_err(bad)?.into_iter().map(f64::from).collect(),
-        "u1" => npy.into_vec::<u8>().map_err(bad)?.into_iter().map(f64::from).collect(),
-        other => return Err(data_error(path, format!("`{name}` has unsupported dtype {other}"))),
+    let fortran = npy.order() == npyz::Order::Fortran;
+    let count: usize = shape.iter().product();
+    let mut reader = npy.into_inner();
+    let truncated =
+        |e: std::io::Error| data_error(path, format!("reading `{name}` ({count} values of {kind}): {e}"));
+    let values = if kind == "f4" {
+        // Straight into place: reading value by value, or through a byte copy, costs far more.
+        let mut values = vec![0.0f32; count];
+        reader.read_exact(bytemuck::cast_slice_mut(&mut values)).map_err(truncated)?;
+        if little != cfg!(target_endian = "little") {
+            values.iter_mut().for_each(|v| *v = f32::from_bits(v.to_bits().swap_bytes()));
+        }
+        Values::F32(transposed(values, &shape, fortran, path, name)?)
+    } else {
+        let width = match kind.as_str() {
+            "f8" | "i8" | "u8" => 8,
+            "i4" | "u4" => 4,
+            "i2" | "u2" => 2,
+            "i1" | "u1" => 1,
+            other => return Err(data_error(path, format!("`{name}` has unsupported dtype {other}"))),
+        };
+        let mut bytes = vec![0u8; count * width];
+        reader.read_exact(&mut bytes).map_err(truncated)?;
+        let values = match kind.as_str() {
+            "f8" => decode(&bytes, little, f64::from_le_bytes, f64::from_be_bytes, |v| v),
+            "i8" => decode(&bytes, little, i64::from_le_bytes, i64::from_be_bytes, |v| v as f64),
+            "u8" => decode(&bytes, little, u64::from_le_bytes, u64::from_be_bytes, |v| v as f64),
+            "i4" => decode(&bytes, little, i32::from_le_bytes, i32::from_be_bytes, f64::from),
+            "u4" => decode(&bytes, little, u32::from_le_bytes, u32::from_be_bytes, f64::from),
+            "i2" => decode(&bytes, little, i16::from_le_bytes, i16::from_be_bytes, f64::from),
+            "u2" => decode(&bytes, little, u16::from_le_bytes, u16::from_be_bytes, f64::from),
+            "i1" => bytes.iter().map(|&b| f64::from(b as i8)).collect(),
+            _ => bytes.iter().map(|&b| f64::from(b)).collect(),
+        };
+        Values::Wide(transposed(values, &shape, fortran, path, name)?)
     };
     Ok(RawArray { shape, kind, values })
+}
+
+/// Row-major values of a C- or Fortran-ordered array.
+fn transposed<T: Copy>(
+    values: Vec<T>,
+    shape: &[usize],
+    fortran: bool,
+    path: &Path,
+    name: &str,
+) -> Result<Vec<T>> {
+    match (fortran, shape) {
+        (false, _) | (true, [_]) => Ok(values),
+        // Column-major [n, d]: value (r, c) sits at c n + r.
+        (true, &[rows, cols]) => Ok((0..rows * cols).map(|i| values[(i % cols) * rows + i / cols]).collect()),
+        (true, _) => Err(data_error(path, format!("`{name}` is Fortran-ordered with shape {shape:?}"))),
+    }
+}
+
+/// Values of `N` bytes each, little- or big-endian, as `f64`.
+fn decode<const N: usize, T>(
+    bytes: &[u8],
+    little: bool,
+    from_le: fn([u8; N]) -> T,
+    from_be: fn([u8; N]) -> T,
+    widen: fn(T) -> f64,
+) -> Vec<f64> {
+    let from = if little { from_le } else { from_be };
+    bytes.chunks_exact(N).map(|c| widen(from(<[u8; N]>::try_from(c).unwrap_or([0; N])))).collect()
 }
 
 fn read_npz(path: &Path) -> Result<(RawArray, RawArray)> {
@@ -116,13 +176,15 @@ fn read_safetensors(path: &Path) -> Result<(RawArray, RawArray)> {
             .map_err(|_| data_error(path, format!("no tensor `{name}`; it holds {:?}", tensors.names())))?;
         let data = view.data();
         use safetensors::Dtype as D;
+        if view.dtype() == D::F32 {
+            let values = data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            return Ok(RawArray {
+                shape: view.shape().to_vec(),
+                kind: "f4".into(),
+                values: Values::F32(values),
+            });
+        }
         let (kind, values): (&str, Vec<f64>) = match view.dtype() {
-            D::F32 => (
-                "f4",
-                data.chunks_exact(4)
-                    .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-                    .collect(),
-            ),
             D::F64 => (
                 "f8",
                 data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8]))).collect(),
@@ -142,7 +204,7 @@ fn read_safetensors(path: &Path) -> Result<(RawArray, RawArray)> {
             D::U8 => ("u1", data.iter().map(|&b| f64::from(b)).collect()),
             other => return Err(data_error(path, format!("`{name}` has unsupported dtype {other:?}"))),
         };
-        Ok(RawArray { shape: view.shape().to_vec(), kind: kind.to_string(), values })
+        Ok(RawArray { shape: view.shape().to_vec(), kind: kind.to_string(), values: Values::Wide(values) })
     };
     Ok((take("embeddings")?, take("labels")?))
 }
@@ -198,12 +260,10 @@ fn validate(
     if labels.kind.starts_with('f') {
         return Err(data_error(path, format!("`labels` must be integers, got {}", labels.kind)));
     }
-    if let Some((row, _)) =
-        embeddings.values.chunks(dim).enumerate().find(|(_, r)| r.iter().any(|x| !x.is_finite()))
-    {
-        return Err(data_error(path, format!("row {row} of `embeddings` is not finite (NaN or inf)")));
-    }
-    let labels: Vec<i64> = labels.values.iter().map(|&v| v as i64).collect();
+    let labels: Vec<i64> = match &labels.values {
+        Values::Wide(v) => v.iter().map(|&v| v as i64).collect(),
+        Values::F32(v) => v.iter().map(|&v| v as i64).collect(),
+    };
     if let Some((row, &label)) = labels.iter().enumerate().find(|(_, &l)| l < 0) {
         return Err(data_error(path, format!("label {label} of row {row} is negative")));
     }
@@ -223,10 +283,21 @@ fn validate(
     if classes < 2 {
         return Err(data_error(path, "outlier synthesis needs at least 2 classes"));
     }
-    let mut rows = Vec::with_capacity(n * dim);
+    // Normalized in place (f32 input) or narrowed (wider input); norms in f64.
+    let (mut rows, wide) = match embeddings.values {
+        Values::F32(v) => (v, None),
+        Values::Wide(v) => (Vec::with_capacity(n * dim), Some(v)),
+    };
     let (mut renormalized, mut worst) = (0usize, 0.0f64);
-    for (row, values) in embeddings.values.chunks(dim).enumerate() {
-        let norm = values.iter().map(|x| x * x).sum::<f64>().sqrt();
+    for row in 0..n {
+        let span = row * dim..(row + 1) * dim;
+        let norm = match &wide {
+            Some(v) => row_norm(&v[span.clone()]),
+            None => row_norm(&rows[span.clone()]),
+        };
+        if !norm.is_finite() {
+            return Err(data_error(path, format!("row {row} of `embeddings` is not finite (NaN or inf)")));
+        }
         if norm < 1e-12 {
             return Err(data_error(path, format!("row {row} of `embeddings` is zero and has no direction")));
         }
@@ -234,7 +305,10 @@ fn validate(
             renormalized += 1;
             worst = worst.max((norm - 1.0).abs());
         }
-        rows.extend(values.iter().map(|x| (x / norm) as f32));
+        match &wide {
+            Some(v) => rows.extend(v[span].iter().map(|x| (x / norm) as f32)),
+            None => rows[span].iter_mut().for_each(|x| *x = (f64::from(*x) / norm) as f32),
+        }
     }
     if renormalized > 0 {
         corrections.push(format!(
@@ -248,6 +322,20 @@ fn validate(
         num_classes: classes,
         corrections,
     })
+}
+
+/// `|v|` in `f64`, in eight partial sums; NaN or infinite when a value is.
+fn row_norm<T: Copy + Into<f64>>(values: &[T]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|&x| x.into().powi(2)).sum();
+    for chunk in chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            let x: f64 = x.into();
+            *lane += x * x;
+        }
+    }
+    (lanes.iter().sum::<f64>() + tail).sqrt()
 }
 
 fn write_npy<T: npyz::AutoSerialize>(
@@ -282,7 +370,9 @@ pub fn write_outliers(
         Format::Npz => {
             let write = || -> std::io::Result<()> {
                 let mut npz = npyz::npz::NpzWriter::create(path)?;
-                let options = zip::write::FileOptions::default();
+                // Stored, as numpy's `savez` writes: deflating took most of `hamos synth`'s time.
+                let options =
+                    zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
                 let mut w = npz
                     .array::<f32>("outliers", options)?
                     .default_dtype()

@@ -182,6 +182,16 @@ enum BenchCommand {
         /// Timed mini-batches per cell (median reported, after one warm-up).
         #[arg(long, default_value_t = 10)]
         runs: usize,
+        /// Time on these class-labelled embeddings instead (.npz, .safetensors, or .npy +
+        /// --labels, as `hamos synth`); the buffer is the last `train.buffer_size` rows per class.
+        #[arg(long, conflicts_with_all = ["classes", "per_class", "dim"])]
+        embeddings: Option<PathBuf>,
+        /// Labels file (.npy), when --embeddings is a .npy file.
+        #[arg(long, requires = "embeddings")]
+        labels: Option<PathBuf>,
+        /// Number of classes of --embeddings (default: largest label + 1).
+        #[arg(long, requires = "embeddings")]
+        num_classes: Option<usize>,
     },
 }
 
@@ -333,21 +343,59 @@ fn run(cli: Cli) -> hamos::Result<()> {
             let written: Vec<String> = report.outputs.iter().map(|p| p.display().to_string()).collect();
             println!("wrote {} outliers to {}", report.outliers, written.join(", "));
         }
-        Command::Bench { what: BenchCommand::Synth { config, samplers, classes, per_class, dim, runs } } => {
+        Command::Bench {
+            what:
+                BenchCommand::Synth {
+                    config,
+                    samplers,
+                    classes,
+                    per_class,
+                    dim,
+                    runs,
+                    embeddings,
+                    labels,
+                    num_classes,
+                },
+        } => {
             let config = hamos::load_config(config.config, config.overrides)?;
-            let bar = indicatif::ProgressBar::new((samplers.len() * classes.len()) as u64);
+            let data = match &embeddings {
+                Some(path) => Some(hamos::embeddings::read(path, labels.as_deref(), num_classes)?),
+                None => None,
+            };
+            let cells = samplers.len() * data.as_ref().map_or(classes.len(), |_| 1);
+            let bar = indicatif::ProgressBar::new(cells as u64);
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            let timings =
-                hamos::synth_bench::run(&config, &samplers, &classes, per_class, dim, runs, |name, c| {
-                    bar.set_message(format!("{name} at C = {c}"));
-                    bar.inc(1);
-                })?;
+            let progress = |name: &str, c: usize| {
+                bar.set_message(format!("{name} at C = {c}"));
+                bar.inc(1);
+            };
+            let (timings, classes) = match (&data, &embeddings) {
+                (Some(data), Some(path)) => {
+                    let timings = hamos::synth_bench::run_on(&config, &samplers, data, runs, progress)?;
+                    println!(
+                        "embeddings {}: {} rows, C = {}, d = {}, buffer S = {} per class",
+                        path.display(),
+                        data.labels.len(),
+                        data.num_classes,
+                        data.dim,
+                        config.train.buffer_size
+                    );
+                    (timings, vec![data.num_classes])
+                }
+                _ => {
+                    let timings = hamos::synth_bench::run(
+                        &config, &samplers, &classes, per_class, dim, runs, progress,
+                    )?;
+                    println!("clustered synthetic embeddings, S = {per_class}, d = {dim}");
+                    (timings, classes)
+                }
+            };
             bar.finish_and_clear();
             println!(
-                "backend {} {}, S = {per_class}, d = {dim}, median of {runs} mini-batches after one warm-up",
+                "backend {} {}, median of {runs} mini-batches after one warm-up",
                 config.backend, config.device
             );
             print!("{}", hamos::synth_bench::table(&timings, &classes));

@@ -29,6 +29,22 @@ pub struct SynthReport {
     pub stopped_chains: Vec<(usize, usize)>,
     /// Corrections applied to the input and notes from the sampler.
     pub notes: Vec<String>,
+    /// Seconds spent reading and validating the input, opening the backend, synthesizing
+    /// (buffer, prototypes and sampler) and writing the outliers.
+    pub seconds: PhaseSeconds,
+}
+
+/// Wall-clock seconds per phase of `hamos synth`.
+#[derive(Debug, Default, Serialize)]
+pub struct PhaseSeconds {
+    /// Reading and validating the embeddings.
+    pub read: f64,
+    /// Opening the backend.
+    pub backend: f64,
+    /// Building the buffer and prototypes, and synthesizing.
+    pub synthesis: f64,
+    /// Writing the outliers.
+    pub write: f64,
 }
 
 /// Builds the class buffer (the last `train.buffer_size` rows of each class) and synthesizes.
@@ -63,11 +79,23 @@ pub fn run(
             in_format
         )));
     }
+    let mut clock = std::time::Instant::now();
+    let mut lap = || {
+        let now = std::time::Instant::now();
+        let seconds = (now - clock).as_secs_f64();
+        clock = now;
+        seconds
+    };
+    let mut seconds = PhaseSeconds::default();
     let data = embeddings::read(embeddings, labels, num_classes)?;
+    seconds.read = lap();
     let backend = crate::open_backend(config)?;
+    seconds.backend = lap();
     let synthesis = synthesize(config, &backend, &data)?;
     let rows = synthesis.outliers.to_vec_f32()?;
+    seconds.synthesis = lap();
     let outputs = embeddings::write_outliers(out, &rows, data.dim, &synthesis.tags)?;
+    seconds.write = lap();
     let mut notes = data.corrections;
     notes.extend(synthesis.notes);
     let report = SynthReport {
@@ -80,6 +108,7 @@ pub fn run(
         rounds: synthesis.rounds,
         stopped_chains: synthesis.stopped_chains,
         notes,
+        seconds,
     };
     let json_path = diagnostics.map(Path::to_path_buf).unwrap_or_else(|| out.with_extension("json"));
     let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Data(format!("diagnostics: {e}")))?;

@@ -1,10 +1,13 @@
 //! `hamos bench synth`: one mini-batch of synthesis at CIFAR-10 and CIFAR-100 scale for every
-//! sampler, like the time column of Table 9.
+//! sampler, like the time column of Table 9, on clustered synthetic embeddings or on the user's
+//! own (`--embeddings FILE`).
 
 use std::time::Instant;
 
 use hamos_api::registry::{find_plugin, PluginKind};
 use hamos_api::{ClassBank, Result, RoundDiagnostics, RunConfig, Sampler, SynthesisInput};
+
+use crate::embeddings::LabelledEmbeddings;
 
 /// One measured cell.
 #[derive(Debug, Clone)]
@@ -61,43 +64,94 @@ pub fn run(
     let mut out = Vec::new();
     for &classes in class_counts {
         let (rows, labels) = clustered(classes, per_class, dim, config.seed);
-        for name in samplers {
-            find_plugin(PluginKind::Sampler, name)?;
-            let sampler: Box<dyn Sampler> = toml::from_str(&format!("kind = \"{name}\""))
-                .map_err(|e| hamos_api::Error::Config(e.to_string()))?;
-            progress(name, classes);
-            let mut rng = hamos_api::rng_from_seed(config.seed);
-            let mut times = Vec::with_capacity(runs);
-            let (mut gflop, mut barrier_checks) = (0.0, (0, 0));
-            for run in 0..=runs {
-                // A fresh bank per mini-batch, as in training (the buffer changes every step),
-                // so whatever a plugin or backend derives from it is rebuilt inside the timing.
-                let bank = ClassBank::from_rows(&backend, &rows, dim, &labels, classes, per_class)?;
-                let prototypes = bank.prototypes()?;
-                let input = SynthesisInput { bank: &bank, prototypes: &prototypes };
-                let start = Instant::now();
-                let synthesis =
-                    sampler.synthesize(&input, config.energy.as_ref(), config.barrier.as_ref(), &mut rng)?;
-                let elapsed = start.elapsed().as_secs_f64() * 1e3;
-                let multiply_adds = counted_multiply_adds(&synthesis.rounds, classes, per_class, dim);
-                gflop = 2.0 * multiply_adds as f64 / 1e9;
-                barrier_checks = (
-                    synthesis.rounds.iter().map(|r| r.barrier_exact).sum(),
-                    synthesis.rounds.iter().map(|r| r.barrier_checks).sum(),
-                );
-                if run > 0 {
-                    times.push(elapsed);
-                }
+        let buffer = Buffer { rows: &rows, labels: &labels, classes, dim, capacity: per_class };
+        out.extend(time_samplers(config, &backend, samplers, &buffer, runs, &mut progress)?);
+    }
+    Ok(out)
+}
+
+/// Times `runs` mini-batches (after one warm-up) of each sampler on the user's embeddings, read
+/// as `hamos synth` reads them: the buffer holds the last `train.buffer_size` rows of each class.
+pub fn run_on(
+    config: &RunConfig,
+    samplers: &[String],
+    data: &LabelledEmbeddings,
+    runs: usize,
+    mut progress: impl FnMut(&str, usize),
+) -> Result<Vec<SynthTiming>> {
+    if runs == 0 {
+        return Err(hamos_api::Error::Config("bench synth: --runs must be at least 1".into()));
+    }
+    let backend = crate::open_backend(config)?;
+    let buffer = Buffer {
+        rows: &data.rows,
+        labels: &data.labels,
+        classes: data.num_classes,
+        dim: data.dim,
+        capacity: config.train.buffer_size,
+    };
+    time_samplers(config, &backend, samplers, &buffer, runs, &mut progress)
+}
+
+/// Labelled rows and the buffer they fill.
+struct Buffer<'a> {
+    rows: &'a [f32],
+    labels: &'a [usize],
+    classes: usize,
+    dim: usize,
+    capacity: usize,
+}
+
+fn time_samplers(
+    config: &RunConfig,
+    backend: &std::sync::Arc<dyn hamos_api::Backend>,
+    samplers: &[String],
+    buffer: &Buffer<'_>,
+    runs: usize,
+    progress: &mut impl FnMut(&str, usize),
+) -> Result<Vec<SynthTiming>> {
+    let Buffer { rows, labels, classes, dim, capacity } = *buffer;
+    // The FLOP count uses the rows the buffer really holds.
+    let mut counts = vec![0usize; classes];
+    labels.iter().for_each(|&l| counts[l.min(classes.saturating_sub(1))] += 1);
+    let filled = capacity.min(counts.iter().copied().max().unwrap_or(0));
+    let mut out = Vec::new();
+    for name in samplers {
+        find_plugin(PluginKind::Sampler, name)?;
+        let sampler: Box<dyn Sampler> = toml::from_str(&format!("kind = \"{name}\""))
+            .map_err(|e| hamos_api::Error::Config(e.to_string()))?;
+        progress(name, classes);
+        let mut rng = hamos_api::rng_from_seed(config.seed);
+        let mut times = Vec::with_capacity(runs);
+        let (mut gflop, mut barrier_checks) = (0.0, (0, 0));
+        for run in 0..=runs {
+            // A fresh bank per mini-batch, as in training (the buffer changes every step),
+            // so whatever a plugin or backend derives from it is rebuilt inside the timing.
+            let bank = ClassBank::from_rows(backend, rows, dim, labels, classes, capacity)?;
+            let prototypes = bank.prototypes()?;
+            let input = SynthesisInput { bank: &bank, prototypes: &prototypes };
+            let start = Instant::now();
+            let synthesis =
+                sampler.synthesize(&input, config.energy.as_ref(), config.barrier.as_ref(), &mut rng)?;
+            let elapsed = start.elapsed().as_secs_f64() * 1e3;
+            let multiply_adds = counted_multiply_adds(&synthesis.rounds, classes, filled, dim);
+            gflop = 2.0 * multiply_adds as f64 / 1e9;
+            barrier_checks = (
+                synthesis.rounds.iter().map(|r| r.barrier_exact).sum(),
+                synthesis.rounds.iter().map(|r| r.barrier_checks).sum(),
+            );
+            if run > 0 {
+                times.push(elapsed);
             }
-            times.sort_by(f64::total_cmp);
-            out.push(SynthTiming {
-                sampler: name.clone(),
-                classes,
-                median_ms: times[times.len() / 2],
-                gflop,
-                barrier_checks,
-            });
         }
+        times.sort_by(f64::total_cmp);
+        out.push(SynthTiming {
+            sampler: name.clone(),
+            classes,
+            median_ms: times[times.len() / 2],
+            gflop,
+            barrier_checks,
+        });
     }
     Ok(out)
 }

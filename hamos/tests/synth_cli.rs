@@ -194,3 +194,112 @@ fn synthesizes_from_a_pair_of_npy_files() {
     let outliers = npyz::NpyFile::new(std::fs::File::open(&out).unwrap()).unwrap();
     assert_eq!(outliers.shape(), &[30, 8]);
 }
+
+/// `embeddings` as `.npy` with the given dtype (`<f4`, `>f4`, `<f8`, ...) and order; `rows`
+/// given row-major.
+fn write_typed_npy<T: npyz::Serialize + Copy>(
+    path: &Path,
+    rows: &[T],
+    dim: usize,
+    dtype: &str,
+    fortran: bool,
+) {
+    let n = rows.len() / dim;
+    let values: Vec<T> = match fortran {
+        false => rows.to_vec(),
+        true => (0..rows.len()).map(|i| rows[(i % n) * dim + i / n]).collect(),
+    };
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let dtype = npyz::DType::Plain(dtype.parse::<npyz::TypeStr>().unwrap());
+    let order = if fortran { npyz::Order::Fortran } else { npyz::Order::C };
+    let w =
+        npyz::WriteOptions::<T>::new().dtype(dtype).order(order).shape(&[n as u64, dim as u64]).writer(file);
+    let mut w = w.begin_nd().unwrap();
+    w.extend(values).unwrap();
+    w.finish().unwrap();
+}
+
+#[test]
+fn every_dtype_order_and_byte_order_reads_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, labels) = dataset();
+    let lab = dir.path().join("labels.npy");
+    write_npy(&lab, &[90], &labels);
+    let outliers = |dtype: &str, fortran: bool| {
+        let emb = dir.path().join(format!("emb{}{}.npy", dtype.replace(['<', '>'], "_"), fortran));
+        if dtype.ends_with("f4") {
+            write_typed_npy(&emb, &rows, 8, dtype, fortran);
+        } else {
+            let wide: Vec<f64> = rows.iter().map(|&x| f64::from(x)).collect();
+            write_typed_npy(&emb, &wide, 8, dtype, fortran);
+        }
+        let out = dir.path().join("out.npy");
+        let result = synth(&emb, &out, &["--labels", lab.to_str().unwrap()]);
+        assert!(result.status.success(), "{dtype}: {}", String::from_utf8_lossy(&result.stderr));
+        std::fs::read(&out).unwrap()
+    };
+    let reference = outliers("<f4", false);
+    for (dtype, fortran) in [(">f4", false), ("<f4", true), (">f8", true), ("<f8", false)] {
+        assert!(outliers(dtype, fortran) == reference, "{dtype} fortran={fortran}");
+    }
+}
+
+#[test]
+fn a_truncated_array_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, labels) = dataset();
+    let (emb, lab) = (dir.path().join("emb.npy"), dir.path().join("labels.npy"));
+    write_npy(&emb, &[90, 8], &rows);
+    write_npy(&lab, &[90], &labels);
+    let bytes = std::fs::read(&emb).unwrap();
+    std::fs::write(&emb, &bytes[..bytes.len() - 10]).unwrap();
+    let result = synth(&emb, &dir.path().join("out.npy"), &["--labels", lab.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        !result.status.success() && stderr.contains("reading `embeddings` (720 values of f4)"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+}
+
+#[test]
+fn written_npz_is_stored_uncompressed_like_numpy_savez() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, labels) = dataset();
+    let (input, out) = (dir.path().join("emb.npz"), dir.path().join("out.npz"));
+    write_npz(&input, &rows, 8, &labels);
+    assert!(synth(&input, &out, &[]).status.success());
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&out).unwrap()).unwrap();
+    for i in 0..archive.len() {
+        let entry = archive.by_index(i).unwrap();
+        assert_eq!(entry.compression(), zip::CompressionMethod::Stored, "{}", entry.name());
+    }
+}
+
+#[test]
+fn bench_synth_times_the_samplers_on_an_embeddings_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, labels) = dataset();
+    let input = dir.path().join("emb.npz");
+    write_npz(&input, &rows, 8, &labels);
+    let bench = |extra: &[&str]| {
+        hamos()
+            .args(["bench", "synth", "--runs", "1", "--samplers", "hmc,vos", "--embeddings"])
+            .arg(&input)
+            .args(["--set", "energy.k=10", "--set", "train.buffer_size=30"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let result = bench(&[]);
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert!(stdout.contains("90 rows, C = 3, d = 8, buffer S = 30"), "{stdout}");
+    assert!(stdout.contains("| C = 3: ms |"), "{stdout}");
+    for row in ["| hmc |", "| vos |"] {
+        assert!(stdout.contains(row), "{stdout}");
+    }
+    let conflicting = bench(&["--classes", "10"]);
+    assert!(!conflicting.status.success());
+    assert!(String::from_utf8_lossy(&conflicting.stderr).contains("--classes"));
+}

@@ -1,4 +1,4 @@
-//! Chain starts (Algorithm 1, lines 1-4) and the geometry of the unit sphere.
+//! Chain starts (Algorithm 1, lines 1-4). The sphere's geometry lives in [`crate::sphere`].
 
 use crate::sphere::dot;
 use hamos_api::{Error, Result, Tensor};
@@ -76,22 +76,4 @@ fn orthogonal_to(mu: &[f64]) -> Vec<f64> {
     e[axis] = 1.0;
     let along = dot(&e, mu);
     normalized(e.iter().zip(mu).map(|(x, m)| x - along * m).collect())
-}
-
-/// The component of `v` tangent to the sphere at unit `z`: `v - z (z . v)`, `O(d)` per row.
-pub fn project_tangent(z: &Tensor, v: &Tensor) -> Result<Tensor> {
-    v.sub(&z.mul(&z.row_dot(v)?)?)
-}
-
-/// Follows the great circle from unit `z` with tangent velocity `q` for time `t` (Eqn 3, lines
-/// 2-3): returns the new position and the transported velocity. `z` is renormalized to absorb
-/// rounding drift.
-pub fn geodesic_flow(z: &Tensor, q: &Tensor, t: f64) -> Result<(Tensor, Tensor)> {
-    let speed = q.norm(1, true)?;
-    let angle = speed.scale(t)?;
-    let (cos, sin) = (angle.cos()?, angle.sin()?);
-    let direction = q.div(&speed.clamp(1e-30, f64::INFINITY)?)?;
-    let z_new = z.mul(&cos)?.add(&direction.mul(&sin)?)?.l2_normalize(1)?;
-    let q_new = q.mul(&cos)?.sub(&z.mul(&speed.mul(&sin)?)?)?;
-    Ok((z_new.clone(), project_tangent(&z_new, &q_new)?))
 }

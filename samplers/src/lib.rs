@@ -4,7 +4,9 @@
 //! - energy `knn` (Eqns 1-4) and barriers `vmf_kde` (Eqns 5, 10-12) and `none`;
 //! - MCMC samplers `hmc`, `mala`, `mmala`, `rmhmc`, `random_walk`, sharing one round loop
 //!   ([`mcmc::run_chains`]) that applies Metropolis-Hastings and the barrier, stops non-finite
-//!   chains and records per-round diagnostics;
+//!   chains and records per-round diagnostics. Each is a [`mcmc::Kernel`] (proposal and
+//!   Metropolis-Hastings ratio) registered with [`register_kernel!`]; the sphere's geometry is
+//!   in [`sphere`];
 //! - baselines `vos` and `npos`.
 //!
 //! ```
@@ -46,31 +48,9 @@ pub mod rmhmc;
 pub mod sphere;
 pub mod vos;
 
-use hamos_api::{ChainPairs, IdBarrier, OodnessEnergy, Result, Synthesis, SynthesisInput};
-use rand::RngCore;
-
-/// Starts the chains of Algorithm 1 and runs `kernel` for `rounds` rounds.
-pub fn synthesize_chains(
-    kernel: &dyn mcmc::Kernel,
-    n_adj: usize,
-    rounds: usize,
-    input: &SynthesisInput<'_>,
-    energy: &dyn OodnessEnergy,
-    barrier: &dyn IdBarrier,
-    rng: &mut dyn RngCore,
-) -> Result<Synthesis> {
-    let starts = chains::chain_starts(input.prototypes, n_adj)?;
-    let pairs = ChainPairs::new(&starts.positions.backend(), starts.pairs)?;
-    let target = mcmc::Target { energy, pairs: &pairs, bank: input.bank };
-    let mut synthesis = mcmc::run_chains(
-        kernel,
-        &target,
-        barrier,
-        &starts.positions,
-        rounds,
-        mcmc::AcceptRule::Metropolis,
-        rng,
-    )?;
-    synthesis.notes.splice(0..0, starts.notes);
-    Ok(synthesis)
+#[doc(hidden)]
+/// What [`register_kernel!`] expands to needs, reachable from the caller's crate.
+pub mod __private {
+    pub use hamos_api;
+    pub use rand;
 }

@@ -1,13 +1,87 @@
-//! The round loop shared by every MCMC sampler: Metropolis-Hastings, the ID barrier,
-//! non-finite chains, outputs and per-round diagnostics. A sampler only supplies a [`Kernel`].
+//! The round loop shared by every MCMC sampler: chain starts, Metropolis-Hastings, the ID
+//! barrier, non-finite chains, outputs and per-round diagnostics. A sampler only supplies a
+//! [`Kernel`] (its proposal and its Metropolis-Hastings log ratio) and registers it with
+//! [`register_kernel!`](crate::register_kernel):
+//!
+//! ```
+//! use hamos_api::Result;
+//! use hamos_samplers::mcmc::{Chains, ChainState, Kernel, Proposal, Target};
+//! use hamos_samplers::sphere::{self, HostRows};
+//! use serde::{Deserialize, Serialize};
+//!
+//! /// Random-walk Metropolis with geodesic steps (a symmetric proposal).
+//! #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+//! #[serde(default, deny_unknown_fields)]
+//! pub struct Walk {
+//!     /// `rounds`, `step_size`, `n_adj`.
+//!     #[serde(flatten)]
+//!     pub chains: Chains,
+//! }
+//!
+//! hamos_samplers::register_kernel!(Walk, "doc_walk", "geodesic random walk");
+//!
+//! impl Kernel for Walk {
+//!     fn chains(&self) -> &Chains {
+//!         &self.chains
+//!     }
+//!     fn propose(&self, target: &Target<'_>, state: &ChainState, rng: &mut dyn rand::RngCore) -> Result<Proposal> {
+//!         let mut z = HostRows::download(&state.positions)?;
+//!         let mut step = sphere::tangent_normal(&z, rng);
+//!         sphere::geodesic_flow(&mut z, &mut step, self.chains.step_size);
+//!         let positions = z.upload(state.positions.backend().as_ref())?;
+//!         let eval = target.eval(&positions)?;
+//!         let (old, new) = (sphere::energies(&state.eval)?, sphere::energies(&eval)?);
+//!         let log_accept = old.iter().zip(&new).map(|(u, v)| u - v).collect();
+//!         Ok(Proposal { positions, eval, log_accept, energy_evaluations: 1 })
+//!     }
+//! }
+//! let sampler: Box<dyn hamos_api::Sampler> = toml::from_str("kind = \"doc_walk\"\nstep_size = 0.2")
+//!     .map_err(|e| hamos_api::Error::Config(e.to_string()))?;
+//! sampler.validate()?;
+//! # Ok::<(), hamos_api::Error>(())
+//! ```
 
+use std::collections::HashMap;
+use std::fmt::Debug;
+
+use hamos_api::config::{finite_in, positive};
 use hamos_api::{
     Admission, ChainPairs, ClassBank, EnergyEval, IdBarrier, OodnessEnergy, OutlierTag, Result,
-    RoundDiagnostics, Synthesis, Tensor, Thresholds,
+    RoundDiagnostics, Synthesis, SynthesisInput, Tensor, Thresholds,
 };
-use std::collections::HashMap;
-
 use rand::{Rng, RngCore};
+use serde::{Deserialize, Serialize};
+
+use crate::chains::chain_starts;
+
+/// The config fields every MCMC sampler shares, flattened into its config with
+/// `#[serde(flatten)]` (so TOML keeps `rounds = 5` beside the kernel's own fields). Defaults
+/// from Table 4.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Chains {
+    /// Synthesis rounds `R` (Table 4: 5).
+    pub rounds: usize,
+    /// Step size `epsilon` (Table 4: 0.1).
+    pub step_size: f64,
+    /// Adjacent classes per class `N_adj` (Table 4: 4).
+    pub n_adj: usize,
+}
+
+impl Default for Chains {
+    fn default() -> Self {
+        Chains { rounds: 5, step_size: 0.1, n_adj: 4 }
+    }
+}
+
+impl Chains {
+    /// Checks the shared fields.
+    pub fn validate(&self) -> Result<()> {
+        positive("sampler.rounds", self.rounds)?;
+        positive("sampler.n_adj", self.n_adj)?;
+        finite_in("sampler.step_size", self.step_size, 0.0, 100.0, false)
+    }
+}
 
 /// What a kernel proposes for every chain.
 #[derive(Debug, Clone)]
@@ -16,8 +90,8 @@ pub struct Proposal {
     pub positions: Tensor,
     /// Energy and gradient at the proposal (reused next round when accepted).
     pub eval: EnergyEval,
-    /// Metropolis-Hastings log acceptance ratio `[m]`, e.g. `H(old) - H(new)`.
-    pub log_accept: Tensor,
+    /// Metropolis-Hastings log acceptance ratio per chain, e.g. `H(old) - H(new)`.
+    pub log_accept: Vec<f64>,
     /// Energy evaluations per chain this proposal took (for the diagnostics).
     pub energy_evaluations: usize,
 }
@@ -51,11 +125,75 @@ impl Target<'_> {
     }
 }
 
-/// One MCMC transition, proposed for all chains at once.
-pub trait Kernel {
+/// One MCMC transition, proposed for all chains at once: what a sampler plugs into the round
+/// loop. Register the config struct that implements it with
+/// [`register_kernel!`](crate::register_kernel).
+pub trait Kernel: Debug + Send + Sync {
+    /// The shared settings (the config's flattened [`Chains`]).
+    fn chains(&self) -> &Chains;
+
+    /// Checks the kernel's own fields; the shared ones are checked by [`Chains::validate`].
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Proposes new positions with their MH log acceptance ratios. Draws its randomness from
-    /// `rng` on the host, so every backend sees the same numbers.
+    /// `rng` on the host, so every backend sees the same numbers; the built-in kernels draw
+    /// their `m d` standard normals first ([`sphere::standard_normal`](crate::sphere::standard_normal)).
     fn propose(&self, target: &Target<'_>, state: &ChainState, rng: &mut dyn RngCore) -> Result<Proposal>;
+}
+
+/// [`Chains::validate`], then [`Kernel::validate`].
+pub fn validate(kernel: &dyn Kernel) -> Result<()> {
+    kernel.chains().validate()?;
+    kernel.validate()
+}
+
+/// Algorithm 1: starts `N_adj` chains per class between neighbouring prototypes and runs
+/// `kernel` for its `rounds` rounds under Metropolis-Hastings and the barrier.
+pub fn synthesize(
+    kernel: &dyn Kernel,
+    input: &SynthesisInput<'_>,
+    energy: &dyn OodnessEnergy,
+    barrier: &dyn IdBarrier,
+    rng: &mut dyn RngCore,
+) -> Result<Synthesis> {
+    let settings = kernel.chains();
+    let starts = chain_starts(input.prototypes, settings.n_adj)?;
+    let pairs = ChainPairs::new(&starts.positions.backend(), starts.pairs)?;
+    let target = Target { energy, pairs: &pairs, bank: input.bank };
+    let rule = AcceptRule::Metropolis;
+    let mut synthesis = run_chains(kernel, &target, barrier, &starts.positions, settings.rounds, rule, rng)?;
+    synthesis.notes.splice(0..0, starts.notes);
+    Ok(synthesis)
+}
+
+/// Registers an MCMC sampler: its [`Kernel`] config struct `$ty` under `$name` (the `kind` of
+/// the `[sampler]` section) with a one-line description. Writes the `typetag` impl of
+/// [`hamos_api::Sampler`] (validation and [`synthesize`]) and the registry entry from the one
+/// name, so the two cannot disagree. The calling crate needs `typetag` as a dependency.
+#[macro_export]
+macro_rules! register_kernel {
+    ($ty:ty, $name:literal, $description:literal) => {
+        $crate::__private::hamos_api::register_plugin!(Sampler, $ty, $name, $description);
+
+        #[typetag::serde(name = $name)]
+        impl $crate::__private::hamos_api::Sampler for $ty {
+            fn validate(&self) -> $crate::__private::hamos_api::Result<()> {
+                $crate::mcmc::validate(self)
+            }
+
+            fn synthesize(
+                &self,
+                input: &$crate::__private::hamos_api::SynthesisInput<'_>,
+                energy: &dyn $crate::__private::hamos_api::OodnessEnergy,
+                barrier: &dyn $crate::__private::hamos_api::IdBarrier,
+                rng: &mut dyn $crate::__private::rand::RngCore,
+            ) -> $crate::__private::hamos_api::Result<$crate::__private::hamos_api::Synthesis> {
+                $crate::mcmc::synthesize(self, input, energy, barrier, rng)
+            }
+        }
+    };
 }
 
 /// How proposals are accepted. Only [`AcceptRule::Metropolis`] is correct; the other exists so
@@ -96,11 +234,17 @@ pub fn run_chains(
     for round in 0..rounds {
         let proposal = kernel.propose(target, &state, rng)?;
         let uniforms: Vec<f64> = (0..chains).map(|_| rng.random::<f64>()).collect();
-        let log_accept = proposal.log_accept.to_vec_f32()?;
+        let log_accept = &proposal.log_accept;
+        if log_accept.len() != chains {
+            return Err(hamos_api::Error::shape(
+                "kernel proposal",
+                format!("{} log acceptance ratios for {chains} chains", log_accept.len()),
+            ));
+        }
         let finite = finite_rows(&proposal)?;
         let passes_mh: Vec<bool> = (0..chains)
             .map(|c| match rule {
-                AcceptRule::Metropolis => uniforms[c].ln() < f64::from(log_accept[c]),
+                AcceptRule::Metropolis => uniforms[c].ln() < log_accept[c],
                 AcceptRule::AlwaysAccept => true,
             })
             .collect();
@@ -136,7 +280,7 @@ pub fn run_chains(
                 continue;
             }
             stats.active_chains += 1;
-            abs_dh_sum += f64::from(log_accept[chain]).abs();
+            abs_dh_sum += log_accept[chain].abs();
             if passes_mh[chain] && !admitted[chain] {
                 stats.barrier_rejections += 1;
             } else if passes_mh[chain] {
@@ -247,10 +391,9 @@ fn finite_rows(proposal: &Proposal) -> Result<Vec<bool>> {
     let width = dims.get(1).copied().unwrap_or(1).max(1);
     let positions = proposal.positions.to_vec_f32()?;
     let energy = proposal.eval.energy.to_vec_f32()?;
-    let log_accept = proposal.log_accept.to_vec_f32()?;
     Ok(positions
         .chunks(width)
-        .zip(energy.iter().zip(&log_accept))
+        .zip(energy.iter().zip(&proposal.log_accept))
         .map(|(row, (e, a))| row.iter().all(|x| x.is_finite()) && e.is_finite() && !a.is_nan())
         .collect())
 }

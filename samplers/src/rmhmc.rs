@@ -11,28 +11,26 @@
 //!   and pseudo-determinant `det(D) z' D^-1 z`.
 //! - Dynamics: the spherical leapfrog of HMC (volume-preserving and reversible), so the exact
 //!   MH ratio uses `H(z, q) = U(z) + q' W_z q / 2 + log(z' D^-1 z) / 2`.
+//!
+//! All of it runs on the host in `f64` ([`crate::sphere`]).
 
 use hamos_api::config::{finite_in, positive};
-use hamos_api::{IdBarrier, OodnessEnergy, Result, Sampler, Synthesis, SynthesisInput, Tensor};
+use hamos_api::Result;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::chains::project_tangent;
-use crate::hmc::{spherical_leapfrog, validate_common};
-use crate::mcmc::{ChainState, Kernel, Proposal, Target};
+use crate::mcmc::{ChainState, Chains, Kernel, Proposal, Target};
+use crate::sphere::{self, dot, HostRows};
 
 /// Riemannian-manifold HMC, simplified as described in the module docs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Rmhmc {
-    /// Synthesis rounds `R` (Table 4: 5).
-    pub rounds: usize,
+    /// `rounds`, `step_size`, `n_adj`.
+    #[serde(flatten)]
+    pub chains: Chains,
     /// Leapfrog steps `L` (Table 4: 3).
     pub leapfrog_steps: usize,
-    /// Step size `epsilon` (Table 4: 0.1).
-    pub step_size: f64,
-    /// Adjacent classes per class `N_adj` (Table 4: 4).
-    pub n_adj: usize,
     /// Earlier states `J` the metric is estimated from (Appendix C.3: 2).
     pub history: usize,
     /// Weight `lambda` of the identity in the metric, in `[0, 1]`.
@@ -41,7 +39,7 @@ pub struct Rmhmc {
 
 impl Default for Rmhmc {
     fn default() -> Self {
-        Rmhmc { rounds: 5, leapfrog_steps: 3, step_size: 0.1, n_adj: 4, history: 2, shrinkage: 0.8 }
+        Rmhmc { chains: Chains::default(), leapfrog_steps: 3, history: 2, shrinkage: 0.8 }
     }
 }
 
@@ -49,12 +47,9 @@ impl Default for Rmhmc {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Mmala {
-    /// Synthesis rounds `R` (Table 4: 5).
-    pub rounds: usize,
-    /// Step size `epsilon` (Table 4: 0.1).
-    pub step_size: f64,
-    /// Adjacent classes per class `N_adj` (Table 4: 4).
-    pub n_adj: usize,
+    /// `rounds`, `step_size`, `n_adj`.
+    #[serde(flatten)]
+    pub chains: Chains,
     /// Earlier states `J` the metric is estimated from (Appendix C.3: 2).
     pub history: usize,
     /// Weight `lambda` of the identity in the metric, in `[0, 1]`.
@@ -63,134 +58,135 @@ pub struct Mmala {
 
 impl Default for Mmala {
     fn default() -> Self {
-        Mmala { rounds: 5, step_size: 0.1, n_adj: 4, history: 2, shrinkage: 0.8 }
+        Mmala { chains: Chains::default(), history: 2, shrinkage: 0.8 }
     }
 }
 
-hamos_api::register_plugin!(
-    Sampler,
+crate::register_kernel!(
     Rmhmc,
     "rmhmc",
     "simplified Riemannian HMC: momentum covariance from the last J states (Eqn 13)"
 );
-hamos_api::register_plugin!(
-    Sampler,
-    Mmala,
-    "mmala",
-    "manifold MALA: the simplified RMHMC with one leapfrog step"
-);
+crate::register_kernel!(Mmala, "mmala", "manifold MALA: the simplified RMHMC with one leapfrog step");
 
-/// The preconditioned transition shared by `rmhmc` and `mmala`.
-#[derive(Debug, Clone, Copy)]
-pub struct MetricKernel {
-    /// Leapfrog step size.
-    pub step_size: f64,
-    /// Leapfrog steps.
-    pub steps: usize,
+impl Kernel for Rmhmc {
+    fn chains(&self) -> &Chains {
+        &self.chains
+    }
+
+    fn validate(&self) -> Result<()> {
+        positive("sampler.leapfrog_steps", self.leapfrog_steps)?;
+        self.metric().validate()
+    }
+
+    fn propose(&self, target: &Target<'_>, state: &ChainState, rng: &mut dyn RngCore) -> Result<Proposal> {
+        self.metric().propose(target, state, self.chains.step_size, self.leapfrog_steps, rng)
+    }
+}
+
+impl Rmhmc {
+    fn metric(&self) -> Metric {
+        Metric { history: self.history, shrinkage: self.shrinkage }
+    }
+}
+
+impl Kernel for Mmala {
+    fn chains(&self) -> &Chains {
+        &self.chains
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.metric().validate()
+    }
+
+    fn propose(&self, target: &Target<'_>, state: &ChainState, rng: &mut dyn RngCore) -> Result<Proposal> {
+        self.metric().propose(target, state, self.chains.step_size, 1, rng)
+    }
+}
+
+impl Mmala {
+    fn metric(&self) -> Metric {
+        Metric { history: self.history, shrinkage: self.shrinkage }
+    }
+}
+
+/// The adaptive diagonal metric shared by `rmhmc` and `mmala`, and their transition.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Metric {
     /// `J`.
     pub history: usize,
     /// `lambda`.
     pub shrinkage: f64,
 }
 
-impl MetricKernel {
+impl Metric {
+    fn validate(&self) -> Result<()> {
+        positive("sampler.history", self.history)?;
+        finite_in("sampler.shrinkage", self.shrinkage, 0.0, 1.0, true)
+    }
+
     /// The diagonal metric `D` `[m, d]` from the last `J` earlier positions, or ones.
-    pub fn metric(&self, state: &ChainState) -> Result<Tensor> {
+    pub fn diagonal(&self, state: &ChainState) -> Result<HostRows> {
+        let z = &state.positions;
+        let (rows, dim) = (z.dim("metric", 0)?, z.dim("metric", 1)?);
         let past = &state.history[state.history.len().saturating_sub(self.history)..];
         if self.history < 2 || past.len() < self.history {
-            return state.positions.full_like(1.0);
+            return Ok(HostRows { values: vec![1.0; rows * dim], dim });
         }
+        let past: Vec<HostRows> = past.iter().map(HostRows::download).collect::<Result<_>>()?;
         let count = past.len() as f64;
-        let mut sum = past[0].clone();
-        for p in &past[1..] {
-            sum = sum.add(p)?;
+        let mut values = vec![0.0; rows * dim];
+        for (row, out) in values.chunks_exact_mut(dim).enumerate() {
+            let at = |p: &HostRows, j: usize| p.values[row * dim + j];
+            for (j, v) in out.iter_mut().enumerate() {
+                let mean = past.iter().map(|p| at(p, j)).sum::<f64>() / count;
+                *v = past.iter().map(|p| (at(p, j) - mean).powi(2)).sum::<f64>() / count + 1e-12;
+            }
+            let mean = out.iter().sum::<f64>() / dim as f64;
+            out.iter_mut().for_each(|v| *v = self.shrinkage + (1.0 - self.shrinkage) * *v / mean);
         }
-        let mean = sum.scale(1.0 / count)?;
-        let mut sq = past[0].sub(&mean)?.sqr()?;
-        for p in &past[1..] {
-            sq = sq.add(&p.sub(&mean)?.sqr()?)?;
-        }
-        let variance = sq.scale(1.0 / count)?.add_scalar(1e-12)?;
-        let relative = variance.div(&variance.mean(1, true)?)?;
-        relative.scale(1.0 - self.shrinkage)?.add_scalar(self.shrinkage)
-    }
-}
-
-/// `q' W_z q / 2 + log(z' D^-1 z) / 2` per row, `[m]`.
-fn kinetic(z: &Tensor, q: &Tensor, inv_metric: &Tensor) -> Result<Tensor> {
-    let rows = z.dim("kinetic", 0)?;
-    let zdz = z.sqr()?.mul(inv_metric)?.sum(1, true)?;
-    let zdq = z.mul(inv_metric)?.mul(q)?.sum(1, true)?;
-    let qdq = q.sqr()?.mul(inv_metric)?.sum(1, true)?;
-    let quadratic = qdq.sub(&zdq.sqr()?.div(&zdz)?)?;
-    quadratic.add(&zdz.log()?)?.scale(0.5)?.reshape(&[rows])
-}
-
-impl Kernel for MetricKernel {
-    fn propose(&self, target: &Target<'_>, state: &ChainState, rng: &mut dyn RngCore) -> Result<Proposal> {
-        let z = &state.positions;
-        let metric = self.metric(state)?;
-        let inv_metric = metric.full_like(1.0)?.div(&metric)?;
-        let xi = z.backend().randn(&z.dims(), 0.0, 1.0, rng)?;
-        let q = project_tangent(z, &xi.mul(&metric.sqrt()?)?)?;
-        let h_old = state.eval.energy.add(&kinetic(z, &q, &inv_metric)?)?;
-        let (positions, q_end, eval) =
-            spherical_leapfrog(target, z, &q, &state.eval, self.step_size, self.steps)?;
-        let h_new = eval.energy.add(&kinetic(&positions, &q_end, &inv_metric)?)?;
-        Ok(Proposal { positions, eval, log_accept: h_old.sub(&h_new)?, energy_evaluations: self.steps })
-    }
-}
-
-fn validate_metric(history: usize, shrinkage: f64) -> Result<()> {
-    positive("sampler.history", history)?;
-    finite_in("sampler.shrinkage", shrinkage, 0.0, 1.0, true)
-}
-
-#[typetag::serde(name = "rmhmc")]
-impl Sampler for Rmhmc {
-    fn validate(&self) -> Result<()> {
-        validate_common(self.rounds, self.step_size, self.n_adj)?;
-        positive("sampler.leapfrog_steps", self.leapfrog_steps)?;
-        validate_metric(self.history, self.shrinkage)
+        Ok(HostRows { values, dim })
     }
 
-    fn synthesize(
+    /// Momentum `q = P_z D^(1/2) xi` (`xi` from [`sphere::standard_normal`]), `steps` spherical
+    /// leapfrog steps, and `log alpha = H(z, q) - H(z', q')` with the `H` of the module docs.
+    pub fn propose(
         &self,
-        input: &SynthesisInput<'_>,
-        energy: &dyn OodnessEnergy,
-        barrier: &dyn IdBarrier,
+        target: &Target<'_>,
+        state: &ChainState,
+        step_size: f64,
+        steps: usize,
         rng: &mut dyn RngCore,
-    ) -> Result<Synthesis> {
-        let kernel = MetricKernel {
-            step_size: self.step_size,
-            steps: self.leapfrog_steps,
-            history: self.history,
-            shrinkage: self.shrinkage,
-        };
-        crate::synthesize_chains(&kernel, self.n_adj, self.rounds, input, energy, barrier, rng)
+    ) -> Result<Proposal> {
+        let z = HostRows::download(&state.positions)?;
+        let metric = self.diagonal(state)?;
+        let mut q = sphere::standard_normal(z.rows(), z.dim, rng);
+        q.values.iter_mut().zip(&metric.values).for_each(|(x, d)| *x *= d.sqrt());
+        sphere::project_tangent(&z, &mut q);
+        let inverse: Vec<f64> = metric.values.iter().map(|d| 1.0 / d).collect();
+        let kinetic_old = kinetic(&z, &q, &inverse);
+        let end = sphere::leapfrog(target, &state.positions, z, q, &state.eval, step_size, steps)?;
+        let kinetic_new = kinetic(&end.z, &end.momenta, &inverse);
+        let (energy_old, energy_new) = (sphere::energies(&state.eval)?, sphere::energies(&end.eval)?);
+        let log_accept = (0..kinetic_old.len())
+            .map(|i| (energy_old[i] + kinetic_old[i]) - (energy_new[i] + kinetic_new[i]))
+            .collect();
+        Ok(Proposal { positions: end.positions, eval: end.eval, log_accept, energy_evaluations: steps })
     }
 }
 
-#[typetag::serde(name = "mmala")]
-impl Sampler for Mmala {
-    fn validate(&self) -> Result<()> {
-        validate_common(self.rounds, self.step_size, self.n_adj)?;
-        validate_metric(self.history, self.shrinkage)
-    }
-
-    fn synthesize(
-        &self,
-        input: &SynthesisInput<'_>,
-        energy: &dyn OodnessEnergy,
-        barrier: &dyn IdBarrier,
-        rng: &mut dyn RngCore,
-    ) -> Result<Synthesis> {
-        let kernel = MetricKernel {
-            step_size: self.step_size,
-            steps: 1,
-            history: self.history,
-            shrinkage: self.shrinkage,
-        };
-        crate::synthesize_chains(&kernel, self.n_adj, self.rounds, input, energy, barrier, rng)
-    }
+/// `q' W_z q / 2 + log(z' D^-1 z) / 2` per row, `inverse` = `D^-1` `[m * d]`.
+fn kinetic(z: &HostRows, q: &HostRows, inverse: &[f64]) -> Vec<f64> {
+    let dim = z.dim.max(1);
+    z.values
+        .chunks_exact(dim)
+        .zip(q.values.chunks_exact(dim))
+        .zip(inverse.chunks_exact(dim))
+        .map(|((z, q), w)| {
+            let wz: Vec<f64> = z.iter().zip(w).map(|(a, b)| a * b).collect();
+            let wq: Vec<f64> = q.iter().zip(w).map(|(a, b)| a * b).collect();
+            let (zdz, zdq, qdq) = (dot(z, &wz), dot(&wz, q), dot(q, &wq));
+            0.5 * (qdq - zdq * zdq / zdz) + 0.5 * zdz.ln()
+        })
+        .collect()
 }

@@ -1,10 +1,15 @@
-//! The chains' geometry on the host, in `f64`: row-major `[m, d]` rows. A mini-batch has tens
-//! to hundreds of chains (`C N_adj`), so a leapfrog step is at most a few million flops, less
-//! than launching its twenty-odd small tensor ops costs; the chains' state therefore stays on
-//! the host between energy evaluations (one upload of the positions and one download of the
-//! gradient per step).
+//! The geometry of the unit sphere, the one home of it: the chains' state on the host, in
+//! `f64`, as row-major `[m, d]` rows. A mini-batch has tens to hundreds of chains (`C N_adj`),
+//! so a leapfrog step is at most a few million flops, less than launching its twenty-odd small
+//! tensor ops costs; the chains' state therefore stays on the host between energy evaluations
+//! (one upload of the positions and one download of the gradient per step).
+//!
+//! The building blocks of a [`Kernel`](crate::mcmc::Kernel): [`standard_normal`] and
+//! [`tangent_normal`] noise, [`project_tangent`], [`geodesic_flow`], [`kick`], [`leapfrog`],
+//! [`kinetic`] and [`energies`].
 
 use hamos_api::{Backend, EnergyEval, Error, Result, Tensor};
+use rand::RngCore;
 
 use crate::mcmc::Target;
 
@@ -58,7 +63,7 @@ impl HostRows {
 const SUM_LANES: usize = 8;
 
 /// `sum_i a_i b_i` over the common length, in [`SUM_LANES`] partial sums (vectorizes).
-pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     let len = a.len().min(b.len());
     let (a, b) = (&a[..len], &b[..len]);
     let mut lanes = [0.0f64; SUM_LANES];
@@ -129,6 +134,25 @@ pub fn geodesic_flow(z: &mut HostRows, q: &mut HostRows, t: f64) {
     }
 }
 
+/// `rows x dim` standard normals drawn on the host with
+/// [`randn_host`](hamos_api::backend::randn_host), in row-major order.
+pub fn standard_normal(rows: usize, dim: usize, rng: &mut dyn RngCore) -> HostRows {
+    HostRows::from_f32(&hamos_api::backend::randn_host(rows * dim, 0.0, 1.0, rng), dim)
+}
+
+/// A tangent standard normal at each row of unit `z`: [`standard_normal`] projected on the
+/// tangent spaces.
+pub fn tangent_normal(z: &HostRows, rng: &mut dyn RngCore) -> HostRows {
+    let mut v = standard_normal(z.rows(), z.dim, rng);
+    project_tangent(z, &mut v);
+    v
+}
+
+/// The energies `U` of an evaluation, in `f64`.
+pub fn energies(eval: &EnergyEval) -> Result<Vec<f64>> {
+    Ok(eval.energy.to_vec_f32()?.into_iter().map(f64::from).collect())
+}
+
 /// `|q|^2 / 2` per row.
 pub fn kinetic(q: &HostRows) -> Vec<f64> {
     q.values.chunks_exact(q.dim.max(1)).map(|row| 0.5 * dot(row, row)).collect()
@@ -139,6 +163,8 @@ pub fn kinetic(q: &HostRows) -> Vec<f64> {
 pub struct Trajectory {
     /// Final positions as a tensor (the one the energy was evaluated at).
     pub positions: Tensor,
+    /// The same positions on the host.
+    pub z: HostRows,
     /// Final momenta.
     pub momenta: HostRows,
     /// Energy and gradient at the final positions.
@@ -171,7 +197,7 @@ pub fn leapfrog(
         grad = HostRows::download(&eval.grad)?;
         kick(&z, &mut q, &grad, step_size / 2.0);
     }
-    Ok(Trajectory { positions, momenta: q, eval })
+    Ok(Trajectory { positions, z, momenta: q, eval })
 }
 
 #[cfg(test)]

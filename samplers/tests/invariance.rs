@@ -11,10 +11,11 @@ use common::{backends, clustered_bank, VmfEnergy};
 use hamos_api::Backend;
 use hamos_api::ChainPairs;
 use hamos_samplers::barrier::none::NoBarrier;
-use hamos_samplers::hmc::HmcKernel;
-use hamos_samplers::mcmc::{run_chains, AcceptRule, Kernel, Target};
-use hamos_samplers::random_walk::RandomWalkKernel;
-use hamos_samplers::rmhmc::MetricKernel;
+use hamos_samplers::hmc::Hmc;
+use hamos_samplers::mala::Mala;
+use hamos_samplers::mcmc::{run_chains, AcceptRule, Chains, Kernel, Target};
+use hamos_samplers::random_walk::RandomWalk;
+use hamos_samplers::rmhmc::{Mmala, Rmhmc};
 use rand::Rng;
 
 const KAPPA: f64 = 3.0;
@@ -72,27 +73,31 @@ fn check(name: &str, kernel: &dyn Kernel) {
     }
 }
 
+fn step(step_size: f64) -> Chains {
+    Chains { step_size, ..Chains::default() }
+}
+
 #[test]
 fn hmc_keeps_vmf_invariant() {
-    check("hmc", &HmcKernel { step_size: 0.9, steps: 3 });
+    check("hmc", &Hmc { chains: step(0.9), leapfrog_steps: 3 });
 }
 
 #[test]
 fn mala_keeps_vmf_invariant() {
-    check("mala", &HmcKernel { step_size: 1.2, steps: 1 });
+    check("mala", &Mala { chains: step(1.2) });
 }
 
 #[test]
 fn random_walk_keeps_vmf_invariant() {
-    check("random_walk", &RandomWalkKernel { step_size: 0.8 });
+    check("random_walk", &RandomWalk { chains: step(0.8) });
 }
 
 #[test]
 fn rmhmc_keeps_vmf_invariant() {
-    check("rmhmc", &MetricKernel { step_size: 0.9, steps: 3, history: 2, shrinkage: 0.3 });
+    check("rmhmc", &Rmhmc { chains: step(0.9), leapfrog_steps: 3, history: 2, shrinkage: 0.3 });
 }
 
 #[test]
 fn mmala_keeps_vmf_invariant() {
-    check("mmala", &MetricKernel { step_size: 1.2, steps: 1, history: 2, shrinkage: 0.3 });
+    check("mmala", &Mmala { chains: step(1.2), history: 2, shrinkage: 0.3 });
 }

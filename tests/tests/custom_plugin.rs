@@ -33,3 +33,8 @@ fn custom_sampler_fields_are_checked() {
     assert!(error.contains("leapfrog_steps"), "{error}");
     assert!(!error.contains('\n'), "one line: {error}");
 }
+
+#[test]
+fn every_registered_plugin_has_its_typetag_name() {
+    hamos_api::registry::check_typetag_names().unwrap();
+}

@@ -1,12 +1,15 @@
 //! # An example HamOS plugin crate
 //!
-//! Defines the sampler `midpoint_jitter` in a crate of its own: a struct that is its config, a
-//! `typetag` impl of [`hamos_api::Sampler`] and one [`hamos_api::register_plugin!`] line. A
-//! binary that links this crate (`use hamos_example_plugin as _;`) can select it with
-//! `[sampler] kind = "midpoint_jitter"` in a config file or `HAMOS_SAMPLER__KIND=midpoint_jitter`.
+//! Defines the MCMC sampler `midpoint_jitter` in a crate of its own: a config struct that
+//! flattens the shared [`Chains`] fields, its [`Kernel`] (the proposal and its
+//! Metropolis-Hastings log ratio) and one [`register_kernel!`](hamos_samplers::register_kernel)
+//! line. The round loop of the built-in samplers runs it: chain starts, the ID barrier,
+//! non-finite chains and per-round diagnostics come for free. A binary that links this crate
+//! (`use hamos_example_plugin as _;`) selects it with `[sampler] kind = "midpoint_jitter"`.
 //!
-//! The sampler walks from the chain starts of Algorithm 1 with tangent Gaussian steps and no
-//! Metropolis-Hastings test, keeping only what the ID barrier admits: a simple baseline.
+//! The kernel jitters each chain along a great circle by a tangent Gaussian step and accepts
+//! every finite proposal (`log alpha = 0`, no target density), so only the barrier filters: a
+//! simple baseline. A correct sampler returns `log pi(z') q(z | z') - log pi(z) q(z' | z)`.
 //!
 //! ```
 //! use hamos_api::Sampler;
@@ -17,105 +20,38 @@
 //! # Ok::<(), hamos_api::Error>(())
 //! ```
 
-use hamos_api::config::{finite_in, positive};
-use hamos_api::{
-    ChainPairs, IdBarrier, OodnessEnergy, OutlierTag, Result, RoundDiagnostics, Sampler, Synthesis,
-    SynthesisInput, Tensor,
-};
-use hamos_samplers::chains::{chain_starts, geodesic_flow, project_tangent};
+use hamos_api::Result;
+use hamos_samplers::mcmc::{ChainState, Chains, Kernel, Proposal, Target};
+use hamos_samplers::sphere::{self, HostRows};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 /// Tangent Gaussian jitter from each chain start, barrier-filtered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MidpointJitter {
-    /// Rounds of jitter.
-    pub rounds: usize,
-    /// Standard deviation of each tangent step (radians).
-    pub step_size: f64,
-    /// Adjacent classes per class.
-    pub n_adj: usize,
+    /// `rounds`, `step_size` (standard deviation of each tangent step, radians), `n_adj`.
+    #[serde(flatten)]
+    pub chains: Chains,
 }
 
-impl Default for MidpointJitter {
-    fn default() -> Self {
-        MidpointJitter { rounds: 5, step_size: 0.1, n_adj: 4 }
-    }
-}
-
-hamos_api::register_plugin!(
-    Sampler,
+hamos_samplers::register_kernel!(
     MidpointJitter,
     "midpoint_jitter",
     "example plugin crate: tangent Gaussian jitter from the chain starts, barrier-filtered"
 );
 
-#[typetag::serde(name = "midpoint_jitter")]
-impl Sampler for MidpointJitter {
-    fn validate(&self) -> Result<()> {
-        positive("sampler.rounds", self.rounds)?;
-        positive("sampler.n_adj", self.n_adj)?;
-        finite_in("sampler.step_size", self.step_size, 0.0, 10.0, false)
+impl Kernel for MidpointJitter {
+    fn chains(&self) -> &Chains {
+        &self.chains
     }
 
-    fn synthesize(
-        &self,
-        input: &SynthesisInput<'_>,
-        energy: &dyn OodnessEnergy,
-        barrier: &dyn IdBarrier,
-        rng: &mut dyn RngCore,
-    ) -> Result<Synthesis> {
-        let starts = chain_starts(input.prototypes, self.n_adj)?;
-        let backend = starts.positions.backend();
-        let pairs = ChainPairs::new(&backend, starts.pairs.clone())?;
-        // One threshold per chain: chain `i` is judged against start `i`.
-        let mut thresholds = barrier.thresholds(&starts.positions, input.bank)?;
-        let start_of: Vec<usize> = (0..starts.pairs.len()).collect();
-        let chains = pairs.len();
-        let mut z = starts.positions.clone();
-        let (mut outputs, mut tags, mut rounds) = (Vec::new(), Vec::new(), Vec::new());
-        for round in 0..self.rounds {
-            let noise = backend.randn(&z.dims(), 0.0, 1.0, rng)?;
-            let (proposal, _) = geodesic_flow(&z, &project_tangent(&z, &noise)?, self.step_size)?;
-            let admission = match thresholds.as_mut() {
-                Some(t) => Some(barrier.admits(&proposal, &start_of, t, input.bank)?),
-                None => None,
-            };
-            let (checks, exact) = match &admission {
-                Some(a) => (chains + if round == 0 { chains } else { 0 }, a.exact_evaluations),
-                None => (0, 0),
-            };
-            let admitted = admission.map(|a| a.mask.reshape(&[chains, 1])).transpose()?;
-            let accepted = match &admitted {
-                Some(mask) => mask.sum_all()?.to_scalar_f32()? as f64,
-                None => chains as f64,
-            };
-            z = match admitted {
-                Some(mask) => mask.where_mask(&proposal, &z)?,
-                None => proposal,
-            };
-            let oodness = energy.energy(&z, &pairs, input.bank)?.neg()?.exp()?.mean_all()?.to_scalar_f32()?;
-            outputs.push(z.clone());
-            tags.extend(starts.pairs.iter().enumerate().map(|(chain, &(class_u, class_v))| OutlierTag {
-                chain,
-                class_u,
-                class_v,
-                round,
-            }));
-            rounds.push(RoundDiagnostics {
-                round,
-                active_chains: chains,
-                acceptance_rate: accepted / chains as f64,
-                barrier_rejections: chains - accepted as usize,
-                mean_oodness: f64::from(oodness),
-                barrier_checks: checks,
-                barrier_exact: exact + checks.saturating_sub(chains),
-                energy_evaluations: chains,
-                ..RoundDiagnostics::default()
-            });
-        }
-        let outliers = Tensor::cat(&outputs.iter().collect::<Vec<_>>(), 0)?;
-        Ok(Synthesis { outliers, tags, rounds, stopped_chains: Vec::new(), notes: starts.notes })
+    fn propose(&self, target: &Target<'_>, state: &ChainState, rng: &mut dyn RngCore) -> Result<Proposal> {
+        let mut z = HostRows::download(&state.positions)?;
+        let mut step = sphere::tangent_normal(&z, rng);
+        sphere::geodesic_flow(&mut z, &mut step, self.chains.step_size);
+        let positions = z.upload(state.positions.backend().as_ref())?;
+        let eval = target.eval(&positions)?;
+        Ok(Proposal { positions, eval, log_accept: vec![0.0; z.rows()], energy_evaluations: 1 })
     }
 }

@@ -65,6 +65,13 @@ impl ClassBank {
                 labels.len()
             )));
         }
+        // Rows already in the buffer's layout (grouped by class, `capacity` each) go as they are.
+        let full = labels.len() == num_classes * capacity
+            && labels.iter().enumerate().all(|(i, &label)| label == i / capacity.max(1));
+        if full {
+            let tensor = backend.from_f32(embeddings, &[num_classes, capacity, dim])?;
+            return ClassBank::new(tensor, vec![capacity; num_classes]);
+        }
         let mut per_class: Vec<Vec<&[f32]>> = vec![Vec::new(); num_classes];
         for (row, &label) in embeddings.chunks(dim).zip(labels) {
             let class = per_class.get_mut(label).ok_or_else(|| {

@@ -65,6 +65,13 @@ impl<'a> Screen<'a> {
     /// `[lo, hi]` bounds on `E(z)` for row `row`, from its quadratic forms when given (one per
     /// class), else from the variance bounds.
     pub fn bounds(&self, row: usize, variances: Option<&[f32]>) -> (f64, f64) {
+        let (lower, upper) = self.class_bounds(row, variances);
+        (logsumexp(&lower) - max(&upper), logsumexp(&upper) - max(&lower))
+    }
+
+    /// Per class `[lo_c]` and `[hi_c]` bounds on `log p_c(z)` (up to the shared normalizer) for
+    /// row `row`, from its quadratic forms when given, else from the variance bounds.
+    pub fn class_bounds(&self, row: usize, variances: Option<&[f32]>) -> (Vec<f64>, Vec<f64>) {
         let kappa_sq = self.kappa * self.kappa;
         let norm = f64::from(self.norms[row]);
         let mut lower = vec![0.0f64; self.classes];
@@ -82,7 +89,7 @@ impl<'a> Screen<'a> {
             lower[c] = base + (kappa_sq * least * phi(-reach)).ln_1p();
             upper[c] = base + (kappa_sq * most * phi(reach)).ln_1p();
         }
-        (logsumexp(&lower) - max(&upper), logsumexp(&upper) - max(&lower))
+        (lower, upper)
     }
 }
 

@@ -71,6 +71,30 @@ impl VmfKdeBarrier {
     }
 }
 
+impl VmfKdeBarrier {
+    /// Bounds `(lo_c, hi_c)` on `log p_c(z)` (as [`class_log_density`](Self::class_log_density))
+    /// for every row of `z` and class, `[m][c]`, from the class moments the screening uses: the
+    /// first tier (class means and variance bounds) or, with `tight`, the second (the exact
+    /// quadratic forms `z^T S_c z`).
+    pub fn class_log_density_bounds(
+        &self,
+        z: &Tensor,
+        bank: &ClassBank,
+        tight: bool,
+    ) -> Result<Vec<Vec<(f64, f64)>>> {
+        let screen = Screen::new(z, bank, self.kappa)?;
+        let (rows, classes) = (z.dim("vmf_kde bounds", 0)?, bank.num_classes());
+        let variances = if tight { Some(screen.variances(z)?) } else { None };
+        Ok((0..rows)
+            .map(|row| {
+                let forms = variances.as_ref().map(|v| &v[row * classes..(row + 1) * classes]);
+                let (lower, upper) = screen.class_bounds(row, forms);
+                lower.into_iter().zip(upper).collect()
+            })
+            .collect())
+    }
+}
+
 #[typetag::serde(name = "vmf_kde")]
 impl IdBarrier for VmfKdeBarrier {
     fn validate(&self) -> Result<()> {
