@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{bail, Device, Result, Tensor as CTensor};
 
 use super::{
-    channel_stats, fold_lanes, for_each_plane, inverse_std, lane_total, Act, Dims, FusedBatchNorm, Stats,
+    channel_stats, collect_planes, fold_lanes, inverse_std, lane_total, Act, Dims, FusedBatchNorm, Stats,
 };
 use super::{LANES, MAX_PLANE};
 use crate::fused::im2col::with_host;
@@ -144,36 +144,42 @@ impl FusedBatchNorm {
                     (k, dbias / m, self.stats[ch].mean, invstd[ch] * dweight / m)
                 })
                 .collect();
-            let mut dx = vec![0.0f32; x.len()];
-            for_each_plane(&mut dx, d, hw, |p, ch, dst| {
-                let (k, mean_dy, mean, cx) = coef[ch];
-                let value =
-                    |v: f32, g: f32| (k * (f64::from(g) - mean_dy - (f64::from(v) - mean) * cx)) as f32;
-                let xp = &x[p * hw..][..hw];
-                match self.act {
-                    Act::Identity => {
-                        let gp = &grad[p * hw..][..hw];
-                        dst.iter_mut().zip(xp).zip(gp).for_each(|((out, &v), &g)| *out = value(v, g));
-                    }
-                    Act::Relu => {
-                        let (gp, rp) = (&grad[p * hw..][..hw], &res[p * hw..][..hw]);
-                        for (((out, &v), &g), &r) in dst.iter_mut().zip(xp).zip(gp).zip(rp) {
-                            *out = value(v, if r > 0.0 { g } else { 0.0 });
+            // SAFETY: every branch writes each element of the `hw`-long plane (the pooled one
+            // all of them first, then those at the argmaxes again); the planes lie inside `x`,
+            // `grad` and `res`, whose lengths were checked above, and `get` guards the argmaxes.
+            unsafe {
+                collect_planes(d, hw, |p, ch, dst| {
+                    let (k, mean_dy, mean, cx) = coef[ch];
+                    let value =
+                        |v: f32, g: f32| (k * (f64::from(g) - mean_dy - (f64::from(v) - mean) * cx)) as f32;
+                    let xp = &x[p * hw..][..hw];
+                    match self.act {
+                        Act::Identity => {
+                            let gp = &grad[p * hw..][..hw];
+                            dst.iter_mut().zip(xp).zip(gp).for_each(|((out, &v), &g)| {
+                                out.write(value(v, g));
+                            });
                         }
-                    }
-                    Act::ReluMaxPool2(_) => {
-                        dst.iter_mut().zip(xp).for_each(|(out, &v)| *out = value(v, 0.0));
-                        for ((&g, &r), &at) in pooled(p) {
-                            if let (true, Some(out), Some(&v)) =
-                                (r > 0.0, dst.get_mut(at as usize), xp.get(at as usize))
-                            {
-                                *out = value(v, g);
+                        Act::Relu => {
+                            let (gp, rp) = (&grad[p * hw..][..hw], &res[p * hw..][..hw]);
+                            for (((out, &v), &g), &r) in dst.iter_mut().zip(xp).zip(gp).zip(rp) {
+                                out.write(value(v, if r > 0.0 { g } else { 0.0 }));
+                            }
+                        }
+                        Act::ReluMaxPool2(_) => {
+                            dst.iter_mut().zip(xp).for_each(|(out, &v)| {
+                                out.write(value(v, 0.0));
+                            });
+                            for ((&g, &r), &at) in pooled(p) {
+                                let (out, v) = (dst.get_mut(at as usize), xp.get(at as usize));
+                                if let (true, Some(out), Some(&v)) = (r > 0.0, out, v) {
+                                    out.write(value(v, g));
+                                }
                             }
                         }
                     }
-                }
-            });
-            dx
+                })
+            }
         });
         let dw = sums.iter().map(|&(_, dw)| dw as f32).collect();
         let db = sums.iter().map(|&(db, _)| db as f32).collect();
