@@ -175,6 +175,20 @@ unsafe fn collect_planes(
     out
 }
 
+/// The f64 `mean` as two floats `[hi, lo]` with `hi + lo` within f32 rounding of `mean` at
+/// the scale of `lo`: `(v - hi) - lo` ([`centred`]) is exact in its first subtraction when `v`
+/// is near `hi` (Sterbenz), which is where a large mean would otherwise cancel digits away.
+fn centre(mean: f64) -> [f32; 2] {
+    let hi = mean as f32;
+    [hi, (mean - f64::from(hi)) as f32]
+}
+
+/// `v - mean` in f32 with the mean split by [`centre`].
+#[inline]
+fn centred(v: f32, [hi, lo]: [f32; 2]) -> f32 {
+    (v - hi) - lo
+}
+
 /// `(1 / sqrt(var + eps))` per channel.
 fn inverse_std(stats: &[Stats], eps: f64) -> Vec<f64> {
     stats.iter().map(|s| 1.0 / (s.var + eps).sqrt()).collect()
@@ -238,15 +252,15 @@ impl CustomOp3 for FusedBatchNorm {
         let (x, w, b) = (cpu_values(s1, l1)?, cpu_values(s2, l2)?, cpu_values(s3, l3)?);
         d.check("input", x)?;
         let invstd = inverse_std(&self.stats, self.eps);
-        // Per channel: y = (x - mean) * scale + bias, in f64 so that a large mean cancels
-        // exactly before the rounding to f32.
-        let coef: Vec<(f64, f64, f64)> = (0..d.c)
-            .map(|ch| (self.stats[ch].mean, invstd[ch] * f64::from(w[ch]), f64::from(b[ch])))
+        // Per channel: y = (x - mean) * scale + bias in f32 (twice the SIMD lanes of f64), the
+        // mean split in two floats so that a large one still cancels exactly ([`centre`]).
+        let coef: Vec<([f32; 2], f32, f32)> = (0..d.c)
+            .map(|ch| (centre(self.stats[ch].mean), (invstd[ch] * f64::from(w[ch])) as f32, b[ch]))
             .collect();
         let normalize = |ch: usize, src: &[f32], dst: &mut [f32]| {
             let (mean, scale, shift) = coef[ch];
             for (y, &v) in dst.iter_mut().zip(src) {
-                *y = ((f64::from(v) - mean) * scale + shift) as f32;
+                *y = centred(v, mean) * scale + shift;
             }
         };
         if let Act::ReluMaxPool2(argmax) = &self.act {
@@ -263,7 +277,7 @@ impl CustomOp3 for FusedBatchNorm {
             collect_planes(d, d.hw, |p, ch, dst| {
                 let (mean, scale, shift) = coef[ch];
                 for (y, &v) in dst.iter_mut().zip(&x[p * d.hw..][..d.hw]) {
-                    let z = ((f64::from(v) - mean) * scale + shift) as f32;
+                    let z = centred(v, mean) * scale + shift;
                     y.write(if relu { z.max(0.0) } else { z });
                 }
             })

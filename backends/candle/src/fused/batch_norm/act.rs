@@ -8,7 +8,7 @@ use candle_core::{bail, Device, Result, Tensor as CTensor};
 use super::{
     channel_stats, collect_planes, fold_lanes, inverse_std, lane_total, Act, Dims, FusedBatchNorm, Stats,
 };
-use super::{LANES, MAX_PLANE};
+use super::{centre, centred, LANES, MAX_PLANE};
 use crate::fused::im2col::with_host;
 use crate::fused::pool::{for_each_chunk_mut, map_ordered};
 
@@ -47,21 +47,17 @@ impl FusedBatchNorm {
                         let line =
                             dst[oy * wo..(oy + 1) * wo].iter_mut().zip(&mut at[oy * wo..(oy + 1) * wo]);
                         for (ox, (best, at)) in line.enumerate() {
-                            // Row-major order; the strict comparison keeps the first maximum.
-                            let first = 2 * oy * w + 2 * ox;
-                            let window = [
-                                (top[2 * ox], first),
-                                (top[2 * ox + 1], first + 1),
-                                (bottom[2 * ox], first + w),
-                                (bottom[2 * ox + 1], first + w + 1),
-                            ];
-                            let (mut value, mut index) = (window[0].0.max(0.0), window[0].1);
-                            for &(v, i) in &window[1..] {
-                                if v.max(0.0) > value {
-                                    (value, index) = (v.max(0.0), i);
-                                }
-                            }
-                            (*best, *at) = (value, index as u32);
+                            // The first maximum in row-major order: ties keep the earlier of
+                            // each pair, then the top pair. Selects, not branches, which random
+                            // data would mispredict.
+                            let relu = |v: f32| v.max(0.0);
+                            let (a, b) = (relu(top[2 * ox]), relu(top[2 * ox + 1]));
+                            let (c, e) = (relu(bottom[2 * ox]), relu(bottom[2 * ox + 1]));
+                            let (upper, i_upper) = if b > a { (b, 1) } else { (a, 0) };
+                            let (lower, i_lower) = if e > c { (e, w + 1) } else { (c, w) };
+                            let (value, offset) =
+                                if lower > upper { (lower, i_lower) } else { (upper, i_upper) };
+                            (*best, *at) = (value, (2 * oy * w + 2 * ox + offset) as u32);
                         }
                     }
                 }
@@ -137,11 +133,17 @@ impl FusedBatchNorm {
         let dx = need_x.then(|| {
             let m = d.count();
             // dx = k (dy - dbias / m - (x - mean) * invstd * dweight / m), k = weight * invstd.
-            let coef: Vec<(f64, f64, f64, f64)> = (0..d.c)
+            // In f32 like the forward (see `centre`).
+            let coef: Vec<(f32, f32, [f32; 2], f32)> = (0..d.c)
                 .map(|ch| {
                     let (dbias, dweight) = sums[ch];
                     let k = f64::from(w[ch]) * invstd[ch];
-                    (k, dbias / m, self.stats[ch].mean, invstd[ch] * dweight / m)
+                    (
+                        k as f32,
+                        (dbias / m) as f32,
+                        centre(self.stats[ch].mean),
+                        (invstd[ch] * dweight / m) as f32,
+                    )
                 })
                 .collect();
             // SAFETY: every branch writes each element of the `hw`-long plane (the pooled one
@@ -150,8 +152,7 @@ impl FusedBatchNorm {
             unsafe {
                 collect_planes(d, hw, |p, ch, dst| {
                     let (k, mean_dy, mean, cx) = coef[ch];
-                    let value =
-                        |v: f32, g: f32| (k * (f64::from(g) - mean_dy - (f64::from(v) - mean) * cx)) as f32;
+                    let value = |v: f32, g: f32| k * (g - mean_dy - centred(v, mean) * cx);
                     let xp = &x[p * hw..][..hw];
                     match self.act {
                         Act::Identity => {
