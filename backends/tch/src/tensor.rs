@@ -585,6 +585,12 @@ mod tests {
             assert_eq!(grads[1].to_vec_f32().unwrap(), vec![0.0, 0.0]);
             assert_eq!(grads[2].to_vec_f32().unwrap(), vec![0.0]);
         }
+        // The last differentiation frees the graph: same values, then an error (not a panic).
+        let loss = w.sqr().unwrap().sum(0, true).unwrap();
+        let released = loss.gradients_release(&[&w, &unused]).unwrap();
+        assert!(close(&released[0].to_vec_f32().unwrap(), &[2.0, -4.0, 6.0]));
+        assert_eq!(released[1].to_vec_f32().unwrap(), vec![0.0, 0.0]);
+        assert!(loss.gradients(&[&w]).is_err());
         // Through topk values and a detached branch.
         let (top, _) = w.topk(1, 0, false).unwrap();
         let loss = top.mul(&w.detach().unwrap().sum(0, true).unwrap()).unwrap();
