@@ -5,10 +5,10 @@ use std::sync::{Arc, OnceLock};
 
 use candle_core::{bail, Device, Result, Tensor as CTensor};
 
+use super::{centre, centred, LANES, MAX_PLANE};
 use super::{
     channel_stats, collect_planes, fold_lanes, inverse_std, lane_total, Act, Dims, FusedBatchNorm, Stats,
 };
-use super::{centre, centred, LANES, MAX_PLANE};
 use crate::fused::im2col::with_host;
 use crate::fused::pool::{for_each_chunk_mut, map_ordered};
 
