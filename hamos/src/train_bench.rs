@@ -25,6 +25,10 @@ pub struct TrainTiming {
     pub batch: usize,
     /// Median milliseconds per step.
     pub median_ms: f64,
+    /// Mean CPU milliseconds per step over all the process's threads (Linux; `None`
+    /// elsewhere): the work done, less sensitive than the wall time to other processes on a
+    /// busy machine, but counting the time worker threads spin while they wait.
+    pub cpu_ms: Option<f64>,
 }
 
 impl TrainTiming {
@@ -34,22 +38,41 @@ impl TrainTiming {
     }
 }
 
-/// Median of `steps` timed calls of `step` after `warmup` untimed ones, in milliseconds.
-pub fn median_step_ms(warmup: usize, steps: usize, mut step: impl FnMut() -> Result<()>) -> Result<f64> {
+/// CPU time of this process so far (user + system, all threads), in milliseconds, from
+/// `/proc/self/stat` (clock ticks of 10 ms); `None` where that file is missing.
+fn process_cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) closed by the last `)`:
+    // state is field 3, utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok());
+    Some((ticks(14)? + ticks(15)?) * 10.0)
+}
+
+/// Median wall milliseconds of `steps` timed calls of `step` after `warmup` untimed ones, and
+/// the mean CPU milliseconds of the timed calls (see [`TrainTiming::cpu_ms`]).
+pub fn median_step_ms(
+    warmup: usize,
+    steps: usize,
+    mut step: impl FnMut() -> Result<()>,
+) -> Result<(f64, Option<f64>)> {
     if steps == 0 {
         return Err(Error::Config("bench train: --steps must be at least 1".into()));
     }
     for _ in 0..warmup {
         step()?;
     }
+    let cpu_start = process_cpu_ms();
     let mut times: Vec<f64> = (0..steps)
         .map(|_| {
             let start = Instant::now();
             step().map(|()| start.elapsed().as_secs_f64() * 1e3)
         })
         .collect::<Result<_>>()?;
+    let cpu_ms = cpu_start.zip(process_cpu_ms()).map(|(start, end)| (end - start) / steps as f64);
     times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    Ok((times[times.len() / 2], cpu_ms))
 }
 
 /// Times the training step of `backbone` (10 classes) on `backend` at batch size `batch`.
@@ -72,7 +95,7 @@ pub fn time_backbone(
     let labels: Vec<i64> = (0..batch as i64).map(|i| i % 10).collect();
     let labels = backend.from_i64(&labels, &[batch])?;
     let mut sgd = Sgd::new(SgdConfig::default())?;
-    let median_ms = median_step_ms(warmup, steps, || {
+    let (median_ms, cpu_ms) = median_step_ms(warmup, steps, || {
         cross_entropy_step(&net, &mut params, &mut sgd, &images, &labels, 0.01).map(drop)
     })?;
     Ok(TrainTiming {
@@ -81,23 +104,25 @@ pub fn time_backbone(
         path: "trait",
         batch,
         median_ms,
+        cpu_ms,
     })
 }
 
 /// The table printed by `hamos bench train`.
 pub fn table(timings: &[TrainTiming]) -> String {
     let mut out = String::from(
-        "| backbone | backend | path | batch | ms / step | images / s |\n|---|---|---|---:|---:|---:|\n",
+        "| backbone | backend | path | batch | ms / step | images / s | CPU ms / step |\n|---|---|---|---:|---:|---:|---:|\n",
     );
     for t in timings {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} | {:.0} |\n",
+            "| {} | {} | {} | {} | {:.1} | {:.0} | {} |\n",
             t.backbone,
             t.backend,
             t.path,
             t.batch,
             t.median_ms,
-            t.images_per_second()
+            t.images_per_second(),
+            t.cpu_ms.map_or_else(|| "-".to_string(), |ms| format!("{ms:.0}"))
         ));
     }
     out
@@ -134,7 +159,7 @@ pub fn time_small_cnn_direct(batch: usize, warmup: usize, steps: usize) -> Resul
     let images = raw_tch(&backend.randn(&[batch, 1, 28, 28], 0.0, 1.0, &mut rng_from_seed(0))?)?;
     let labels: Vec<i64> = (0..batch as i64).map(|i| i % 10).collect();
     let labels = tch::Tensor::from_slice(&labels);
-    let median_ms = median_step_ms(warmup, steps, || {
+    let (median_ms, cpu_ms) = median_step_ms(warmup, steps, || {
         let x = b1.forward_t(&c1.forward(&images), true).relu().max_pool2d_default(2);
         let x = b2.forward_t(&c2.forward(&x), true).relu().max_pool2d_default(2);
         let x = b3.forward_t(&c3.forward(&x), true).relu().adaptive_avg_pool2d([1, 1]).flatten(1, -1);
@@ -142,5 +167,12 @@ pub fn time_small_cnn_direct(batch: usize, warmup: usize, steps: usize) -> Resul
         opt.backward_step(&loss);
         loss.f_double_value(&[]).map(drop).map_err(err)
     })?;
-    Ok(TrainTiming { backbone: "small_cnn".into(), backend: "tch".into(), path: "direct", batch, median_ms })
+    Ok(TrainTiming {
+        backbone: "small_cnn".into(),
+        backend: "tch".into(),
+        path: "direct",
+        batch,
+        median_ms,
+        cpu_ms,
+    })
 }

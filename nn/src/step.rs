@@ -23,7 +23,8 @@ pub fn cross_entropy_step(
     let grads = {
         let trainable = params.trainable();
         let wrt: Vec<&Tensor> = trainable.iter().map(|(_, t)| *t).collect();
-        loss.gradients(&wrt)?
+        // The loss is differentiated once: backends may free its graph on the way.
+        loss.gradients_release(&wrt)?
     };
     let value = loss.to_scalar_f32()?;
     if !value.is_finite() {

@@ -14,6 +14,7 @@ pub struct CandleBackend {
 impl CandleBackend {
     /// On the CPU.
     pub fn cpu() -> Self {
+        crate::tune_allocator();
         CandleBackend { device: Device::Cpu }
     }
 
@@ -27,6 +28,9 @@ impl CandleBackend {
 
     /// Wraps an existing candle device.
     pub fn from_device(device: Device) -> Self {
+        if device.is_cpu() {
+            crate::tune_allocator();
+        }
         CandleBackend { device }
     }
 

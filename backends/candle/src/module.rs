@@ -67,10 +67,10 @@ impl ModuleOps for CandleTensor {
             return None;
         }
         let run = || -> Result<hamos_api::BatchNormOutput> {
-            let (output, mean, variance) =
+            let (output, mean, variance, recipe) =
                 crate::fused::batch_norm::batch_norm_train(self.raw(), w, b, eps).op(OP)?;
             Ok(hamos_api::BatchNormOutput {
-                output: wrap(output)?,
+                output: Tensor::from_impl(CandleTensor::with_recipe(output, recipe)),
                 mean: wrap(mean)?,
                 variance: wrap(variance)?,
             })
@@ -99,6 +99,13 @@ impl CandleTensor {
             PoolKind::Max => "max_pool2d",
             PoolKind::Avg => "avg_pool2d",
         };
+        // A ReLU'd batch-norm output: one op from the batch norm's input.
+        let pair = (window.kernel, window.stride, window.padding) == (2, 2, 0);
+        if let Some(fused) =
+            self.recipe().filter(|_| kind == PoolKind::Max && pair).and_then(|r| r.max_pool2())
+        {
+            return wrap(fused.op(name)?);
+        }
         let op = FusedPool2d::new(kind, window.kernel, window.stride, window.padding);
         wrap(self.raw().contiguous().op(name)?.apply_op1(op).op(name)?)
     }

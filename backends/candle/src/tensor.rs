@@ -7,20 +7,32 @@ use hamos_api::{
 };
 
 use crate::backend::CandleBackend;
+use crate::fused::batch_norm::BnRecipe;
 use crate::fused::BankCache;
 
 /// A candle tensor behind the shared tensor trait.
 ///
 /// The second field caches the repacked form the fused kernels build when this tensor is used
 /// as a class bank; clones share it, and candle tensors are immutable (variables excepted, which
-/// are never cached), so it cannot go stale.
+/// are never cached), so it cannot go stale. The third is the recipe of a fused batch-norm
+/// output, so that a ReLU and a max pooling applied next fuse with it.
 #[derive(Debug, Clone)]
-pub struct CandleTensor(CTensor, BankCache);
+pub struct CandleTensor(CTensor, BankCache, Option<Arc<BnRecipe>>);
 
 impl CandleTensor {
     /// Wraps a candle tensor.
     pub fn new(raw: CTensor) -> Self {
-        CandleTensor(raw, BankCache::default())
+        CandleTensor(raw, BankCache::default(), None)
+    }
+
+    /// Wraps the output of a fused batch norm (or of the ReLU fused after one) with its recipe.
+    pub(crate) fn with_recipe(raw: CTensor, recipe: BnRecipe) -> Self {
+        CandleTensor(raw, BankCache::default(), Some(Arc::new(recipe)))
+    }
+
+    /// The recipe of a fused batch-norm output.
+    pub(crate) fn recipe(&self) -> Option<&BnRecipe> {
+        self.2.as_deref()
     }
 
     /// The candle tensor.
@@ -215,7 +227,13 @@ impl TensorImpl for CandleTensor {
             UnaryOp::Cos => self.0.cos().op("cos"),
             UnaryOp::Sin => self.0.sin().op("sin"),
             UnaryOp::Abs => self.0.abs().op("abs"),
-            UnaryOp::Relu => self.0.relu().op("relu"),
+            UnaryOp::Relu => match self.recipe().and_then(BnRecipe::relu) {
+                Some(fused) => {
+                    let (out, recipe) = fused.op("relu")?;
+                    return Ok(Tensor::from_impl(CandleTensor::with_recipe(out, recipe)));
+                }
+                None => self.0.relu().op("relu"),
+            },
             UnaryOp::Tanh => self.0.tanh().op("tanh"),
         }?;
         wrap(out)

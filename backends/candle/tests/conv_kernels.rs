@@ -173,6 +173,10 @@ fn conv2d_batches_spanning_several_groups_and_tasks() -> Result<()> {
     conv_case(&backend, &mut rng, Conv { n: 19, ci: 4, h: 9, w: 9, co: 5, k: 3, stride: 2, pad: 0 }, false)?;
     // Enough groups (two samples each) that every task, forward and backward, runs several.
     conv_case(&backend, &mut rng, Conv { n: 71, ci: 1, h: 14, w: 14, co: 2, k: 3, stride: 1, pad: 1 }, true)?;
+    // Images of at least 256 output positions: one sample per gemm, written in place (with and
+    // without a bias).
+    conv_case(&backend, &mut rng, Conv { n: 3, ci: 1, h: 17, w: 16, co: 4, k: 3, stride: 1, pad: 1 }, true)?;
+    conv_case(&backend, &mut rng, Conv { n: 2, ci: 2, h: 18, w: 17, co: 3, k: 3, stride: 1, pad: 0 }, false)?;
     // A kernel as large as the padded input: one output position.
     conv_case(&backend, &mut rng, Conv { n: 2, ci: 2, h: 3, w: 3, co: 2, k: 5, stride: 1, pad: 1 }, true)
 }

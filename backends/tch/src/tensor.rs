@@ -456,6 +456,21 @@ impl TensorImpl for TchTensor {
     }
 
     fn gradients(&self, wrt: &[&Tensor]) -> Result<Vec<Tensor>> {
+        self.gradients_with(wrt, true)
+    }
+
+    /// Without `keep_graph`: libtorch frees each saved buffer once its backward has run, so the
+    /// gradients reuse that memory instead of growing the heap (measured on `small_cnn`: the
+    /// kept graph made the step's gradients page-fault fresh memory, about 1.2x slower).
+    fn gradients_release(&self, wrt: &[&Tensor]) -> Result<Vec<Tensor>> {
+        self.gradients_with(wrt, false)
+    }
+}
+
+impl TchTensor {
+    /// The gradients of this scalar with respect to `wrt`; `keep_graph` keeps the graph's
+    /// buffers so that it can be differentiated again.
+    fn gradients_with(&self, wrt: &[&Tensor], keep_graph: bool) -> Result<Vec<Tensor>> {
         let inputs = wrt.iter().map(|t| self.operand("gradients", t)).collect::<Result<Vec<_>>>()?;
         let mut grads: Vec<Option<tch::Tensor>> = inputs.iter().map(|_| None).collect();
         // libtorch refuses inputs that do not require grad; they (and everything, when the
@@ -467,9 +482,8 @@ impl TensorImpl for TchTensor {
         };
         if !active.is_empty() {
             let active_inputs: Vec<&tch::Tensor> = active.iter().map(|&i| inputs[i]).collect();
-            // keep_graph so the loss can be differentiated again; the engine returns the
-            // gradients without accumulating into any `.grad()`.
-            let found = tch::Tensor::f_run_backward(&[&self.0], &active_inputs, true, false)
+            // The engine returns the gradients without accumulating into any `.grad()`.
+            let found = tch::Tensor::f_run_backward(&[&self.0], &active_inputs, keep_graph, false)
                 .map_err(tch_err("gradients"))?;
             for (i, grad) in active.into_iter().zip(found) {
                 // Undefined: the input does not take part in the graph of the loss.
@@ -571,6 +585,12 @@ mod tests {
             assert_eq!(grads[1].to_vec_f32().unwrap(), vec![0.0, 0.0]);
             assert_eq!(grads[2].to_vec_f32().unwrap(), vec![0.0]);
         }
+        // The last differentiation frees the graph: same values, then an error (not a panic).
+        let loss = w.sqr().unwrap().sum(0, true).unwrap();
+        let released = loss.gradients_release(&[&w, &unused]).unwrap();
+        assert!(close(&released[0].to_vec_f32().unwrap(), &[2.0, -4.0, 6.0]));
+        assert_eq!(released[1].to_vec_f32().unwrap(), vec![0.0, 0.0]);
+        assert!(loss.gradients(&[&w]).is_err());
         // Through topk values and a detached branch.
         let (top, _) = w.topk(1, 0, false).unwrap();
         let loss = top.mul(&w.detach().unwrap().sum(0, true).unwrap()).unwrap();

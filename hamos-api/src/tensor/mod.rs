@@ -174,6 +174,14 @@ pub trait TensorImpl: ModuleOps + Send + fmt::Debug + 'static {
     /// depend on one). Does not accumulate into any state: calling it twice gives the same.
     fn gradients(&self, wrt: &[&Tensor]) -> Result<Vec<Tensor>>;
 
+    /// Provided: [`TensorImpl::gradients`] for the last time on this graph. Backends may free
+    /// the graph's saved buffers while they go (libtorch frees each as soon as its backward has
+    /// run, so the gradients reuse that memory), after which differentiating the same graph
+    /// again fails with an error. The default is [`TensorImpl::gradients`].
+    fn gradients_release(&self, wrt: &[&Tensor]) -> Result<Vec<Tensor>> {
+        self.gradients(wrt)
+    }
+
     /// Provided: the `k`-th smallest value along `dim` (1-based `k`) and its `I64` index, both
     /// with `dim` kept at size 1. The default takes it from [`TensorImpl::topk`]; backends may
     /// override it with a selection that does not sort.

@@ -285,6 +285,19 @@ impl Tensor {
         self.inner().gradients(wrt)
     }
 
+    /// [`Tensor::gradients`] when this graph will not be differentiated again (a training
+    /// step's loss): backends may free its saved buffers on the way, and a later
+    /// differentiation of the same graph may then fail.
+    pub fn gradients_release(&self, wrt: &[&Tensor]) -> Result<Vec<Tensor>> {
+        if self.elem_count() != 1 {
+            return Err(Error::shape(
+                "gradients",
+                format!("needs a scalar loss, got shape {:?}", self.dims()),
+            ));
+        }
+        self.inner().gradients_release(wrt)
+    }
+
     /// Concatenates along `dim`; all tensors must share a backend.
     pub fn cat(tensors: &[&Tensor], dim: usize) -> Result<Tensor> {
         let first = tensors.first().ok_or_else(|| Error::shape("cat", "needs at least one tensor"))?;

@@ -15,17 +15,31 @@
 //! returns them as the detached batch statistics and the backward reuses them, so all three see
 //! the same values. Reductions run one channel per task on candle's barrier pool, each in a
 //! fixed order; the element-wise passes run over planes. Every run is bit-identical.
+//!
+//! The output keeps its recipe ([`BnRecipe`]: input, parameters, statistics), so that the ReLU
+//! applied to it next, and a 2x2 max pooling after that, run as one op from the same input
+//! ([`Act`]): a ReLU's backward is then a mask inside this op's backward rather than four
+//! passes and a gradient buffer of candle's, and after the pooling only a quarter of the
+//! gradient exists at all (each pooled gradient goes to its window's argmax).
 
-use std::sync::Arc;
+use std::mem::MaybeUninit;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::{bail, CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor as CTensor};
 
 use super::im2col::{cpu_values, with_host};
 use super::pool::{for_each_chunk_mut, map_ordered};
 
+mod act;
+
+pub(crate) use act::{batch_norm_train, BnRecipe};
+
 /// Interleaved partial sums per reduction, so that the f64 accumulation vectorises; the order
 /// of the additions depends on the shapes alone.
 const LANES: usize = 8;
+
+/// Largest plane of the pooled variant, whose argmax indices are 32-bit.
+const MAX_PLANE: usize = u32::MAX as usize;
 
 /// The batch statistics of one channel.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,11 +50,13 @@ pub(crate) struct Stats {
     pub var: f64,
 }
 
-/// The shapes of a batch norm: `n` samples of `c` planes of `hw` values.
+/// The shapes of a batch norm: `n` samples of `c` planes of `h x w = hw` values.
 #[derive(Debug, Clone, Copy)]
 struct Dims {
     n: usize,
     c: usize,
+    h: usize,
+    w: usize,
     hw: usize,
 }
 
@@ -52,7 +68,12 @@ impl Dims {
         if n * h * w < 2 {
             bail!("fused batch norm: input {dims:?} needs at least two values per channel")
         }
-        Ok(Dims { n, c, hw: h * w })
+        Ok(Dims { n, c, h, w, hw: h * w })
+    }
+
+    /// Values per output plane of the pooled variant (`h / 2` rows of `w / 2`).
+    fn pooled(&self) -> usize {
+        (self.h / 2) * (self.w / 2)
     }
 
     /// Values per channel.
@@ -122,20 +143,68 @@ fn channel_stats(x: &[f32], d: Dims) -> Result<Vec<Stats>> {
     }))
 }
 
-/// `f(plane, channel, out)` for every plane of `out` (`[n, c, h, w]`), spread over the pool.
-fn for_each_plane(out: &mut [f32], d: Dims, f: impl Fn(usize, usize, &mut [f32]) + Sync) {
+/// `f(plane, channel, out)` for every plane of `out` (`[n, c, ..]`, `plane` values each),
+/// spread over the pool.
+fn for_each_plane<T: Send>(out: &mut [T], d: Dims, plane: usize, f: impl Fn(usize, usize, &mut [T]) + Sync) {
     let per = d.planes_per_task();
-    for_each_chunk_mut(out, per * d.hw, |t, chunk| {
-        for (i, dst) in chunk.chunks_exact_mut(d.hw).enumerate() {
+    for_each_chunk_mut(out, (per * plane).max(1), |t, chunk| {
+        for (i, dst) in chunk.chunks_exact_mut(plane.max(1)).enumerate() {
             let p = t * per + i;
             f(p, p % d.c.max(1), dst);
         }
     });
 }
 
+/// A vector of `n * c` planes of `plane` values with `f(plane, channel, out)` writing each,
+/// spread over the pool like [`for_each_plane`], without zero-filling the memory first (the
+/// activations are megabytes; the fill was a tenth of a training step's CPU time).
+///
+/// # Safety
+///
+/// `f` must initialize every element of each plane it is given, and must not panic.
+unsafe fn collect_planes(
+    d: Dims,
+    plane: usize,
+    f: impl Fn(usize, usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let len = d.n * d.c * plane;
+    let mut out = Vec::with_capacity(len);
+    for_each_plane(&mut out.spare_capacity_mut()[..len], d, plane, f);
+    // SAFETY: the planes cover `..len` and the caller's `f` initialized every element of each.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// The f64 `mean` as two floats `[hi, lo]` with `hi + lo` within f32 rounding of `mean` at
+/// the scale of `lo`: `(v - hi) - lo` ([`centred`]) is exact in its first subtraction when `v`
+/// is near `hi` (Sterbenz), which is where a large mean would otherwise cancel digits away.
+fn centre(mean: f64) -> [f32; 2] {
+    let hi = mean as f32;
+    [hi, (mean - f64::from(hi)) as f32]
+}
+
+/// `v - mean` in f32 with the mean split by [`centre`].
+#[inline]
+fn centred(v: f32, [hi, lo]: [f32; 2]) -> f32 {
+    (v - hi) - lo
+}
+
 /// `(1 / sqrt(var + eps))` per channel.
 fn inverse_std(stats: &[Stats], eps: f64) -> Vec<f64> {
     stats.iter().map(|s| 1.0 / (s.var + eps).sqrt()).collect()
+}
+
+/// What the op applies after the normalization `z = bn(x)`.
+#[derive(Debug)]
+enum Act {
+    /// Nothing: `y = z`.
+    Identity,
+    /// ReLU: `y = max(z, 0)`.
+    Relu,
+    /// ReLU, then max pooling over 2x2 windows with stride 2 (a last odd row or column is
+    /// dropped, as in floor mode): `[n, c, h / 2, w / 2]`. Each window's first maximum in
+    /// row-major order is the argmax, recorded as an index into its input plane.
+    ReluMaxPool2(OnceLock<Vec<u32>>),
 }
 
 /// The fused training batch norm, a [`CustomOp3`] on (input `[n, c, h, w]`, weight `[c]`,
@@ -144,6 +213,7 @@ fn inverse_std(stats: &[Stats], eps: f64) -> Vec<f64> {
 struct FusedBatchNorm {
     eps: f64,
     stats: Arc<[Stats]>,
+    act: Act,
 }
 
 impl FusedBatchNorm {
@@ -162,7 +232,11 @@ impl FusedBatchNorm {
 
 impl CustomOp3 for FusedBatchNorm {
     fn name(&self) -> &'static str {
-        "fused-batch-norm-train"
+        match self.act {
+            Act::Identity => "fused-batch-norm-train",
+            Act::Relu => "fused-batch-norm-relu-train",
+            Act::ReluMaxPool2(_) => "fused-batch-norm-relu-max-pool2-train",
+        }
     }
 
     fn cpu_fwd(
@@ -178,30 +252,50 @@ impl CustomOp3 for FusedBatchNorm {
         let (x, w, b) = (cpu_values(s1, l1)?, cpu_values(s2, l2)?, cpu_values(s3, l3)?);
         d.check("input", x)?;
         let invstd = inverse_std(&self.stats, self.eps);
-        // Per channel: y = (x - mean) * scale + bias, in f64 so that a large mean cancels
-        // exactly before the rounding to f32.
-        let coef: Vec<(f64, f64, f64)> = (0..d.c)
-            .map(|ch| (self.stats[ch].mean, invstd[ch] * f64::from(w[ch]), f64::from(b[ch])))
+        // Per channel: y = (x - mean) * scale + bias in f32 (twice the SIMD lanes of f64), the
+        // mean split in two floats so that a large one still cancels exactly ([`centre`]).
+        let coef: Vec<([f32; 2], f32, f32)> = (0..d.c)
+            .map(|ch| (centre(self.stats[ch].mean), (invstd[ch] * f64::from(w[ch])) as f32, b[ch]))
             .collect();
-        let mut out = vec![0.0f32; x.len()];
-        for_each_plane(&mut out, d, |p, ch, dst| {
+        let normalize = |ch: usize, src: &[f32], dst: &mut [f32]| {
             let (mean, scale, shift) = coef[ch];
-            let src = &x[p * d.hw..][..d.hw];
             for (y, &v) in dst.iter_mut().zip(src) {
-                *y = ((f64::from(v) - mean) * scale + shift) as f32;
+                *y = centred(v, mean) * scale + shift;
             }
-        });
+        };
+        if let Act::ReluMaxPool2(argmax) = &self.act {
+            let (out, index) = self.forward_pooled(d, x, normalize)?;
+            if argmax.set(index).is_err() {
+                bail!("fused batch norm: an op value must be applied once")
+            }
+            return Ok((CpuStorage::F32(out), Shape::from((d.n, d.c, d.h / 2, d.w / 2))));
+        }
+        let relu = matches!(self.act, Act::Relu);
+        // SAFETY: every plane is `hw` long, as is its input, and the zip writes each element;
+        // nothing in the closure can panic (the plane lies inside `x`, checked above).
+        let out = unsafe {
+            collect_planes(d, d.hw, |p, ch, dst| {
+                let (mean, scale, shift) = coef[ch];
+                for (y, &v) in dst.iter_mut().zip(&x[p * d.hw..][..d.hw]) {
+                    let z = centred(v, mean) * scale + shift;
+                    y.write(if relu { z.max(0.0) } else { z });
+                }
+            })
+        };
         Ok((CpuStorage::F32(out), Shape::from(l1.dims())))
     }
 
-    fn bwd(&self, x: &CTensor, w: &CTensor, b: &CTensor, _res: &CTensor, grad: &CTensor) -> Result<Grads> {
+    fn bwd(&self, x: &CTensor, w: &CTensor, b: &CTensor, res: &CTensor, grad: &CTensor) -> Result<Grads> {
         let d = self.dims(x.dims(), w.dims(), b.dims())?;
-        if grad.dims() != x.dims() {
+        if grad.dims() != res.dims() {
             bail!("fused batch norm backward: gradient {:?} does not match the output", grad.dims())
         }
         let need_x = x.track_op();
-        let (dx, dw, db) =
-            with_host(x, |xv| with_host(w, |wv| with_host(grad, |gv| self.backward(d, xv, wv, gv, need_x))))?;
+        let (dx, dw, db) = with_host(x, |xv| {
+            with_host(w, |wv| {
+                with_host(res, |rv| with_host(grad, |gv| self.backward(d, xv, wv, rv, gv, need_x)))
+            })
+        })?;
         let on_cpu = |values: Vec<f32>, shape: &[usize]| CTensor::from_vec(values, shape, &Device::Cpu);
         let dx = dx.map(|dx| on_cpu(dx, x.dims())).transpose()?;
         let dw = if w.track_op() { Some(on_cpu(dw, &[d.c])?) } else { None };
@@ -212,71 +306,3 @@ impl CustomOp3 for FusedBatchNorm {
 
 /// The gradients of the three operands, each where needed.
 type Grads = (Option<CTensor>, Option<CTensor>, Option<CTensor>);
-
-/// Host gradients `(dx, dweight, dbias)`; `dx` only where needed.
-type HostGrads = (Option<Vec<f32>>, Vec<f32>, Vec<f32>);
-
-impl FusedBatchNorm {
-    /// `(dx, dweight, dbias)` for the output gradient `dy`; `dx` only when `need_x`.
-    fn backward(&self, d: Dims, x: &[f32], w: &[f32], dy: &[f32], need_x: bool) -> Result<HostGrads> {
-        d.check("input", x)?;
-        d.check("output gradient", dy)?;
-        let invstd = inverse_std(&self.stats, self.eps);
-        let channels: Vec<usize> = (0..d.c).collect();
-        // Per channel: (sum(dy), sum(dy * xhat)).
-        let sums = map_ordered(&channels, |ch| {
-            let mean = self.stats[ch].mean;
-            let mut acc = [[0.0; LANES]; 2];
-            for (xp, gp) in d.planes(x, ch).zip(d.planes(dy, ch)) {
-                fold_lanes(xp, gp, &mut acc, |v, g| (g, g * (v - mean)));
-            }
-            (lane_total(&acc[0]), lane_total(&acc[1]) * invstd[ch])
-        });
-        if sums.len() != d.c {
-            bail!("fused batch norm backward: a channel's reduction did not run")
-        }
-        let dx = need_x.then(|| {
-            let m = d.count();
-            // dx = k (dy - dbias / m - (x - mean) * invstd * dweight / m), k = weight * invstd.
-            let coef: Vec<(f64, f64, f64, f64)> = (0..d.c)
-                .map(|ch| {
-                    let (dbias, dweight) = sums[ch];
-                    let k = f64::from(w[ch]) * invstd[ch];
-                    (k, dbias / m, self.stats[ch].mean, invstd[ch] * dweight / m)
-                })
-                .collect();
-            let mut dx = vec![0.0f32; x.len()];
-            for_each_plane(&mut dx, d, |p, ch, dst| {
-                let (k, mean_dy, mean, cx) = coef[ch];
-                let (xp, gp) = (&x[p * d.hw..][..d.hw], &dy[p * d.hw..][..d.hw]);
-                for ((out, &v), &g) in dst.iter_mut().zip(xp).zip(gp) {
-                    *out = (k * (f64::from(g) - mean_dy - (f64::from(v) - mean) * cx)) as f32;
-                }
-            });
-            dx
-        });
-        let dw = sums.iter().map(|&(_, dw)| dw as f32).collect();
-        let db = sums.iter().map(|&(db, _)| db as f32).collect();
-        Ok((dx, dw, db))
-    }
-}
-
-/// Training-mode batch norm of `x` `[n, c, h, w]` (`f32` on the CPU, `n h w >= 2`) with
-/// `weight` and `bias` `[c]`: the output, with gradients for all three, and the detached batch
-/// mean and biased variance `[c]`.
-pub(crate) fn batch_norm_train(
-    x: &CTensor,
-    weight: &CTensor,
-    bias: &CTensor,
-    eps: f64,
-) -> Result<(CTensor, CTensor, CTensor)> {
-    let x = x.contiguous()?;
-    let d = Dims::new(x.dims())?;
-    let stats: Arc<[Stats]> = with_host(&x, |xv| channel_stats(xv, d))?.into();
-    let op = FusedBatchNorm { eps, stats: Arc::clone(&stats) };
-    let out = x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
-    let column = |f: fn(&Stats) -> f64| {
-        CTensor::from_vec(stats.iter().map(|s| f(s) as f32).collect::<Vec<_>>(), d.c, &Device::Cpu)
-    };
-    Ok((out, column(|s| s.mean)?, column(|s| s.var)?))
-}

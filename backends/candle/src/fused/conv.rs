@@ -147,17 +147,28 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Result<V
         let Ok(mut dst) = slices[t].lock() else { bail!("fused conv2d: poisoned output slice") };
         let (first, count) = tasks[t];
         let mut cols = vec![0.0f32; patch * group * positions];
-        let mut prod = vec![0.0f32; g.co * group * positions];
+        // One sample per group: the product is the output sample itself, written in place.
+        let mut prod = vec![0.0f32; if group > 1 { g.co * group * positions } else { 0 }];
         for gi in first..first + count {
             let (s0, s1) = (gi * group, ((gi + 1) * group).min(g.n));
             let width = (s1 - s0) * positions;
             let cols = &mut cols[..patch * width];
             im2col(g, s1 - s0, &x[s0 * g.image()..s1 * g.image()], cols);
-            let prod = &mut prod[..g.co * width];
             let lhs = Mat { data: w, rs: patch, cs: 1 };
-            matmul(g.co, width, patch, prod, false, lhs, Mat { data: cols, rs: width, cs: 1 })?;
-            // `prod` is `[co, samples * P]`; the output is `[samples, co, P]`.
+            let rhs = Mat { data: cols, rs: width, cs: 1 };
             let dst = &mut dst[(s0 - first * group) * plane..(s1 - first * group) * plane];
+            if group == 1 {
+                matmul(g.co, width, patch, dst, false, lhs, rhs)?;
+                if let Some(b) = bias {
+                    for (row, &b) in dst.chunks_exact_mut(positions.max(1)).zip(b) {
+                        row.iter_mut().for_each(|v| *v += b);
+                    }
+                }
+                continue;
+            }
+            let prod = &mut prod[..g.co * width];
+            matmul(g.co, width, patch, prod, false, lhs, rhs)?;
+            // `prod` is `[co, samples * P]`; the output is `[samples, co, P]`.
             for (s, sample) in dst.chunks_exact_mut(plane.max(1)).enumerate() {
                 for (o, row) in sample.chunks_exact_mut(positions).enumerate() {
                     let src = &prod[o * width + s * positions..][..positions];
@@ -194,7 +205,8 @@ fn backward(g: &Geometry, x: &[f32], w: &[f32], grad: &[f32], need: Needs) -> Re
         let mut dw = vec![0.0f32; if need.w { g.co * patch } else { 0 }];
         let mut db = vec![0.0f64; if need.b { g.co } else { 0 }];
         let mut cols = vec![0.0f32; patch * group * positions];
-        let mut gout = vec![0.0f32; g.co * group * positions];
+        // One sample per group: its gradient is already `[co, P]`.
+        let mut gout = vec![0.0f32; if group > 1 { g.co * group * positions } else { 0 }];
         let mut dx_run = match slices.get(t) {
             Some(slice) => match slice.lock() {
                 Ok(guard) => Some(guard),
@@ -206,12 +218,17 @@ fn backward(g: &Geometry, x: &[f32], w: &[f32], grad: &[f32], need: Needs) -> Re
             let (s0, s1) = (gi * group, ((gi + 1) * group).min(g.n));
             let width = (s1 - s0) * positions;
             // dOut as `[co, samples * P]`, the layout of the forward product.
-            let gout = &mut gout[..g.co * width];
-            for (s, sample) in grad[s0 * plane..s1 * plane].chunks_exact(plane.max(1)).enumerate() {
-                for (o, row) in sample.chunks_exact(positions).enumerate() {
-                    gout[o * width + s * positions..][..positions].copy_from_slice(row);
+            let gout: &[f32] = if group == 1 {
+                &grad[s0 * plane..s1 * plane]
+            } else {
+                let gout = &mut gout[..g.co * width];
+                for (s, sample) in grad[s0 * plane..s1 * plane].chunks_exact(plane.max(1)).enumerate() {
+                    for (o, row) in sample.chunks_exact(positions).enumerate() {
+                        gout[o * width + s * positions..][..positions].copy_from_slice(row);
+                    }
                 }
-            }
+                gout
+            };
             let gmat = Mat { data: gout, rs: width, cs: 1 };
             for (o, acc) in db.iter_mut().enumerate() {
                 *acc += row_sum(&gout[o * width..(o + 1) * width]);
