@@ -128,7 +128,7 @@ pub fn hamos_step(
     let grads = {
         let trainable = params.trainable();
         let wrt: Vec<&Tensor> = trainable.iter().map(|(_, t)| *t).collect();
-        total.gradients(&wrt)?
+        total.gradients_release(&wrt)?
     };
     sgd.step(params, &grads, inputs.learning_rate)?;
     params.apply_updates(updates)?;
