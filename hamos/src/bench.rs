@@ -23,8 +23,13 @@ pub fn median_ns(samples: usize, iters: usize, mut f: impl FnMut() -> Result<()>
             times.push(start.elapsed().as_nanos() as f64 / iters as f64);
         }
     }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    Ok(median(times))
+}
+
+/// The median of `values` (the upper one of an even count; NaN when empty).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// One row of the op-overhead table.

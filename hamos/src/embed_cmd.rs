@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use hamos_api::{DatasetSpec, Error, Result, RunConfig};
-use hamos_nn::{checkpoint, clone_backbone, Classifier, DualHeadNet};
+use hamos_nn::checkpoint;
 use npyz::WriterBuilder;
 
 use crate::data::{self, ImageSet};
 use crate::eval::models::{EvalModel, Network};
-use crate::train::{self, embed::Embedded, pretrain, state};
+use crate::train::{self, embed::Embedded};
 
 /// What `hamos embed` wrote.
 pub struct EmbedOutcome {
@@ -72,22 +72,9 @@ pub fn resolve_set(config: &RunConfig, prepared: &train::Prepared, data: &str) -
 
 /// The network a checkpoint holds: a dual-head network when it has a projection head.
 fn load_model(config: &RunConfig, path: &Path, classes: usize) -> Result<EvalModel> {
-    let names = checkpoint::read(path)?;
+    let dual = checkpoint::read(path)?.contains_key("head.0.weight");
     let backend = crate::open_backend(config)?;
-    let mut rng = hamos_api::rng_from_seed(config.seed);
-    let backbone = clone_backbone(config.model.as_ref())?;
-    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    if names.contains_key("head.0.weight") {
-        let net = DualHeadNet::new(backbone, classes, config.train.feature_dim)?;
-        let mut params = net.init_store(backend, &mut rng)?;
-        state::load_weights(path, &mut params)?;
-        Ok(EvalModel { name, network: Network::Dual(net), params })
-    } else {
-        let net = Classifier::new(backbone, classes, "backbone")?;
-        let mut params = net.init_store(backend, &mut rng)?;
-        pretrain::load_prefixed(&mut params, path)?;
-        Ok(EvalModel { name, network: Network::Classifier(net), params })
-    }
+    EvalModel::load(config, &backend, path, classes, dual, &mut hamos_api::rng_from_seed(config.seed))
 }
 
 /// Writes `data` through the model of `checkpoint` to `out` (`.npz`).

@@ -21,12 +21,14 @@ pub fn utc_stamp(secs: u64) -> String {
     format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
+/// [`utc_stamp`] of the current time.
+pub fn now_stamp() -> String {
+    utc_stamp(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+}
+
 /// `dir` if given, else `runs/<stamp>-<name>`; created.
 pub fn create(dir: Option<PathBuf>, name: &str) -> Result<PathBuf> {
-    let dir = dir.unwrap_or_else(|| {
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        PathBuf::from("runs").join(format!("{}-{name}", utc_stamp(secs)))
-    });
+    let dir = dir.unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{name}", now_stamp())));
     std::fs::create_dir_all(dir.join("checkpoints")).map_err(|source| Error::Io {
         op: "creating run directory",
         path: dir.clone(),

@@ -8,6 +8,7 @@ use std::time::Instant;
 use hamos_api::{Error, Result, RunConfig};
 use hamos_nn::{clone_backbone, Classifier};
 
+use crate::bench::median;
 use crate::train::{self, Pretrained};
 use crate::train::{epoch_batches, Feed};
 
@@ -33,11 +34,6 @@ impl StepTiming {
     pub fn images_per_second(&self) -> f64 {
         self.batch as f64 / (self.step_ms / 1e3)
     }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Times `steps` fine-tuning steps of `config` (after `warmup` untimed ones) from a randomly

@@ -144,11 +144,10 @@ fn time_samplers(
                 times.push(elapsed);
             }
         }
-        times.sort_by(f64::total_cmp);
         out.push(SynthTiming {
             sampler: name.clone(),
             classes,
-            median_ms: times[times.len() / 2],
+            median_ms: crate::bench::median(times),
             gflop,
             barrier_checks,
         });

@@ -64,15 +64,14 @@ pub fn median_step_ms(
         step()?;
     }
     let cpu_start = process_cpu_ms();
-    let mut times: Vec<f64> = (0..steps)
+    let times: Vec<f64> = (0..steps)
         .map(|_| {
             let start = Instant::now();
             step().map(|()| start.elapsed().as_secs_f64() * 1e3)
         })
         .collect::<Result<_>>()?;
     let cpu_ms = cpu_start.zip(process_cpu_ms()).map(|(start, end)| (end - start) / steps as f64);
-    times.sort_by(f64::total_cmp);
-    Ok((times[times.len() / 2], cpu_ms))
+    Ok((crate::bench::median(times), cpu_ms))
 }
 
 /// Times the training step of `backbone` (10 classes) on `backend` at batch size `batch`.

@@ -4,8 +4,9 @@
 
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use hamos_api::{Error, ParamStore, Result, RunConfig};
+use hamos_api::{Backend, Error, HamosRng, ParamStore, Result, RunConfig};
 use hamos_nn::{clone_backbone, Classifier, DualHeadNet};
 
 use super::evaluate::{linear_head, ModelOutputs};
@@ -77,6 +78,34 @@ impl EvalModel {
     }
 }
 
+impl EvalModel {
+    /// The model saved at `path` (named after the file): a dual-head network when `dual`
+    /// (a training checkpoint; momentum and buffer are skipped), else a classifier whose names
+    /// are `backbone.*` or the backbone's own.
+    pub fn load(
+        config: &RunConfig,
+        backend: &Arc<dyn Backend>,
+        path: &Path,
+        classes: usize,
+        dual: bool,
+        rng: &mut HamosRng,
+    ) -> Result<EvalModel> {
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let backbone = clone_backbone(config.model.as_ref())?;
+        if dual {
+            let net = DualHeadNet::new(backbone, classes, config.train.feature_dim)?;
+            let mut params = net.init_store(backend.clone(), rng)?;
+            state::load_weights(path, &mut params)?;
+            Ok(EvalModel { name, network: Network::Dual(net), params })
+        } else {
+            let net = Classifier::new(backbone, classes, "backbone")?;
+            let mut params = net.init_store(backend.clone(), rng)?;
+            pretrain::load_prefixed(&mut params, path)?;
+            Ok(EvalModel { name, network: Network::Classifier(net), params })
+        }
+    }
+}
+
 /// File name of the pretrained classifier in a run's `checkpoints/`.
 pub const PRETRAINED_FILE: &str = "pretrained.safetensors";
 
@@ -110,20 +139,8 @@ pub fn load_run_models(config: &RunConfig, dir: &Path, classes: usize) -> Result
     // The pretrained classifier first, as in `hamos run`'s reports.
     files.sort_by_key(|p| p.file_name().is_none_or(|n| n != PRETRAINED_FILE));
     for path in files {
-        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let backbone = clone_backbone(config.model.as_ref())?;
-        let model = if name == "pretrained" {
-            let net = Classifier::new(backbone, classes, "backbone")?;
-            let mut params = net.init_store(backend.clone(), &mut rng)?;
-            pretrain::load_prefixed(&mut params, &path)?;
-            EvalModel { name, network: Network::Classifier(net), params }
-        } else {
-            let net = DualHeadNet::new(backbone, classes, config.train.feature_dim)?;
-            let mut params = net.init_store(backend.clone(), &mut rng)?;
-            state::load_weights(&path, &mut params)?;
-            EvalModel { name, network: Network::Dual(net), params }
-        };
-        models.push(model);
+        let dual = path.file_name().is_none_or(|n| n != PRETRAINED_FILE);
+        models.push(EvalModel::load(config, &backend, &path, classes, dual, &mut rng)?);
     }
     Ok(models)
 }

@@ -82,15 +82,11 @@ pub fn eval_run(
 ) -> Result<EvalOutcome> {
     let config = run_config(run)?;
     // Check the scorer names before the slow part.
-    let named = named_plan(&config, scorers)?;
+    named_plan(&config, scorers)?;
     let prepared = train::prepare(&config)?;
     let (id_test, ood_sets) = test_sets(&config, &prepared)?;
     let models = load_run_models(&config, run, prepared.classes)?;
-    let out = out.unwrap_or_else(|| {
-        let secs =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        run.join(format!("eval-{}", crate::rundir::utc_stamp(secs)))
-    });
+    let out = out.unwrap_or_else(|| run.join(format!("eval-{}", crate::rundir::now_stamp())));
     std::fs::create_dir_all(&out).map_err(|source| Error::Io {
         op: "creating",
         path: out.clone(),
@@ -98,7 +94,7 @@ pub fn eval_run(
     })?;
     let fallback = default_plan(&config);
     let plan = |model: &EvalModel| -> Result<PlannedScorers> {
-        if named.is_empty() {
+        if scorers.is_empty() {
             fallback(model)
         } else {
             named_plan(&config, scorers)
