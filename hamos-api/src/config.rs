@@ -65,8 +65,12 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Initial SGD learning rate (cosine-annealed to 0).
     pub learning_rate: f64,
-    /// SGD momentum.
+    /// SGD momentum (fine-tuning and pretraining).
     pub momentum: f64,
+    /// Nesterov momentum in fine-tuning (PyTorch's form). On by default, as the authors'
+    /// trainer (`torch.optim.SGD(..., nesterov=True)` in `openood/trainers/hamos_trainer.py`);
+    /// pretraining always uses plain momentum.
+    pub nesterov: bool,
     /// SGD weight decay.
     pub weight_decay: f64,
     /// Dimension `d` of the hyperspherical embedding.
@@ -77,9 +81,13 @@ pub struct TrainConfig {
     pub buffer_size: usize,
     /// Weight `lambda_d` of the OOD-discernment loss (Eqn 8).
     pub ood_weight: f64,
-    /// Temperature `tau = 1 / kappa` of the OOD-discernment loss (Eqn 7).
+    /// Temperature `tau` of the OOD-discernment loss (Eqn 7). Eqn 7 comes from the class vMF
+    /// likelihood of Eqn 6, so `tau = 1 / kappa_j` is the *class* concentration, the same
+    /// temperature as the ID contrastive loss (CIDER's 0.1; the authors' trainer passes its
+    /// `temp = 0.1` to both). It is not the KDE bandwidth `kappa = 2` of Eqn 5 (a reading that
+    /// gave 0.5 and an OOD gradient about 1 % of the compactness term's).
     pub ood_temperature: f64,
-    /// Which form of Eqn 7 is minimized (see [`OodLossForm`]).
+    /// Which OOD-discernment term is minimized (see [`OodLossForm`]).
     pub ood_loss: OodLossForm,
     /// A pretrained classifier (safetensors, names `backbone.*` or the backbone's own PyTorch
     /// names); when absent the trainer pretrains one with cross-entropy and caches it.
@@ -93,17 +101,32 @@ pub struct TrainConfig {
     pub pretrain_augment: bool,
 }
 
-/// The sign of the OOD-discernment loss. As printed, Eqn 7 is largest at the uniform posterior,
-/// so minimizing it would push outliers towards a confident class, the opposite of what Section
-/// 3.3 says it is for.
+/// The OOD-discernment term of Eqn 8: which quantity, on what, reaching the network how.
+///
+/// The outliers are detached points on the sphere and the prototypes are EMA buffers, so Eqn 7
+/// itself has no gradient path to the network except through the prototypes that this batch's
+/// embeddings move (CIDER's in-loss update, factor `1 - m = 0.05` per row). The variants:
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OodLossForm {
-    /// Minimize the cross-entropy from the uniform assignment to each outlier's posterior over
-    /// the prototypes (the negation of Eqn 7): minimal when outliers belong to no class.
+    /// The paper's reading: the cross-entropy from the uniform assignment to each outlier's
+    /// posterior over the prototypes moved by this batch (the negation of Eqn 7), minimal when
+    /// outliers belong to no class. Gradient reaches the network through the moved prototypes.
     Uniform,
-    /// Minimize Eqn 7 exactly as printed (for the ablation).
+    /// Eqn 7 exactly as printed (its value is the negation of `uniform`'s), for the ablation:
+    /// minimizing it pushes outliers towards a confident class.
     AsPrinted,
+    /// The authors' released trainer (`CompLoss_ood` in `openood/trainers/hamos_trainer.py`):
+    /// the same uniform cross-entropy, with the sign flipped inside the softmax
+    /// (`mean_j -log softmax(-z . mu / tau)_j`) and scaled by `tau / 0.07`, computed on the *ID
+    /// batch's* embeddings against the detached updated prototypes. The synthesized outliers only
+    /// decide whether the term is added; they never enter it.
+    Released,
+    /// Beyond the paper: each outlier is an extra negative in the compactness softmax of every
+    /// ID embedding, `mean_i log(1 + sum_k exp(z_i . o_k / tau) / sum_j exp(z_i . mu_j / tau))`
+    /// (prototypes detached), so every outlier has its own gradient path to the network and ID
+    /// embeddings are pushed away from the outliers towards their prototypes.
+    OutlierNegatives,
 }
 
 impl Default for TrainConfig {
@@ -113,12 +136,13 @@ impl Default for TrainConfig {
             batch_size: 128,
             learning_rate: 0.01,
             momentum: 0.9,
+            nesterov: true,
             weight_decay: 1e-4,
             feature_dim: 128,
             prototype_momentum: 0.95,
             buffer_size: 1000,
             ood_weight: 0.1,
-            ood_temperature: 0.5,
+            ood_temperature: 0.1,
             ood_loss: OodLossForm::Uniform,
             pretrained: None,
             pretrain_epochs: 5,
@@ -137,6 +161,9 @@ impl TrainConfig {
         positive("train.buffer_size", self.buffer_size)?;
         finite_in("train.learning_rate", self.learning_rate, 0.0, f64::INFINITY, false)?;
         finite_in("train.momentum", self.momentum, 0.0, 1.0, true)?;
+        if self.nesterov && self.momentum == 0.0 {
+            return Err(Error::invalid("train.nesterov", "Nesterov momentum needs train.momentum > 0"));
+        }
         finite_in("train.weight_decay", self.weight_decay, 0.0, f64::INFINITY, true)?;
         finite_in("train.prototype_momentum", self.prototype_momentum, 0.0, 1.0, true)?;
         finite_in("train.ood_weight", self.ood_weight, 0.0, f64::INFINITY, true)?;

@@ -53,7 +53,8 @@ enum Command {
         /// The run directory (of `hamos run` or `hamos train`).
         #[arg(long)]
         run: PathBuf,
-        /// Scorers (comma-separated plugin names; default: those of `hamos run`).
+        /// Scorers (comma-separated plugin names, or `knn_features` for KNN on the normalized
+        /// penultimate features; default: those of `hamos run`).
         #[arg(long, value_delimiter = ',')]
         scorers: Vec<String>,
         /// Where the results go (default: <run>/eval-<UTC time>).
@@ -85,7 +86,8 @@ enum Command {
         /// Run directories (or their metrics.json files).
         #[arg(required = true)]
         runs: Vec<PathBuf>,
-        /// Every OOD set, not only the averages.
+        /// Also every OOD set and average as its own row, not only the near, far and overall
+        /// averages side by side.
         #[arg(long)]
         per_set: bool,
         /// Also write the table to this Markdown file.

@@ -48,7 +48,8 @@ pub fn time_hamos_step(config: &RunConfig, warmup: usize, steps: usize) -> Resul
     let params = net.init_store(backend.clone(), &mut hamos_api::rng_from_seed(config.seed))?;
     let start = Pretrained { net, params, source: "random initialization".into() };
     let train::StartState { net, mut params, mut buffer } = train::start_state(config, &data, &start)?;
-    let (mut sgd, _, steps_per_epoch) = train::optimizer(config, &data, config.train.learning_rate, 1)?;
+    let (mut sgd, _, steps_per_epoch) =
+        train::optimizer(config, &data, config.train.learning_rate, 1, config.train.nesterov)?;
     if warmup + steps > steps_per_epoch {
         return Err(Error::Config(format!(
             "bench step: {} steps do not fit in one epoch of {steps_per_epoch} batches",

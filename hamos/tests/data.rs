@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use hamos::data::{
     check_id_set, limit_per_class, load, load_all, split_validation, Augmenter, BatchOptions, BatchPlan,
-    Batches, DatasetSpec, ImageSet, Normalizer, ViewParams,
+    Batches, DatasetSpec, ImageSet, Normalizer, ViewAugmenter, ViewParams,
 };
 use hamos_api::DataConfig;
 
@@ -308,7 +308,7 @@ fn run(
     views: Option<Augmenter>,
     threads: usize,
 ) -> Batches {
-    let options = BatchOptions { seed: 11, epoch: 1, views, threads };
+    let options = BatchOptions { seed: 11, epoch: 1, views: views.map(ViewAugmenter::from), threads };
     Batches::new(set.clone(), n.clone(), plan.to_vec(), options).unwrap()
 }
 

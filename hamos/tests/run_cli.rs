@@ -86,6 +86,7 @@ fn run_writes_the_run_directory_and_its_metrics_recompute() {
         .sum();
     let auroc = wins / (id.len() * ood.len()) as f64;
     assert!((auroc - record["auroc"].as_f64().unwrap()).abs() < 1e-12, "{auroc} vs {record}");
+    check_features_and_groups(&out, records);
     let diagnostics = std::fs::read_to_string(out.join("diagnostics.jsonl")).unwrap();
     let first: serde_json::Value = serde_json::from_str(diagnostics.lines().next().unwrap()).unwrap();
     assert!(first["rounds"].as_array().is_some_and(|r| !r.is_empty()), "{first}");
@@ -109,11 +110,100 @@ fn run_writes_the_run_directory_and_its_metrics_recompute() {
     embed_a_set(&tmp.path().join("cache"), &out, tmp.path());
 }
 
+/// Brute-force AUROC over all (ID, OOD) pairs, ties counting one half.
+fn pairwise_auroc(id: &[f64], ood: &[f64]) -> f64 {
+    let wins: f64 = id
+        .iter()
+        .flat_map(|a| ood.iter().map(move |b| (a > b) as u8 as f64 + 0.5 * (a == b) as u8 as f64))
+        .sum();
+    wins / (id.len() * ood.len()) as f64
+}
+
+/// Both fine-tuned models have `knn` (head) and `knn_features` (penultimate features) records
+/// for every OOD set and the three averages, with raw scores; the near and far averages are the
+/// means of the default groups (MNIST and Animal-MNIST near, the rest far); report.md and
+/// metrics.csv show them.
+fn check_features_and_groups(out: &Path, records: &[serde_json::Value]) {
+    let near = ["mnist", "animal_mnist"];
+    let far = ["textures", "gaussian_noise", "uniform_noise"];
+    let find = |model: &str, scorer: &str, dataset: &str| {
+        records
+            .iter()
+            .find(|r| r["model"] == model && r["scorer"] == scorer && r["dataset"] == dataset)
+            .unwrap_or_else(|| panic!("no record {model} / {scorer} / {dataset}"))
+    };
+    for model in ["hamos", "cider_only"] {
+        for scorer in ["knn", "knn_features"] {
+            for set in near.iter().chain(&far) {
+                let group = if near.contains(set) { "near" } else { "far" };
+                assert_eq!(find(model, scorer, set)["group"], group, "{model} {scorer} {set}");
+            }
+            for (average, members) in [
+                ("average", near.iter().chain(&far).copied().collect::<Vec<_>>()),
+                ("near_average", near.to_vec()),
+                ("far_average", far.to_vec()),
+            ] {
+                let record = find(model, scorer, average);
+                for field in ["fpr95", "auroc", "aupr_in", "aupr_out", "fpr95_openood", "id_acc"] {
+                    let want =
+                        members.iter().map(|s| find(model, scorer, s)[field].as_f64().unwrap()).sum::<f64>()
+                            / members.len() as f64;
+                    let got = record[field].as_f64().unwrap();
+                    assert!(
+                        (got - want).abs() < 1e-12,
+                        "{model} {scorer} {average} {field}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+        // The raw scores of `knn_features` recompute its AUROC; they differ from the head's.
+        let base = out.join("scores").join(model);
+        let id = read_npy(&base.join("knn_features/id.npy"));
+        let mnist = read_npy(&base.join("knn_features/mnist.npy"));
+        let auroc = find(model, "knn_features", "mnist")["auroc"].as_f64().unwrap();
+        assert!((pairwise_auroc(&id, &mnist) - auroc).abs() < 1e-12, "{model}: {auroc}");
+        assert_ne!(id, read_npy(&base.join("knn/id.npy")), "{model}: features and head scored alike");
+        for set in far {
+            assert!(base.join(format!("knn_features/{set}.npy")).is_file(), "{model} {set}");
+        }
+    }
+    assert!(!records.iter().any(|r| r["model"] == "pretrained" && r["scorer"] == "knn_features"));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for needle in [
+        "| hamos | knn_features |",
+        "| cider_only | knn_features |",
+        "near-OOD avg FPR95 | near-OOD avg FPR95 (OpenOOD) | near-OOD avg AUROC | far-OOD avg FPR95",
+        "mnist (near) FPR95 | mnist (near) FPR95 (OpenOOD)",
+        "textures (far) AUROC",
+        "ID-OOD separation (near avg)",
+    ] {
+        assert!(report.contains(needle), "{needle}: {report}");
+    }
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert!(csv.starts_with("model,scorer,dataset,group,fpr95,"), "{csv}");
+    assert!(csv.contains("\nhamos,knn_features,near_average,near,"), "{csv}");
+    let sphere: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("hyperspherical.json")).unwrap()).unwrap();
+    for m in sphere["metrics"].as_array().unwrap() {
+        let separation = m["separation_deg"].as_array().unwrap();
+        let mean = |sets: &[&str]| {
+            let values: Vec<f64> = separation
+                .iter()
+                .filter(|p| sets.contains(&p[0].as_str().unwrap()))
+                .map(|p| p[1].as_f64().unwrap())
+                .collect();
+            values.iter().sum::<f64>() / values.len() as f64
+        };
+        assert!((m["near_separation_deg"].as_f64().unwrap() - mean(&near)).abs() < 1e-9, "{m}");
+        assert!((m["far_separation_deg"].as_f64().unwrap() - mean(&far)).abs() < 1e-9, "{m}");
+    }
+}
+
 /// `hamos eval` on the run reproduces the run's own records for the same scorer, and adds others.
 fn evaluate_again(cache: &Path, run: &Path, records: &[serde_json::Value]) {
     let eval_dir = run.join("again");
     let result = hamos(cache)
-        .args(["eval", "--scorers", "knn,odin", "--run"])
+        .args(["eval", "--scorers", "knn,knn_features,odin", "--run"])
         .arg(run)
         .arg("--out")
         .arg(&eval_dir)
@@ -122,19 +212,23 @@ fn evaluate_again(cache: &Path, run: &Path, records: &[serde_json::Value]) {
     let stdout = String::from_utf8_lossy(&result.stdout);
     assert!(result.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&result.stderr));
     assert!(stdout.contains("| hamos | odin |") && stdout.contains("| pretrained | knn |"), "{stdout}");
+    assert!(stdout.contains("| cider_only | knn_features |"), "{stdout}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(eval_dir.join("metrics.json")).unwrap()).unwrap();
     let again = json["records"].as_array().unwrap();
-    for r in records.iter().filter(|r| r["scorer"] == "knn") {
+    // Every dataset, the near, far and overall averages included, of both KNN views.
+    for r in records.iter().filter(|r| r["scorer"] == "knn" || r["scorer"] == "knn_features") {
         let same = again
             .iter()
-            .find(|a| a["model"] == r["model"] && a["scorer"] == "knn" && a["dataset"] == r["dataset"])
+            .find(|a| a["model"] == r["model"] && a["scorer"] == r["scorer"] && a["dataset"] == r["dataset"])
             .unwrap_or_else(|| panic!("no record for {r}"));
-        for field in ["fpr95", "auroc", "id_acc"] {
+        for field in ["fpr95", "auroc", "fpr95_openood", "id_acc", "group"] {
             assert_eq!(same[field], r[field], "{field} of {r}");
         }
     }
+    assert!(again.iter().any(|a| a["scorer"] == "knn_features" && a["dataset"] == "far_average"));
     assert!(eval_dir.join("scores/hamos/odin/mnist.npy").is_file());
+    assert!(eval_dir.join("scores/cider_only/knn_features/textures.npy").is_file());
     assert!(eval_dir.join("plots/hamos_knn_roc.png").is_file());
 }
 
@@ -281,40 +375,93 @@ fn bad_input_is_a_one_line_error() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-/// `hamos table` over two hand-written metrics files: mean and sample std, per set and average.
+/// `hamos table` over three hand-written metrics files: mean and sample std; by default the
+/// near, far and overall averages side by side (FPR95, FPR95 (OpenOOD), AUROC, then ID acc),
+/// with `--per-set` every record as a row too; a record missing from some runs says so.
 #[test]
 fn table_aggregates_runs_with_mean_and_sample_std() {
     let tmp = tempfile::tempdir().unwrap();
-    let record = |dataset: &str, fpr95: f64, auroc: f64| {
-        serde_json::json!({"model": "hamos", "scorer": "knn", "dataset": dataset, "fpr95": fpr95,
-            "auroc": auroc, "aupr_in": 0.5, "aupr_out": 0.5, "fpr95_openood": fpr95, "id_acc": 0.9})
+    let record = |scorer: &str, dataset: &str, group: &str, [fpr95, openood, auroc]: [f64; 3]| {
+        serde_json::json!({"model": "hamos", "scorer": scorer, "dataset": dataset, "group": group,
+            "fpr95": fpr95, "auroc": auroc, "aupr_in": 0.5, "aupr_out": 0.5, "fpr95_openood": openood,
+            "id_acc": 0.9})
     };
-    let runs = [(0.1, 0.9), (0.3, 0.8), (0.2, 0.7)];
+    // Per run: (FPR95, FPR95 (OpenOOD), AUROC) of the near average (also mnist's), the far
+    // average (also textures') and the overall average.
+    let runs = [
+        [[0.1, 0.2, 0.9], [0.05, 0.04, 0.99], [0.3, 0.5, 0.6]],
+        [[0.3, 0.2, 0.8], [0.05, 0.06, 0.97], [0.4, 0.5, 0.6]],
+        [[0.2, 0.2, 0.7], [0.11, 0.08, 0.95], [0.5, 0.5, 0.6]],
+    ];
     let mut paths = Vec::new();
-    for (i, (fpr, auroc)) in runs.iter().enumerate() {
+    for (i, [near, far, all]) in runs.iter().enumerate() {
         let path = tmp.path().join(format!("run{i}.json"));
-        let json =
-            serde_json::json!({"records": [record("mnist", *fpr, *auroc), record("average", *fpr, *auroc)]});
-        std::fs::write(&path, json.to_string()).unwrap();
+        let mut records = vec![
+            record("knn", "mnist", "near", *near),
+            record("knn", "textures", "far", *far),
+            record("knn", "average", "all", *all),
+            record("knn", "near_average", "near", *near),
+            record("knn", "far_average", "far", *far),
+        ];
+        if i < 2 {
+            // As written before groups existed, in two of the three runs.
+            let mut old = record("energy", "average", "", [0.5, 0.5, 0.5]);
+            old.as_object_mut().unwrap().remove("group");
+            records.push(old);
+        }
+        std::fs::write(&path, serde_json::json!({ "records": records }).to_string()).unwrap();
         paths.push(path);
     }
-    let out = tmp.path().join("table.md");
-    let result = hamos(&tmp.path().join("cache"))
-        .arg("table")
-        .args(&paths)
-        .arg("--per-set")
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    assert!(result.status.success(), "{stdout}{}", String::from_utf8_lossy(&result.stderr));
-    // FPR95 0.1, 0.3, 0.2: mean 20 %, sample std 10 %; AUROC 0.9, 0.8, 0.7: 80 % +- 10 %.
+    let table = |per_set: bool, out: Option<&Path>| {
+        let mut cmd = hamos(&tmp.path().join("cache"));
+        cmd.arg("table").args(&paths);
+        if per_set {
+            cmd.arg("--per-set");
+        }
+        if let Some(out) = out {
+            cmd.arg("--out").arg(out);
+        }
+        let result = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
+        assert!(result.status.success(), "{stdout}{}", String::from_utf8_lossy(&result.stderr));
+        stdout
+    };
+    let stdout = table(false, None);
     assert!(
-        stdout.contains("| hamos | knn | mnist | 20.00 ± 10.00 | 80.00 ± 10.00 | 90.00 ± 0.00 |"),
+        stdout.contains(
+            "| model | scorer | near FPR95 | near FPR95 (OpenOOD) | near AUROC | far FPR95 | \
+             far FPR95 (OpenOOD) | far AUROC | all FPR95 | all FPR95 (OpenOOD) | all AUROC | ID acc |"
+        ),
         "{stdout}"
     );
-    assert!(stdout.contains("| hamos | knn | average | 20.00 ± 10.00 |"), "{stdout}");
+    // Near: FPR95 0.1, 0.3, 0.2 (mean 20 %, sample std 10 %), OpenOOD 0.2 thrice, AUROC 0.9, 0.8,
+    // 0.7. Far: FPR95 0.05, 0.05, 0.11 (7 %, std sqrt(0.0012) = 3.46 %), OpenOOD 0.04, 0.06,
+    // 0.08, AUROC 0.99, 0.97, 0.95. All: FPR95 0.3, 0.4, 0.5.
+    assert!(
+        stdout.contains(
+            "| hamos | knn | 20.00 ± 10.00 | 20.00 ± 0.00 | 80.00 ± 10.00 | 7.00 ± 3.46 | 6.00 ± 2.00 | \
+             97.00 ± 2.00 | 40.00 ± 10.00 | 50.00 ± 0.00 | 60.00 ± 0.00 | 90.00 ± 0.00 |"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| hamos | energy | - | - | - | - | - | - | 50.00 ± 0.00 (2 runs) | 50.00 ± 0.00 |"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("mnist"), "per-set rows without --per-set: {stdout}");
+    let out = tmp.path().join("table.md");
+    let stdout = table(true, Some(&out));
+    assert!(
+        stdout.contains(
+            "| hamos | knn | mnist | 20.00 ± 10.00 | 20.00 ± 0.00 | 80.00 ± 10.00 | 90.00 ± 0.00 |"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| hamos | knn | far_average | 7.00 ± 3.46 | 6.00 ± 2.00 | 97.00 ± 2.00 |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| hamos | knn | 20.00 ± 10.00 | 20.00 ± 0.00 |"), "averages first: {stdout}");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), stdout);
     let missing = hamos(&tmp.path().join("cache")).args(["table", "no/such/run"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&missing.stderr);

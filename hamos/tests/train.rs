@@ -70,7 +70,7 @@ fn each_loss_fine_tunes_on_every_backend() {
             assert_eq!(losses.len(), 3);
             assert!(losses[2] < losses[0], "{backend} {loss}: epoch losses {losses:?} did not fall");
             assert!(
-                trained.history.iter().all(|e| e.acceptance > 0.0),
+                trained.history.iter().all(|e| e.acceptance.is_some_and(|a| a > 0.0)),
                 "{backend} {loss}: no outlier accepted"
             );
             assert!(trained.checkpoint.is_file());
@@ -186,4 +186,38 @@ fn a_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint() {
     assert!(err.contains("epoch 2 step") && err.contains("non-finite"), "{err}");
     assert!(err.contains("last good checkpoint"), "{err}");
     assert_eq!(std::fs::read(&good.checkpoint).unwrap(), saved, "the good checkpoint was overwritten");
+}
+
+/// The pretraining cache key changes with everything the pretraining reads (momentum included)
+/// and with nothing it does not read (the OOD sets, fine-tuning options, the augmentation when
+/// pretraining does not augment).
+#[test]
+fn the_pretraining_cache_key_covers_what_pretraining_reads() {
+    let base = config("candle", &["train.pretrain_augment=false"]);
+    let data = train::prepare(&base).unwrap();
+    let key = |extra: &[&str]| {
+        let mut all = vec!["train.pretrain_augment=false"];
+        all.extend_from_slice(extra);
+        let config = config("candle", &all);
+        hamos::train::pretrain::cache_path(&config, &data, "candle").unwrap()
+    };
+    let reference = key(&[]);
+    for read in
+        ["train.momentum=0.8", "train.weight_decay=0.001", "train.pretrain_learning_rate=0.3", "seed=5"]
+    {
+        assert_ne!(key(&[read]), reference, "{read} must change the cache key");
+    }
+    for unread in [
+        "train.ood_weight=0.3",
+        "train.nesterov=false",
+        "data.augment.crop_padding=3",
+        "data.loader_threads=2",
+    ] {
+        assert_eq!(key(&[unread]), reference, "{unread} must not change the cache key");
+    }
+    assert_ne!(
+        key(&["train.pretrain_augment=true", "data.augment.crop_padding=3"]),
+        key(&["train.pretrain_augment=true"]),
+        "an augmented pretraining reads the augmentation"
+    );
 }

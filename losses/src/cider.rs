@@ -36,16 +36,24 @@ pub struct Cider {
     /// EMA factor `m` of the in-loss prototype update; keep it equal to
     /// `train.prototype_momentum` (Table 4: 0.95). `1` disables the in-loss update.
     pub prototype_momentum: f64,
-    /// Weight of the compactness term: `lambda_c = 0.5` of Appendix E.2
-    /// (`L_CIDER = L_disp + lambda_c L_comp`).
+    /// Weight of the compactness term. Default `10 / 7`, the authors' trainer: `w_comp = 1`
+    /// on a compactness loss its code multiplies by `temperature / base_temperature = 0.1 /
+    /// 0.07` (`openood/trainers/hamos_trainer.py`, `CompLoss`). The paper's prose (Appendix
+    /// E.2, `L_CIDER = L_disp + lambda_c L_comp`) gives 0.5; OpenOOD's CIDER trainer 2.
     pub w_comp: f64,
-    /// Weight of the dispersion term (1 in Appendix E.2).
+    /// Weight of the dispersion term. Default 0.5, the authors' trainer (`w_disp: 0.5` in
+    /// `configs/pipelines/train/train_hamos.yml`); the paper's prose and OpenOOD's CIDER: 1.
     pub w_dis: f64,
+}
+
+impl Cider {
+    /// The authors' compactness weight: 1 times their `0.1 / 0.07` rescaling.
+    pub const AUTHORS_W_COMP: f64 = 0.1 / 0.07;
 }
 
 impl Default for Cider {
     fn default() -> Self {
-        Cider { temperature: 0.1, prototype_momentum: 0.95, w_comp: 0.5, w_dis: 1.0 }
+        Cider { temperature: 0.1, prototype_momentum: 0.95, w_comp: Cider::AUTHORS_W_COMP, w_dis: 0.5 }
     }
 }
 

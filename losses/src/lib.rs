@@ -8,8 +8,10 @@
 //! - `simclr` ([`SimClr`]): NT-Xent over the two views of each image;
 //! - `ce_only` ([`CeOnly`]): zero, the cross-entropy-only baseline of Table 12.
 //!
-//! Plus [`ood_discernment_loss`], Eqn 7, for the synthesized outliers (read its note on the
-//! sign), and [`cider::update_prototypes`], CIDER's prototype EMA for the trainer.
+//! Plus the OOD-discernment terms for the synthesized outliers: [`ood_discernment_loss`], Eqn 7
+//! (read its note on the sign), [`released_ood_loss`] (the authors' released trainer's term)
+//! and [`outlier_negative_loss`] (outliers as extra compactness negatives, beyond the paper),
+//! and [`cider::update_prototypes`], CIDER's prototype EMA for the trainer.
 //!
 //! ```
 //! use hamos_api::{Backend, ContrastiveBatch, ContrastiveLoss};
@@ -37,6 +39,6 @@ pub mod supcon;
 
 pub use ce_only::CeOnly;
 pub use cider::Cider;
-pub use ood::ood_discernment_loss;
+pub use ood::{ood_discernment_loss, outlier_negative_loss, released_ood_loss, RELEASED_BASE_TEMPERATURE};
 pub use simclr::SimClr;
 pub use supcon::SupCon;

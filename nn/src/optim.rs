@@ -1,5 +1,5 @@
 //! SGD with momentum and weight decay under PyTorch's update rule (`torch.optim.SGD`, no
-//! dampening, no Nesterov), so trajectories compare with PyTorch's, and cosine annealing.
+//! dampening, optional Nesterov), so trajectories compare with PyTorch's, and cosine annealing.
 
 use std::collections::BTreeMap;
 
@@ -14,11 +14,13 @@ pub struct SgdConfig {
     pub momentum: f64,
     /// L2 weight decay added to every gradient.
     pub weight_decay: f64,
+    /// Nesterov momentum (PyTorch's form: the step is `g + momentum buf`, not `buf`).
+    pub nesterov: bool,
 }
 
 impl Default for SgdConfig {
     fn default() -> Self {
-        SgdConfig { learning_rate: 0.01, momentum: 0.9, weight_decay: 1e-4 }
+        SgdConfig { learning_rate: 0.01, momentum: 0.9, weight_decay: 1e-4, nesterov: false }
     }
 }
 
@@ -27,12 +29,17 @@ impl SgdConfig {
     pub fn validate(&self) -> Result<()> {
         finite_in("train.learning_rate", self.learning_rate, 0.0, f64::INFINITY, false)?;
         finite_in("train.momentum", self.momentum, 0.0, 1.0, true)?;
-        finite_in("train.weight_decay", self.weight_decay, 0.0, f64::INFINITY, true)
+        finite_in("train.weight_decay", self.weight_decay, 0.0, f64::INFINITY, true)?;
+        if self.nesterov && self.momentum == 0.0 {
+            return Err(Error::invalid("train.nesterov", "Nesterov momentum needs train.momentum > 0"));
+        }
+        Ok(())
     }
 }
 
 /// SGD over the trainable tensors of a [`ParamStore`]:
-/// `g = grad + wd p; buf = momentum buf + g` (`buf = g` on the first step); `p -= lr buf`.
+/// `g = grad + wd p; buf = momentum buf + g` (`buf = g` on the first step); `p -= lr buf`, or
+/// with Nesterov `p -= lr (g + momentum buf)`.
 #[derive(Debug, Clone)]
 pub struct Sgd {
     config: SgdConfig,
@@ -68,11 +75,16 @@ impl Sgd {
                 direction = direction.add(&value.scale(self.config.weight_decay)?)?;
             }
             if self.config.momentum != 0.0 {
-                direction = match self.momentum_buffers.get(name) {
+                let buffer = match self.momentum_buffers.get(name) {
                     Some(buffer) => buffer.scale(self.config.momentum)?.add(&direction)?,
-                    None => direction,
+                    None => direction.clone(),
                 };
-                self.momentum_buffers.insert(name.clone(), direction.clone());
+                self.momentum_buffers.insert(name.clone(), buffer.clone());
+                direction = if self.config.nesterov {
+                    direction.add(&buffer.scale(self.config.momentum)?)?
+                } else {
+                    buffer
+                };
             }
             params.set(name, &value.sub(&direction.scale(lr)?)?)?;
         }

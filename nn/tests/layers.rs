@@ -117,11 +117,12 @@ fn linear_matches_reference_and_its_gradient() {
     }
 }
 
-/// Three SGD steps on `p` with gradients `g_t`, against PyTorch's rule computed in f64.
+/// Three SGD steps on `p` with gradients `g_t`, against PyTorch's rule computed in f64, with
+/// and without Nesterov momentum.
 #[test]
 fn sgd_follows_pytorch_update_rule() {
-    for backend in backends() {
-        let config = SgdConfig { learning_rate: 0.1, momentum: 0.9, weight_decay: 0.01 };
+    for (backend, nesterov) in backends().into_iter().flat_map(|b| [(b.clone(), false), (b, true)]) {
+        let config = SgdConfig { learning_rate: 0.1, momentum: 0.9, weight_decay: 0.01, nesterov };
         let mut sgd = Sgd::new(config).unwrap();
         let mut params = ParamStore::new(backend.clone());
         let p0 = values(5, 4);
@@ -134,12 +135,19 @@ fn sgd_follows_pytorch_update_rule() {
             sgd.step(&mut params, &[g], lr).unwrap();
             let d: Vec<f64> = g_host.iter().zip(&p).map(|(g, p)| f64::from(*g) + 0.01 * p).collect();
             let b: Vec<f64> = match buf {
-                None => d,
+                None => d.clone(),
                 Some(old) => old.iter().zip(&d).map(|(o, d)| 0.9 * o + d).collect(),
             };
-            p = p.iter().zip(&b).map(|(p, b)| p - lr * b).collect();
+            // torch.optim.SGD: with nesterov the step is g + momentum * buf.
+            let direction: Vec<f64> =
+                if nesterov { d.iter().zip(&b).map(|(d, b)| d + 0.9 * b).collect() } else { b.clone() };
+            p = p.iter().zip(&direction).map(|(p, s)| p - lr * s).collect();
             buf = Some(b);
-            assert!(max_abs_diff(params.get("p").unwrap(), &p) < 1e-6, "{} step {step}", backend.name());
+            assert!(
+                max_abs_diff(params.get("p").unwrap(), &p) < 1e-6,
+                "{} nesterov {nesterov} step {step}",
+                backend.name()
+            );
         }
         // Updated parameters are still trainable leaves.
         let loss: Tensor = params.get("p").unwrap().sqr().unwrap().sum_all().unwrap();

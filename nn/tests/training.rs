@@ -41,7 +41,9 @@ fn train_losses(backend: &Arc<dyn Backend>, steps: usize) -> Vec<f32> {
     let mut params = net.init_store(backend.clone(), &mut rng_from_seed(99)).unwrap();
     checkpoint::load(&mut params, &dir.path().join("init.safetensors")).unwrap();
     let (images, labels) = batch(backend);
-    let mut sgd = Sgd::new(SgdConfig { learning_rate: 0.05, momentum: 0.9, weight_decay: 1e-4 }).unwrap();
+    let mut sgd =
+        Sgd::new(SgdConfig { learning_rate: 0.05, momentum: 0.9, weight_decay: 1e-4, nesterov: false })
+            .unwrap();
     (0..steps)
         .map(|_| cross_entropy_step(&net, &mut params, &mut sgd, &images, &labels, 0.05).unwrap())
         .collect()

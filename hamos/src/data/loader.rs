@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use hamos_api::{Error, Result};
 use rand::seq::SliceRandom;
 
-use super::augment::{Augmenter, Normalizer};
+use super::augment::{Normalizer, ViewAugmenter};
 use super::{derived_rng, ImageSet, Stream};
 
 /// Batches queued ahead of the consumer in all, at least one per thread.
@@ -54,7 +54,7 @@ pub struct BatchOptions {
     /// The epoch (part of every batch's random key).
     pub epoch: u64,
     /// Make two augmented views per image with this augmentation (`None`: no views).
-    pub views: Option<Augmenter>,
+    pub views: Option<ViewAugmenter>,
     /// Background threads (0: prepare each batch on the consumer's thread when asked).
     pub threads: usize,
 }

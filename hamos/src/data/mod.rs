@@ -27,7 +27,7 @@ use hamos_api::{DataConfig, Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-pub use augment::{Augmenter, Normalizer, ViewParams};
+pub use augment::{Augmenter, Normalizer, ViewAugmenter, ViewParams};
 pub use hamos_api::DatasetSpec;
 pub use loader::{Batch, BatchOptions, BatchPlan, Batches};
 pub use split::{check_id_set, limit_per_class, split_validation};

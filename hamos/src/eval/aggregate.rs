@@ -1,13 +1,13 @@
 //! `hamos table`: the paper-style table of several runs (seeds, or any repeated runs): mean and
 //! sample standard deviation of each metric per model x scorer x data set, from the runs'
-//! `metrics.json` files.
+//! `metrics.json` files; by default the near-OOD, far-OOD and overall averages side by side.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use hamos_api::{Error, Result};
 
-use super::evaluate::MetricRecord;
+use super::evaluate::{MetricRecord, AVERAGE, FAR_AVERAGE, NEAR_AVERAGE};
 
 /// Mean and sample standard deviation (0 for a single run) of one metric.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,10 +43,12 @@ pub struct AggregateRow {
     pub model: String,
     /// Scorer name.
     pub scorer: String,
-    /// Data set (or `average`).
+    /// Data set (or `average`, `near_average`, `far_average`).
     pub dataset: String,
     /// FPR95 over the runs.
     pub fpr95: MeanStd,
+    /// OpenOOD's FPR@95 over the runs.
+    pub fpr95_openood: MeanStd,
     /// AUROC over the runs.
     pub auroc: MeanStd,
     /// ID accuracy over the runs.
@@ -95,6 +97,7 @@ pub fn aggregate(runs: &[Vec<MetricRecord>]) -> Result<Vec<AggregateRow>> {
         let stat = |f: fn(&MetricRecord) -> f64| MeanStd::of(&found.iter().map(|r| f(r)).collect::<Vec<_>>());
         rows.push(AggregateRow {
             fpr95: stat(|r| r.fpr95),
+            fpr95_openood: stat(|r| r.fpr95_openood),
             auroc: stat(|r| r.auroc),
             id_acc: stat(|r| r.id_acc),
             runs: found.len(),
@@ -106,26 +109,86 @@ pub fn aggregate(runs: &[Vec<MetricRecord>]) -> Result<Vec<AggregateRow>> {
     Ok(rows)
 }
 
-/// The table in Markdown, percent, `mean ± std`: per model x scorer the average over the OOD sets
-/// (and with `per_set`, every OOD set too).
+/// The average columns of the default table: dataset of the record, heading.
+const AVERAGE_COLUMNS: [(&str, &str); 3] = [(NEAR_AVERAGE, "near"), (FAR_AVERAGE, "far"), (AVERAGE, "all")];
+
+/// The table in Markdown, percent, `mean ± std`: per model x scorer the averages over the
+/// near-OOD sets, the far-OOD sets and all sets side by side (FPR95, FPR95 (OpenOOD), AUROC
+/// each, `-` where the runs have no such record), then the ID accuracy; with `per_set`, also
+/// every data set and average as a row of its own. A cell aggregated over fewer than
+/// `total_runs` runs says how many.
 pub fn table(rows: &[AggregateRow], total_runs: usize, per_set: bool) -> String {
     let mut out = format!(
-        "FPR95 / AUROC / ID acc in percent, mean ± sample std over {total_runs} runs \
-         (lower FPR95, higher AUROC are better).\n\n| model | scorer | data set | FPR95 | AUROC | ID acc |\n\
-         |---|---|---|---:|---:|---:|\n"
+        "FPR95 / FPR95 (OpenOOD) / AUROC / ID acc in percent, mean ± sample std over {total_runs} runs \
+         (lower FPR95, higher AUROC are better); near, far and all are the averages over the \
+         near-OOD, far-OOD and all OOD sets.\n\n| model | scorer |"
     );
-    for r in rows.iter().filter(|r| per_set || r.dataset == "average") {
-        let partial = if r.runs < total_runs { format!(" ({} runs)", r.runs) } else { String::new() };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {}{partial} | {} | {} | {} |",
-            r.model,
-            r.scorer,
-            r.dataset,
-            r.fpr95.percent(),
-            r.auroc.percent(),
-            r.id_acc.percent()
+    for (_, label) in AVERAGE_COLUMNS {
+        let _ = write!(out, " {label} FPR95 | {label} FPR95 (OpenOOD) | {label} AUROC |");
+    }
+    out.push_str(" ID acc |\n|---|---|");
+    out.push_str(&"---:|---:|---:|".repeat(AVERAGE_COLUMNS.len()));
+    out.push_str("---:|\n");
+    let partial = |r: &AggregateRow| {
+        if r.runs < total_runs {
+            format!(" ({} runs)", r.runs)
+        } else {
+            String::new()
+        }
+    };
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for r in rows {
+        if !pairs.contains(&(r.model.as_str(), r.scorer.as_str())) {
+            pairs.push((&r.model, &r.scorer));
+        }
+    }
+    for (model, scorer) in pairs {
+        let find = |dataset: &str| {
+            rows.iter().find(|r| r.model == model && r.scorer == scorer && r.dataset == dataset)
+        };
+        if AVERAGE_COLUMNS.iter().all(|(dataset, _)| find(dataset).is_none()) {
+            continue;
+        }
+        let _ = write!(out, "| {model} | {scorer} |");
+        let mut id_acc = None;
+        for (dataset, _) in AVERAGE_COLUMNS {
+            match find(dataset) {
+                Some(r) => {
+                    let _ = write!(
+                        out,
+                        " {}{} | {} | {} |",
+                        r.fpr95.percent(),
+                        partial(r),
+                        r.fpr95_openood.percent(),
+                        r.auroc.percent()
+                    );
+                    id_acc = id_acc.or(Some(r));
+                }
+                None => out.push_str(" - | - | - |"),
+            }
+        }
+        let acc = id_acc.map_or_else(|| "-".to_string(), |r| format!("{}{}", r.id_acc.percent(), partial(r)));
+        let _ = writeln!(out, " {acc} |");
+    }
+    if per_set {
+        out.push_str(
+            "\n| model | scorer | data set | FPR95 | FPR95 (OpenOOD) | AUROC | ID acc |\n\
+             |---|---|---|---:|---:|---:|---:|\n",
         );
+        for r in rows {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {}{} | {} | {} | {} | {} |",
+                r.model,
+                r.scorer,
+                r.dataset,
+                partial(r),
+                r.fpr95.percent(),
+                r.fpr95_openood.percent(),
+                r.auroc.percent(),
+                r.id_acc.percent()
+            );
+        }
     }
     out
 }

@@ -1,15 +1,16 @@
 //! The main job, `hamos run`: cross-entropy pretraining (cached), HamOS fine-tuning, the same
-//! fine-tuning without outliers (the ID-loss-only row), evaluation of the three models with the
-//! configured scorer and of the pretrained model with the post-hoc scorers, and the run
-//! directory with reports, raw scores and plots.
+//! fine-tuning without outliers (the ID-loss-only row), evaluation of the fine-tuned models with
+//! the configured scorer and KNN on their penultimate features, and of the pretrained model with
+//! the post-hoc scorers, and the run directory with reports, raw scores and plots.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use hamos_api::data_config::OodGroup;
 use hamos_api::{ClassBank, Error, Result, RunConfig, ScoreInput, Scorer, SynthesisInput};
 use hamos_nn::DualHeadNet;
 
-use super::evaluate::{default_scorer, MetricRecord, ModelOutputs, TestImages};
+use super::evaluate::{default_scorer, MetricRecord, ModelOutputs, PlannedScorer, TestImages, View};
 use super::models::{evaluate_models, EvalModel, Evaluation, Network, PlannedScorers, PRETRAINED_FILE};
 use super::{plots, report};
 use crate::data::{self, ImageSet};
@@ -56,8 +57,31 @@ pub fn test_sets(config: &RunConfig, prepared: &Prepared) -> Result<(ImageSet, V
     Ok((id, ood))
 }
 
-/// The scorers of `hamos run`: the post-hoc ones on the pretrained classifier, the configured
-/// one on the fine-tuned models.
+/// Name of the KNN score on a model's L2-normalized penultimate features (CIDER's and
+/// OpenOOD's choice), beside the head's embeddings that `knn` reads (HamOS's choice).
+pub const KNN_FEATURES: &str = "knn_features";
+
+/// The OOD groups of `config`'s OOD sets, in order.
+pub fn ood_groups(config: &RunConfig) -> Vec<OodGroup> {
+    config.data.ood.iter().map(|set| set.group).collect()
+}
+
+/// [`KNN_FEATURES`]: the configured `knn` scorer (its `k` and settings) when the configured
+/// scorer is `knn`, else `knn`'s defaults (k = 50), on the normalized penultimate features;
+/// none when no `knn` plugin is registered.
+pub fn feature_knn(config: &RunConfig) -> Result<Option<PlannedScorer>> {
+    let scorer = if config.scorer.typetag_name() == "knn" {
+        configured_scorer(config)?
+    } else if hamos_api::registry::plugin_names(hamos_api::PluginKind::Scorer).contains(&"knn") {
+        default_scorer("knn")?
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(PlannedScorer::on_features(KNN_FEATURES, scorer)))
+}
+
+/// The scorers of `hamos run`: the post-hoc ones on the pretrained classifier; on the
+/// fine-tuned models the configured one (on the head's embeddings) and [`KNN_FEATURES`].
 pub fn default_plan(config: &RunConfig) -> impl Fn(&EvalModel) -> Result<PlannedScorers> + '_ {
     move |model: &EvalModel| {
         if model.name == "pretrained" {
@@ -65,10 +89,12 @@ pub fn default_plan(config: &RunConfig) -> impl Fn(&EvalModel) -> Result<Planned
             POST_HOC
                 .iter()
                 .filter(|n| registered.contains(n))
-                .map(|n| Ok((n.to_string(), default_scorer(n)?)))
+                .map(|n| Ok(PlannedScorer::new(*n, default_scorer(n)?)))
                 .collect()
         } else {
-            Ok(vec![(config.scorer.typetag_name().to_string(), configured_scorer(config)?)])
+            let mut plan = vec![PlannedScorer::new(config.scorer.typetag_name(), configured_scorer(config)?)];
+            plan.extend(feature_knn(config)?);
+            Ok(plan)
         }
     }
 }
@@ -149,7 +175,8 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
         dual("hamos", &hamos),
         dual(&id_only_label, &id_only),
     ];
-    let sets = TestImages { id: &id_test, ood: &ood_sets, chunk: train::eval_chunk(config) };
+    let groups = ood_groups(config);
+    let sets = TestImages { id: &id_test, ood: &ood_sets, groups: &groups, chunk: train::eval_chunk(config) };
     let plan = default_plan(config);
     let evaluation = evaluate_models(&models, &plan, sets, &prepared.train, &prepared.normalizer, progress)?;
     write_evaluation(dir, &evaluation)?;
@@ -163,8 +190,9 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
     let outlier_scores = score_outliers(config, &backend, hamos_outputs, &outliers)?;
     report::write_scores(&dir.join("scores/hamos/outliers.npy"), &outlier_scores)?;
     for scores in evaluation.scores.iter().filter(|s| s.model != "pretrained" || s.scorer == "msp") {
-        let extra =
-            (scores.model == "hamos" && !outlier_scores.is_empty()).then_some(outlier_scores.as_slice());
+        // The outliers were scored by the configured scorer on the head's embeddings.
+        let extra = (scores.model == "hamos" && scores.scorer == scorer_name && !outlier_scores.is_empty())
+            .then_some(outlier_scores.as_slice());
         plots::scores_and_roc(
             &dir.join("plots"),
             (&scores.model, &scores.scorer),
@@ -184,15 +212,15 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
         3000,
     )?;
     lap(&mut notes, "synthesis for plots and plots", t);
-    for summary in hamos.history.iter().chain(&id_only.history) {
-        notes.push(format!(
-            "epoch {}: loss {:.4}, acceptance {:.3}, validation accuracy {:.4}, {:.0} img/s",
-            summary.epoch,
-            summary.loss,
-            summary.acceptance,
-            summary.validation_accuracy,
-            summary.images_per_second
-        ));
+    for (label, trained) in [("hamos", &hamos), (id_only_label.as_str(), &id_only)] {
+        for summary in &trained.history {
+            notes.push(format!(
+                "{label} epoch {}/{}: {}",
+                summary.epoch,
+                config.train.epochs,
+                summary.describe()
+            ));
+        }
     }
     notes.push(format!("scorer of the fine-tuned models: {scorer_name}"));
     notes.push(format!("total: {:.1} s", started.elapsed().as_secs_f64()));
@@ -234,7 +262,13 @@ fn score_outliers(
     if outliers.is_empty() || consumes.iter().any(|c| *c != hamos_api::Consumes::Embeddings) {
         return Ok(Vec::new());
     }
-    let fitted = config.scorer.fit(&super::evaluate::score_input(backend, &outputs.train, None, true)?)?;
+    let fitted = config.scorer.fit(&super::evaluate::score_input(
+        backend,
+        &outputs.train,
+        None,
+        true,
+        View::Embeddings,
+    )?)?;
     let input = ScoreInput::from_embeddings(backend.from_f32(outliers, &[outliers.len() / d, d])?);
     Ok(fitted.score(&input)?.to_vec_f32()?.into_iter().map(f64::from).collect())
 }

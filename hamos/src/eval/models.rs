@@ -145,8 +145,8 @@ pub fn load_run_models(config: &RunConfig, dir: &Path, classes: usize) -> Result
     Ok(models)
 }
 
-/// Named scorers, in report order.
-pub type PlannedScorers = Vec<(String, Box<dyn hamos_api::Scorer>)>;
+/// Named scorers with the rows they read, in report order.
+pub type PlannedScorers = Vec<super::evaluate::PlannedScorer>;
 
 /// Which scorers evaluate which model.
 pub type ScorerPlan<'a> = dyn Fn(&EvalModel) -> Result<PlannedScorers> + 'a;
@@ -184,13 +184,13 @@ pub fn evaluate_models(
     let mut records = Vec::new();
     let mut sphere = Vec::with_capacity(models.len());
     for (model, out) in models.iter().zip(&outputs) {
-        for (name, scorer) in plan(model)? {
+        for planned in plan(model)? {
             let backend = model.params.backend().clone();
-            let s = super::evaluate::score_model(&backend, out, &name, scorer.as_ref(), Some(&sets))?;
+            let s = super::evaluate::score_model(&backend, out, &planned, Some(&sets))?;
             records.extend(super::evaluate::records(&s)?);
             scores.push(s);
         }
-        sphere.push(super::sphere::sphere_metrics(&out.name, &out.train, &out.id, &out.ood)?);
+        sphere.push(super::sphere::sphere_metrics(&out.name, &out.train, &out.id, &out.ood, sets.groups)?);
     }
     Ok(Evaluation { outputs, scores, records, sphere })
 }

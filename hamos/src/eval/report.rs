@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use hamos_api::{Error, Result};
 use npyz::WriterBuilder;
 
-use super::evaluate::{MetricRecord, Scores};
+use super::evaluate::{MetricRecord, Scores, AVERAGE, FAR_AVERAGE, NEAR_AVERAGE};
 use super::sphere::{self, SphereMetrics};
 
 /// The conventions every report states.
@@ -59,50 +59,102 @@ pub fn write_metrics(dir: &Path, records: &[MetricRecord]) -> Result<()> {
     let path = dir.join("metrics.json");
     let text = serde_json::to_string_pretty(&json).map_err(|e| Error::Data(format!("metrics.json: {e}")))?;
     std::fs::write(&path, text).map_err(io("writing", &path))?;
-    let mut csv = String::from("model,scorer,dataset,fpr95,auroc,aupr_in,aupr_out,fpr95_openood,id_acc\n");
+    let mut csv =
+        String::from("model,scorer,dataset,group,fpr95,auroc,aupr_in,aupr_out,fpr95_openood,id_acc\n");
     for r in records {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{}",
-            r.model, r.scorer, r.dataset, r.fpr95, r.auroc, r.aupr_in, r.aupr_out, r.fpr95_openood, r.id_acc
+            "{},{},{},{},{},{},{},{},{},{}",
+            r.model,
+            r.scorer,
+            r.dataset,
+            r.group,
+            r.fpr95,
+            r.auroc,
+            r.aupr_in,
+            r.aupr_out,
+            r.fpr95_openood,
+            r.id_acc
         );
     }
     let path = dir.join("metrics.csv");
     std::fs::write(&path, csv).map_err(io("writing", &path))
 }
 
-/// A table like the paper's Table 1: one row per model and scorer; per OOD set FPR95 / AUROC
-/// in percent, then the average and the ID accuracy.
+/// The average columns of the report tables, in order: dataset of the record, heading.
+const AVERAGE_COLUMNS: [(&str, &str); 3] =
+    [(NEAR_AVERAGE, "near-OOD avg"), (FAR_AVERAGE, "far-OOD avg"), (AVERAGE, "all-OOD avg")];
+
+/// The tables of `records`, percent, one row per model and scorer: first the averages over the
+/// near-OOD sets, the far-OOD sets and all sets side by side (FPR95, FPR95 (OpenOOD), AUROC
+/// each, then the ID accuracy), then a table like the paper's Table 1 with the same three
+/// metrics per OOD set, near sets first. A missing record shows as `-`.
 pub fn table(records: &[MetricRecord]) -> String {
-    let mut sets: Vec<&str> = Vec::new();
+    let averages: Vec<(&str, String)> = AVERAGE_COLUMNS
+        .iter()
+        .filter(|(dataset, _)| records.iter().any(|r| r.dataset == *dataset))
+        .map(|(dataset, label)| (*dataset, label.to_string()))
+        .collect();
+    let is_average = |r: &MetricRecord| AVERAGE_COLUMNS.iter().any(|(d, _)| r.dataset == *d);
+    let mut sets: Vec<(&str, &str)> = Vec::new();
+    for r in records.iter().filter(|r| !is_average(r)) {
+        if !sets.iter().any(|(d, _)| *d == r.dataset) {
+            sets.push((&r.dataset, &r.group));
+        }
+    }
+    // Near sets first, then far, then any without a group; stable within each.
+    sets.sort_by_key(|(_, group)| match *group {
+        "near" => 0,
+        "far" => 1,
+        _ => 2,
+    });
+    let per_set: Vec<(&str, String)> = sets
+        .iter()
+        .map(|(d, g)| (*d, if g.is_empty() { d.to_string() } else { format!("{d} ({g})") }))
+        .collect();
+    let mut out = String::new();
+    if !averages.is_empty() {
+        out.push_str(&metric_table(records, &averages));
+        out.push('\n');
+    }
+    out.push_str(&metric_table(records, &per_set));
+    out
+}
+
+/// One Markdown table: a row per model and scorer (first-appearance order), FPR95,
+/// FPR95 (OpenOOD) and AUROC of each `(dataset, heading)` column, then the ID accuracy.
+fn metric_table(records: &[MetricRecord], columns: &[(&str, String)]) -> String {
     let mut rows: Vec<(&str, &str)> = Vec::new();
     for r in records {
-        if r.dataset != "average" && !sets.contains(&r.dataset.as_str()) {
-            sets.push(&r.dataset);
-        }
         if !rows.contains(&(r.model.as_str(), r.scorer.as_str())) {
             rows.push((&r.model, &r.scorer));
         }
     }
     let mut out = String::from("| model | scorer |");
-    for set in sets.iter().chain(std::iter::once(&"average")) {
-        let _ = write!(out, " {set} FPR95 | {set} AUROC |");
+    for (_, label) in columns {
+        let _ = write!(out, " {label} FPR95 | {label} FPR95 (OpenOOD) | {label} AUROC |");
     }
     out.push_str(" ID acc |\n|---|---|");
-    out.push_str(&"---:|---:|".repeat(sets.len() + 1));
+    out.push_str(&"---:|---:|---:|".repeat(columns.len()));
     out.push_str("---:|\n");
     for (model, scorer) in rows {
         let _ = write!(out, "| {model} | {scorer} |");
-        let mut acc = f64::NAN;
-        for set in sets.iter().chain(std::iter::once(&"average")) {
-            match records.iter().find(|r| r.model == model && r.scorer == scorer && r.dataset == *set) {
+        let of_row = |r: &&MetricRecord| r.model == model && r.scorer == scorer;
+        for (dataset, _) in columns {
+            match records.iter().filter(of_row).find(|r| r.dataset == *dataset) {
                 Some(r) => {
-                    acc = r.id_acc;
-                    let _ = write!(out, " {:.2} | {:.2} |", 100.0 * r.fpr95, 100.0 * r.auroc);
+                    let _ = write!(
+                        out,
+                        " {:.2} | {:.2} | {:.2} |",
+                        100.0 * r.fpr95,
+                        100.0 * r.fpr95_openood,
+                        100.0 * r.auroc
+                    );
                 }
-                None => out.push_str(" - | - |"),
+                None => out.push_str(" - | - | - |"),
             }
         }
+        let acc = records.iter().find(of_row).map_or(f64::NAN, |r| r.id_acc);
         let _ = writeln!(out, " {:.2} |", 100.0 * acc);
     }
     out
@@ -125,7 +177,11 @@ pub fn write_report(
     notes: &[String],
 ) -> Result<()> {
     let mut text = String::from(
-        "# HamOS run report\n\nFPR95 and AUROC in percent (lower FPR95 and higher AUROC are better).\n\n",
+        "# HamOS run report\n\nFPR95, FPR95 (OpenOOD) and AUROC in percent (lower FPR95 and higher AUROC \
+         are better). Averages over the near-OOD sets, the far-OOD sets (each set's group is in \
+         parentheses; `data.ood.group` in the config) and all sets, then every set. \
+         `knn_features` is KNN on a fine-tuned model's normalized penultimate features, `knn` on \
+         its projection head's embeddings.\n\n",
     );
     text.push_str(&table(records));
     if !sphere.is_empty() {

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 use hamos_api::{Error, Result, RunConfig};
 
-use super::evaluate::{default_scorer, MetricRecord, TestImages};
-use super::job::{configured_scorer, default_plan, test_sets, write_evaluation};
+use super::evaluate::{default_scorer, MetricRecord, PlannedScorer, TestImages};
+use super::job::{
+    configured_scorer, default_plan, feature_knn, ood_groups, test_sets, write_evaluation, KNN_FEATURES,
+};
 use super::models::{evaluate_models, load_run_models, EvalModel, PlannedScorers};
 use super::{plots, report};
 use crate::train::{self, progress::Progress};
@@ -56,18 +58,23 @@ pub fn run_config(run: &Path) -> Result<RunConfig> {
 }
 
 /// The scorers named in `names` (the configured settings for the configured scorer's name, the
-/// defaults for others), for every model.
+/// defaults for others; `knn_features` is KNN on the normalized penultimate features, as in
+/// `hamos run`, and for a plain classifier the same as its `knn`), for every model.
 fn named_plan(config: &RunConfig, names: &[String]) -> Result<PlannedScorers> {
     names
         .iter()
         .map(|name| {
-            let scorer = if name == config.scorer.typetag_name() {
-                configured_scorer(config)?
+            let planned = if name == KNN_FEATURES {
+                feature_knn(config)?.ok_or_else(|| {
+                    Error::Config(format!("--scorers: `{KNN_FEATURES}` needs the `knn` scorer plugin"))
+                })?
+            } else if name == config.scorer.typetag_name() {
+                PlannedScorer::new(name.as_str(), configured_scorer(config)?)
             } else {
-                default_scorer(name)?
+                PlannedScorer::new(name.as_str(), default_scorer(name)?)
             };
-            scorer.validate()?;
-            Ok((name.clone(), scorer))
+            planned.scorer.validate()?;
+            Ok(planned)
         })
         .collect()
 }
@@ -100,7 +107,9 @@ pub fn eval_run(
             named_plan(&config, scorers)
         }
     };
-    let sets = TestImages { id: &id_test, ood: &ood_sets, chunk: train::eval_chunk(&config) };
+    let groups = ood_groups(&config);
+    let sets =
+        TestImages { id: &id_test, ood: &ood_sets, groups: &groups, chunk: train::eval_chunk(&config) };
     let evaluation = evaluate_models(&models, &plan, sets, &prepared.train, &prepared.normalizer, progress)?;
     write_evaluation(&out, &evaluation)?;
     let mut plotted = Vec::new();

@@ -2,6 +2,7 @@
 //! separation, inter-class dispersion and intra-class compactness, reported in degrees
 //! (`arccos` of the mean cosine, as the paper's Tables 3 and 8).
 
+use hamos_api::data_config::OodGroup;
 use hamos_api::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,10 @@ pub struct SphereMetrics {
     pub separation_deg: Vec<(String, f64)>,
     /// The mean of `separation_deg`.
     pub mean_separation_deg: f64,
+    /// The mean of `separation_deg` over the near-OOD sets (none without near sets).
+    pub near_separation_deg: Option<f64>,
+    /// The mean of `separation_deg` over the far-OOD sets (none without far sets).
+    pub far_separation_deg: Option<f64>,
 }
 
 /// Rows of `rows` in the space Eqn 14 measures: the projected embeddings, or the features of
@@ -40,13 +45,22 @@ fn sphere_rows(rows: &Embedded) -> Vec<&[f32]> {
 }
 
 /// Eqn 14 of a model from its outputs on the training set, the ID test set and each OOD set
-/// ([`HypersphereMetrics`] per OOD set; dispersion and compactness do not depend on the set).
+/// ([`HypersphereMetrics`] per OOD set; dispersion and compactness do not depend on the set);
+/// `groups` gives each OOD set's group (same order) for the near and far means.
 pub fn sphere_metrics(
     model: &str,
     train: &Embedded,
     id: &Embedded,
     ood: &[(String, Embedded)],
+    groups: &[OodGroup],
 ) -> Result<SphereMetrics> {
+    if groups.len() != ood.len() {
+        return Err(Error::Data(format!(
+            "Eqn 14 of `{model}`: {} OOD groups for {} OOD sets",
+            groups.len(),
+            ood.len()
+        )));
+    }
     let named = |e: MetricsError| Error::Data(format!("Eqn 14 of `{model}`: {e}"));
     let missing = |what: &str| Error::Data(format!("Eqn 14 of `{model}`: the {what} set has no labels"));
     let train_labels = train.labels.as_deref().ok_or_else(|| missing("training"))?;
@@ -62,8 +76,18 @@ pub fn sphere_metrics(
         shared = Some(m);
     }
     let shared = shared.ok_or_else(|| Error::Data(format!("Eqn 14 of `{model}`: no OOD set")))?;
-    let mean_separation_deg =
-        separation_deg.iter().map(|(_, v)| v).sum::<f64>() / separation_deg.len() as f64;
+    let mean_of = |group: Option<OodGroup>| {
+        let values: Vec<f64> = separation_deg
+            .iter()
+            .zip(groups)
+            .filter(|(_, g)| group.is_none_or(|want| **g == want))
+            .map(|((_, v), _)| *v)
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    };
+    let mean_separation_deg = mean_of(None).unwrap_or(f64::NAN);
+    let (near_separation_deg, far_separation_deg) =
+        (mean_of(Some(OodGroup::Near)), mean_of(Some(OodGroup::Far)));
     Ok(SphereMetrics {
         model: model.to_string(),
         space: if train.embedding_dim > 0 { "projected embeddings" } else { "normalized features" }.into(),
@@ -71,19 +95,30 @@ pub fn sphere_metrics(
         compactness_deg: shared.compactness_deg,
         separation_deg,
         mean_separation_deg,
+        near_separation_deg,
+        far_separation_deg,
     })
 }
 
-/// A Markdown table of `metrics`, one row per model.
+/// A Markdown table of `metrics`, one row per model: the ID-OOD separation averaged over the
+/// near sets, the far sets and all sets (`-` for a group without sets), dispersion, compactness.
 pub fn table(metrics: &[SphereMetrics]) -> String {
     let mut out = String::from(
-        "| model | space | ID-OOD separation (avg) | inter-class dispersion | intra-class compactness |\n\
-         |---|---|---:|---:|---:|\n",
+        "| model | space | ID-OOD separation (near avg) | ID-OOD separation (far avg) | \
+         ID-OOD separation (avg) | inter-class dispersion | intra-class compactness |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
     );
+    let cell = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
     for m in metrics {
         out.push_str(&format!(
-            "| {} | {} | {:.2} | {:.2} | {:.2} |\n",
-            m.model, m.space, m.mean_separation_deg, m.dispersion_deg, m.compactness_deg
+            "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} |\n",
+            m.model,
+            m.space,
+            cell(m.near_separation_deg),
+            cell(m.far_separation_deg),
+            m.mean_separation_deg,
+            m.dispersion_deg,
+            m.compactness_deg
         ));
     }
     out

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hamos_api::{Error, Result, RunConfig};
 
 use super::Prepared;
-use crate::data::{Augmenter, BatchOptions, BatchPlan, Batches};
+use crate::data::{BatchOptions, BatchPlan, Batches, ViewAugmenter};
 
 /// What to draw batches from.
 pub struct Feed<'a> {
@@ -16,7 +16,8 @@ pub struct Feed<'a> {
     pub data: &'a Prepared,
     /// Both views stacked (fine-tuning) or one view (pretraining).
     pub two_views: bool,
-    /// Augment the images (one view: the first augmented view; else the images as they are).
+    /// Augment the images (one view: the first augmented view; two views: two independent
+    /// ones). Without it the images go as they are, twice when `two_views`.
     pub augment: bool,
     /// Seed of the order and augmentation (with the epoch and the batch index).
     pub seed: u64,
@@ -55,17 +56,18 @@ pub fn epoch_batches(feed: &Feed, epoch: usize) -> Result<impl Iterator<Item = R
     let options = BatchOptions {
         seed: feed.seed,
         epoch: epoch as u64,
-        views: (feed.augment || feed.two_views).then(|| Augmenter::from_config(&feed.config.data.augment)),
+        views: feed.augment.then(|| ViewAugmenter::from_config(&feed.config.data.augment)),
         threads: feed.config.data.loader_threads,
     };
     let batches = Batches::new(Arc::clone(set), feed.data.normalizer.clone(), plan, options)?;
     let (shape, two_views) = (set.shape, feed.two_views);
     Ok(batches.map(move |batch| {
         let batch = batch?;
-        if !two_views && batch.views.is_none() {
-            return Ok(FeedBatch { images: batch.images, labels: batch.labels, shape });
-        }
-        let (a, b) = batch.views.ok_or_else(|| Error::Data("the loader made no augmented views".into()))?;
+        let (a, b) = match batch.views {
+            Some(views) => views,
+            None if two_views => (batch.images.clone(), batch.images),
+            None => return Ok(FeedBatch { images: batch.images, labels: batch.labels, shape }),
+        };
         Ok(if two_views {
             let mut images = a;
             images.extend(b);

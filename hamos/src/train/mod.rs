@@ -94,12 +94,60 @@ pub struct EpochSummary {
     pub epoch: usize,
     /// Mean total loss.
     pub loss: f64,
-    /// Mean acceptance of the sampler (NaN without outliers).
-    pub acceptance: f64,
+    /// Mean acceptance of the sampler (absent without outliers).
+    pub acceptance: Option<f64>,
+    /// Mean norm of the ID contrastive loss's gradient on the embeddings.
+    pub grad_id_con: f64,
+    /// Mean norm of the weighted OOD term's gradient on the embeddings (absent without outliers).
+    pub grad_ood: Option<f64>,
+    /// Mean of the steps' `grad_ood / grad_id_con` (absent without outliers).
+    pub ood_grad_share: Option<f64>,
     /// Accuracy on the validation split.
     pub validation_accuracy: f64,
     /// Images per second over the epoch (both views count once).
     pub images_per_second: f64,
+}
+
+impl EpochSummary {
+    /// One line for logs and reports: loss, gradient norms on the embeddings, acceptance,
+    /// validation accuracy, throughput (`n/a` where a value does not apply).
+    pub fn describe(&self) -> String {
+        format!(
+            "loss {:.4}, |grad ID| {:.4}, |grad OOD| {} (OOD/ID {}), acceptance {}, validation accuracy {:.4}, {:.0} img/s",
+            self.loss,
+            self.grad_id_con,
+            optional(self.grad_ood, 4),
+            optional(self.ood_grad_share, 3),
+            optional(self.acceptance, 3),
+            self.validation_accuracy,
+            self.images_per_second
+        )
+    }
+}
+
+/// `value` with `digits` decimals, or `n/a`.
+fn optional(value: Option<f64>, digits: usize) -> String {
+    value.map_or_else(|| "n/a".to_string(), |v| format!("{v:.digits$}"))
+}
+
+/// The mean of the values present.
+#[derive(Debug, Default, Clone, Copy)]
+struct MeanOf {
+    sum: f64,
+    n: usize,
+}
+
+impl MeanOf {
+    fn push(&mut self, value: Option<f64>) {
+        if let Some(v) = value.filter(|v| v.is_finite()) {
+            self.sum += v;
+            self.n += 1;
+        }
+    }
+
+    fn mean(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.sum / self.n as f64)
+    }
 }
 
 /// A trained pair: the pretrained classifier and the fine-tuned dual-head network.
@@ -156,7 +204,8 @@ pub fn finetune(
     let chunk = eval_chunk(config);
 
     let epochs = config.train.epochs;
-    let (mut sgd, schedule, steps_per_epoch) = optimizer(config, data, config.train.learning_rate, epochs)?;
+    let (mut sgd, schedule, steps_per_epoch) =
+        optimizer(config, data, config.train.learning_rate, epochs, config.train.nesterov)?;
     let checkpoint = options.out_dir.join("checkpoints").join(format!("{}.safetensors", options.label));
     let mut at = state::Position { epoch: 0, step: 0, seed: config.seed };
     if options.resume && checkpoint.is_file() {
@@ -181,7 +230,9 @@ pub fn finetune(
             break;
         }
         let started = std::time::Instant::now();
-        let (mut loss_sum, mut acceptance_sum, mut acceptance_n, mut images) = (0.0, 0.0, 0, 0);
+        let (mut loss_sum, mut images) = (0.0, 0);
+        let (mut acceptance, mut grad_id, mut grad_ood, mut share) =
+            (MeanOf::default(), MeanOf::default(), MeanOf::default(), MeanOf::default());
         let feed = Feed { config, data, two_views: true, augment: true, seed: config.seed };
         for (k, batch) in epoch_batches(&feed, epoch)?.enumerate() {
             let batch = batch?;
@@ -204,19 +255,20 @@ pub fn finetune(
             report.step = at.step;
             progress.record(&report)?;
             loss_sum += f64::from(report.total);
-            if report.acceptance.is_finite() {
-                acceptance_sum += report.acceptance;
-                acceptance_n += 1;
-            }
+            acceptance.push(report.acceptance);
+            grad_id.push(Some(report.grad_id_con));
+            grad_ood.push(report.grad_ood);
+            share.push(report.ood_grad_share);
             images += batch.labels.len() / 2;
             let rate = (batch.labels.len() / 2) as f64 / step_started.elapsed().as_secs_f64();
             bar.set_message(format!(
-                "ep {}/{epochs} ce {:.3} id {:.3} ood {:.3} acc {:.2} {rate:.0} img/s",
+                "ep {}/{epochs} ce {:.3} id {:.3} ood {:.3} ood/id grad {} accept {} {rate:.0} img/s",
                 epoch + 1,
                 report.ce,
                 report.id_con,
                 report.ood,
-                report.acceptance
+                optional(report.ood_grad_share, 3),
+                optional(report.acceptance, 2),
             ));
             bar.inc(1);
             at.step += 1;
@@ -226,18 +278,18 @@ pub fn finetune(
         let summary = EpochSummary {
             epoch: epoch + 1,
             loss: loss_sum / steps_per_epoch.max(1) as f64,
-            acceptance: if acceptance_n > 0 { acceptance_sum / acceptance_n as f64 } else { f64::NAN },
+            acceptance: acceptance.mean(),
+            grad_id_con: grad_id.mean().unwrap_or(0.0),
+            grad_ood: grad_ood.mean(),
+            ood_grad_share: share.mean(),
             validation_accuracy: validation.accuracy(),
             images_per_second: images as f64 / started.elapsed().as_secs_f64(),
         };
         progress.println(&format!(
-            "{} epoch {}/{epochs}: loss {:.4}, acceptance {:.3}, validation accuracy {:.4}, {:.0} img/s",
+            "{} epoch {}/{epochs}: {}",
             options.label,
             summary.epoch,
-            summary.loss,
-            summary.acceptance,
-            summary.validation_accuracy,
-            summary.images_per_second
+            summary.describe()
         ));
         history.push(summary);
         state::save(&checkpoint, &params, &sgd, &buffer, at)?;
@@ -273,16 +325,21 @@ pub fn step_on_batch(
     hamos_step(&inputs, params, sgd, buffer, &mut rng)
 }
 
-/// SGD with the run's momentum and weight decay starting at `learning_rate`, its cosine schedule
-/// over `epochs`, and the steps per epoch.
+/// SGD with the run's momentum and weight decay starting at `learning_rate` (Nesterov's form
+/// when `nesterov`), its cosine schedule over `epochs`, and the steps per epoch.
 pub fn optimizer(
     config: &RunConfig,
     data: &Prepared,
     learning_rate: f64,
     epochs: usize,
+    nesterov: bool,
 ) -> Result<(Sgd, CosineSchedule, usize)> {
-    let sgd_config =
-        SgdConfig { learning_rate, momentum: config.train.momentum, weight_decay: config.train.weight_decay };
+    let sgd_config = SgdConfig {
+        learning_rate,
+        momentum: config.train.momentum,
+        weight_decay: config.train.weight_decay,
+        nesterov,
+    };
     let steps_per_epoch = data.train.len() / config.train.batch_size;
     let schedule = CosineSchedule { base: learning_rate, min: 0.0, total: epochs * steps_per_epoch };
     Ok((Sgd::new(sgd_config)?, schedule, steps_per_epoch))

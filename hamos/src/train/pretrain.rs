@@ -25,13 +25,22 @@ pub fn cache_dir() -> PathBuf {
 /// config must not reuse a classifier trained on the old one).
 pub fn cache_path(config: &RunConfig, data: &Prepared, backend: &str) -> Result<PathBuf> {
     let model = toml::to_string(&config.model).map_err(|e| Error::Config(format!("model: {e}")))?;
-    let data_config = toml::to_string(&config.data).map_err(|e| Error::Config(format!("data: {e}")))?;
+    // The data fields the pretraining reads: not the OOD test sets or the loader's threads, and
+    // the augmentation only when it augments.
+    let spec = &config.data;
+    let augment = config.train.pretrain_augment.then_some(&spec.augment);
+    let read = (&spec.train, spec.validation_fraction, spec.train_limit, &spec.mean, &spec.std, augment);
+    let data_config = serde_json::to_string(&read).map_err(|e| Error::Config(format!("data: {e}")))?;
     let mut hasher = DefaultHasher::new();
-    (model, data_config, backend, config.seed, config.train.pretrain_epochs, config.train.batch_size)
+    // Everything the pretraining reads: the network, the data and its feed, the optimizer
+    // (`optimizer(.., nesterov = false)`), the schedule, the seed, where it runs, the version.
+    let train = &config.train;
+    (model, data_config, backend, &config.device, config.seed, train.pretrain_epochs, train.batch_size)
         .hash(&mut hasher);
-    config.train.pretrain_learning_rate.to_bits().hash(&mut hasher);
-    config.train.weight_decay.to_bits().hash(&mut hasher);
-    config.train.pretrain_augment.hash(&mut hasher);
+    for value in [train.pretrain_learning_rate, train.momentum, train.weight_decay] {
+        value.to_bits().hash(&mut hasher);
+    }
+    train.pretrain_augment.hash(&mut hasher);
     env!("CARGO_PKG_VERSION").hash(&mut hasher);
     for set in [data.train.as_ref(), &data.validation] {
         (&set.pixels, &set.labels, set.shape).hash(&mut hasher);
@@ -61,7 +70,7 @@ pub fn pretrained(
     }
     let epochs = config.train.pretrain_epochs;
     let (mut sgd, schedule, steps_per_epoch) =
-        super::optimizer(config, data, config.train.pretrain_learning_rate, epochs)?;
+        super::optimizer(config, data, config.train.pretrain_learning_rate, epochs, false)?;
     let bar = progress.bar("pretrain (cross-entropy)", (epochs * steps_per_epoch) as u64);
     let mut step = 0;
     for epoch in 0..epochs {

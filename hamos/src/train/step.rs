@@ -7,7 +7,7 @@ use hamos_api::{
     SynthesisInput, Tensor,
 };
 use hamos_losses::cider::update_prototypes;
-use hamos_losses::ood_discernment_loss;
+use hamos_losses::{ood_discernment_loss, outlier_negative_loss, released_ood_loss};
 use hamos_nn::optim::Sgd;
 use hamos_nn::{cross_entropy, DualHeadNet};
 use serde::Serialize;
@@ -27,14 +27,21 @@ pub struct StepReport {
     pub ce: f32,
     /// ID contrastive loss.
     pub id_con: f32,
-    /// OOD-discernment loss in the form minimized (0 when no outliers).
+    /// OOD-discernment term in the form minimized, before its weight (0 when no outliers).
     pub ood: f32,
-    /// The total of Eqn 8.
+    /// The total of Eqn 8: `ce + id_con + ood_weight * ood`.
     pub total: f32,
+    /// Norm of the ID contrastive loss's gradient on the batch's embeddings `[2b, d]`.
+    pub grad_id_con: f64,
+    /// Norm of the weighted OOD term's gradient (`ood_weight * dL_ood / dz`) on the same
+    /// embeddings; absent without outliers. Cross-entropy acts on the other head and has none.
+    pub grad_ood: Option<f64>,
+    /// `grad_ood / grad_id_con`: how much the outliers move the embeddings next to the ID loss.
+    pub ood_grad_share: Option<f64>,
     /// Outliers synthesized.
     pub outliers: usize,
-    /// Mean acceptance over the sampler's rounds (NaN when nothing was synthesized).
-    pub acceptance: f64,
+    /// Mean acceptance over the sampler's rounds (absent when nothing was synthesized).
+    pub acceptance: Option<f64>,
     /// The sampler's per-round diagnostics.
     pub rounds: Vec<RoundDiagnostics>,
     /// Milliseconds spent synthesizing (the buffer's bank and the sampler), within the step.
@@ -59,6 +66,74 @@ pub struct StepInputs<'a> {
     pub with_outliers: bool,
 }
 
+/// The ID and OOD terms of one batch as functions of its embeddings, with their gradients on
+/// them. Both terms depend on the network only through the embeddings, so the network's
+/// gradient is the backward pass of `ce + sum(embeddings * (g_id + w g_ood))` (exact, and the
+/// per-term gradients come for free).
+pub struct EmbeddingTerms {
+    /// ID contrastive loss (scalar).
+    pub id_con: f32,
+    /// OOD term in the form minimized (0 without outliers).
+    pub ood: f32,
+    /// `dL_id / dz`, `[n, d]`.
+    pub id_grad: Tensor,
+    /// `dL_ood / dz` (unweighted), `[n, d]`, when there are outliers.
+    pub ood_grad: Option<Tensor>,
+    /// The prototypes moved by this batch's embeddings (CIDER's EMA), detached.
+    pub moved_prototypes: Tensor,
+}
+
+/// Evaluates the ID loss and, when `outliers` is given, the OOD term of `form` on the
+/// embeddings `z` (values only: a fresh leaf is made of them).
+pub fn embedding_terms(
+    config: &RunConfig,
+    z: &Tensor,
+    labels: &Tensor,
+    prototypes: &Tensor,
+    outliers: Option<&Tensor>,
+) -> Result<EmbeddingTerms> {
+    let leaf = z.backend().variable(&z.detach()?)?;
+    let batch =
+        ContrastiveBatch { embeddings: leaf.clone(), labels: labels.clone(), prototypes: prototypes.clone() };
+    let id_con = config.loss.loss(&batch)?.reshape(&[])?;
+    let id_grad = id_con.gradients(&[&leaf])?.remove(0);
+    let momentum = config.train.prototype_momentum;
+    let moved = update_prototypes(prototypes, &leaf, labels, momentum)?;
+    let (mut ood_value, mut ood_grad) = (0.0, None);
+    if let Some(outliers) = outliers {
+        let ood = ood_term(config.train.ood_loss, config.train.ood_temperature, &leaf, &moved, outliers)?
+            .reshape(&[])?;
+        ood_value = ood.to_scalar_f32()?;
+        ood_grad = Some(ood.gradients(&[&leaf])?.remove(0));
+    }
+    Ok(EmbeddingTerms {
+        id_con: id_con.to_scalar_f32()?,
+        ood: ood_value,
+        id_grad,
+        ood_grad,
+        moved_prototypes: moved.detach()?,
+    })
+}
+
+/// The OOD term of `form` for embeddings `z`, the prototypes `moved` by them (with their
+/// history) and the outliers.
+pub fn ood_term(
+    form: OodLossForm,
+    tau: f64,
+    z: &Tensor,
+    moved: &Tensor,
+    outliers: &Tensor,
+) -> Result<Tensor> {
+    match form {
+        // Gradient reaches the network through the prototypes moved by this batch, as CIDER's
+        // in-loss update; the outliers themselves are detached samples.
+        OodLossForm::Uniform => ood_discernment_loss(outliers, moved, tau)?.neg(),
+        OodLossForm::AsPrinted => ood_discernment_loss(outliers, moved, tau),
+        OodLossForm::Released => released_ood_loss(z, &moved.detach()?, tau),
+        OodLossForm::OutlierNegatives => outlier_negative_loss(z, &moved.detach()?, outliers, tau),
+    }
+}
+
 /// Runs one step: updates `params`, `sgd` and `buffer`, returns the report. A non-finite
 /// total stops with an error before anything is updated.
 pub fn hamos_step(
@@ -73,19 +148,11 @@ pub fn hamos_step(
     let out = inputs.net.forward(&pass, inputs.views)?;
     let prototypes = params.get(DualHeadNet::PROTOTYPES)?.detach()?;
     let ce = cross_entropy(&out.logits, inputs.labels)?;
-    let batch = ContrastiveBatch {
-        embeddings: out.embeddings.clone(),
-        labels: inputs.labels.clone(),
-        prototypes: prototypes.clone(),
-    };
-    let id_con = config.loss.loss(&batch)?.reshape(&[])?;
     let detached = out.embeddings.detach()?;
     buffer.push(&detached.to_vec_f32()?, inputs.host_labels)?;
 
-    let mut total = ce.add(&id_con)?;
-    let (mut ood_value, mut outliers, mut rounds, mut synthesis_ms) = (0.0, 0, Vec::new(), 0.0);
-    let mut moved_prototypes = None;
-    if inputs.with_outliers && config.train.ood_weight > 0.0 {
+    let (mut outliers, mut rounds, mut synthesis_ms) = (None, Vec::new(), 0.0);
+    if inputs.with_outliers {
         let started = std::time::Instant::now();
         let bank = buffer.bank(params.backend())?;
         let input = SynthesisInput { bank: &bank, prototypes: &prototypes };
@@ -94,65 +161,66 @@ pub fn hamos_step(
         // Lazy backends would defer the work: the outliers on the host mark the end.
         synthesis.outliers.to_vec_f32()?;
         synthesis_ms = started.elapsed().as_secs_f64() * 1e3;
-        outliers = synthesis.tags.len();
         rounds = synthesis.rounds;
-        if outliers > 0 {
-            // Gradient reaches the network through prototypes moved by this batch's embeddings,
-            // as CIDER's in-loss update does; the outliers themselves are detached samples.
-            let moved = update_prototypes(
-                &prototypes,
-                &out.embeddings,
-                inputs.labels,
-                config.train.prototype_momentum,
-            )?;
-            let printed = ood_discernment_loss(&synthesis.outliers, &moved, config.train.ood_temperature)?;
-            let ood = match config.train.ood_loss {
-                OodLossForm::Uniform => printed.neg()?,
-                OodLossForm::AsPrinted => printed,
-            }
-            .reshape(&[])?;
-            ood_value = ood.to_scalar_f32()?;
-            total = total.add(&ood.scale(config.train.ood_weight)?)?;
-            moved_prototypes = Some(moved);
+        if !synthesis.tags.is_empty() {
+            outliers = Some((synthesis.tags.len(), synthesis.outliers));
+        }
+    }
+    let terms =
+        embedding_terms(config, &detached, inputs.labels, &prototypes, outliers.as_ref().map(|(_, o)| o))?;
+    let weight = config.train.ood_weight;
+    let mut embedding_grad = terms.id_grad.detach()?;
+    let (mut grad_ood, mut ood_grad_share) = (None, None);
+    let grad_id_con = frobenius(&terms.id_grad)?;
+    if let Some(ood_grad) = &terms.ood_grad {
+        let weighted = ood_grad.scale(weight)?;
+        let norm = frobenius(&weighted)?;
+        grad_ood = Some(norm);
+        ood_grad_share = Some(if grad_id_con > 0.0 { norm / grad_id_con } else { f64::INFINITY });
+        // Skipped at weight 0, so such a step is the no-outlier step bit for bit.
+        if weight != 0.0 {
+            embedding_grad = embedding_grad.add(&weighted.detach()?)?;
         }
     }
     let updates = pass.into_updates();
-    let total_value = total.to_scalar_f32()?;
-    let (ce_value, id_value) = (ce.to_scalar_f32()?, id_con.to_scalar_f32()?);
+    let ce_value = ce.to_scalar_f32()?;
+    let total_value = (f64::from(ce_value) + f64::from(terms.id_con) + weight * f64::from(terms.ood)) as f32;
     if !total_value.is_finite() {
         return Err(Error::Data(format!(
-            "the loss went non-finite (cross-entropy {ce_value}, ID contrastive {id_value}, OOD {ood_value}); \
-             the step was not applied"
+            "the loss went non-finite (cross-entropy {ce_value}, ID contrastive {}, OOD {}); \
+             the step was not applied",
+            terms.id_con, terms.ood
         )));
     }
+    let surrogate = ce.reshape(&[])?.add(&out.embeddings.mul(&embedding_grad)?.sum_all()?.reshape(&[])?)?;
     let grads = {
         let trainable = params.trainable();
         let wrt: Vec<&Tensor> = trainable.iter().map(|(_, t)| *t).collect();
-        total.gradients_release(&wrt)?
+        surrogate.gradients_release(&wrt)?
     };
     sgd.step(params, &grads, inputs.learning_rate)?;
     params.apply_updates(updates)?;
-    // The EMA of this batch is the moved prototypes of the OOD term, without their history.
-    let ema = match moved_prototypes {
-        Some(moved) => moved.detach()?,
-        None => update_prototypes(&prototypes, &detached, inputs.labels, config.train.prototype_momentum)?,
-    };
-    params.set(DualHeadNet::PROTOTYPES, &ema)?;
-    let acceptance = if rounds.is_empty() {
-        f64::NAN
-    } else {
-        rounds.iter().map(|r| r.acceptance_rate).sum::<f64>() / rounds.len() as f64
-    };
+    params.set(DualHeadNet::PROTOTYPES, &terms.moved_prototypes)?;
+    let acceptance = (!rounds.is_empty())
+        .then(|| rounds.iter().map(|r| r.acceptance_rate).sum::<f64>() / rounds.len() as f64);
     Ok(StepReport {
         learning_rate: inputs.learning_rate,
         ce: ce_value,
-        id_con: id_value,
-        ood: ood_value,
+        id_con: terms.id_con,
+        ood: terms.ood,
         total: total_value,
-        outliers,
+        grad_id_con,
+        grad_ood,
+        ood_grad_share,
+        outliers: outliers.map_or(0, |(n, _)| n),
         acceptance,
         rounds,
         synthesis_ms,
         ..StepReport::default()
     })
+}
+
+/// The Frobenius norm of `t`, on the host in f64.
+fn frobenius(t: &Tensor) -> Result<f64> {
+    Ok(t.to_vec_f32()?.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>().sqrt())
 }
