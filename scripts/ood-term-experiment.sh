@@ -3,7 +3,8 @@
 # outliers?"): for each seed, `hamos run` (pretrained post-hoc scorers, HamOS with the paper's
 # `uniform` term, the same fine-tuning without outliers), then `hamos train` + `hamos eval` for
 # each other OOD-term variant on the same cached pretrained classifier; finally one `hamos table`
-# per variant. Everything else is the shipped preset.
+# per variant and the README's combined table (scripts/ood-term-table.py, into OUT_DIR/table.md).
+# Everything else is the shipped preset. Finished steps are skipped when rerun.
 #   usage: scripts/ood-term-experiment.sh OUT_DIR [SEEDS (default "0 1 2")] [extra --set args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,3 +31,4 @@ runs() { for seed in $seeds; do echo "$out/$1-s$seed$2"; done; }
 for v in "${variants[@]}"; do
   "$hamos" table $(runs "$v" /eval) --out "$out/table-$v.md"
 done
+python3 scripts/ood-term-table.py "$out" $seeds | tee "$out/table.md"

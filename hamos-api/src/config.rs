@@ -1,28 +1,19 @@
-//! Run configs: defaults, then a TOML file, then `HAMOS_` environment variables
-//! (`HAMOS_SAMPLER__STEP_SIZE=0.05`), then `--set sampler.step_size=0.05` overrides.
+//! Run configs: the code defaults (Table 4), a base (a binary's preset), a TOML file, `HAMOS_`
+//! environment variables (`HAMOS_SAMPLER__STEP_SIZE=0.05`), then `--set sampler.step_size=0.05`
+//! overrides; [`ConfigSources`] says how the layers combine (a plugin's `kind` changed in a
+//! layer starts its section from the new plugin's defaults).
 
 use std::path::PathBuf;
 
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::plugin::{Backbone, ContrastiveLoss, IdBarrier, OodnessEnergy, Sampler, Scorer};
-use crate::registry::{find_plugin, PluginKind};
 
-/// `HAMOS_` environment variables that are not config fields (after the prefix).
-pub const NON_CONFIG_ENV: [&str; 2] = ["data_dir", "cache_dir"];
+mod diagnose;
+mod sources;
 
-/// The plugins a run uses when the config names none.
-const DEFAULT_PLUGINS: [(PluginKind, &str); 6] = [
-    (PluginKind::Model, "small_cnn"),
-    (PluginKind::Sampler, "hmc"),
-    (PluginKind::Energy, "knn"),
-    (PluginKind::Barrier, "vmf_kde"),
-    (PluginKind::Loss, "cider"),
-    (PluginKind::Scorer, "knn"),
-];
+pub use sources::{ConfigSources, NON_CONFIG_ENV};
 
 /// A whole run: backend, device, seed, the six plugins and the training schedule.
 #[derive(Debug, Serialize, Deserialize)]
@@ -199,160 +190,27 @@ pub fn finite_in(field: &str, value: f64, low: f64, high: f64, low_inclusive: bo
     Ok(())
 }
 
-/// Where a config comes from, in increasing priority.
-#[derive(Debug, Clone, Default)]
-pub struct ConfigSources {
-    /// TOML text layered over the defaults before `file` (e.g. a binary's built-in preset).
-    pub base: Option<String>,
-    /// A TOML file; it must exist.
-    pub file: Option<PathBuf>,
-    /// Read `HAMOS_`-prefixed environment variables (`__` separates sections).
-    pub env: bool,
-    /// `section.field=value` overrides; values parse as TOML, else as strings.
-    pub overrides: Vec<String>,
-}
-
-impl ConfigSources {
-    /// The layered figment, before plugin names are checked.
-    pub fn figment(&self) -> Result<Figment> {
-        let mut figment = Figment::from(Serialized::defaults(Defaults::default()));
-        for (kind, name) in DEFAULT_PLUGINS {
-            figment = figment.merge(Serialized::default(&format!("{}.kind", kind.section()), name));
-        }
-        if let Some(text) = &self.base {
-            figment = figment.merge(Toml::string(text));
-        }
-        if let Some(path) = &self.file {
-            if !path.is_file() {
-                return Err(Error::Io {
-                    op: "reading config",
-                    path: path.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-                });
-            }
-            figment = figment.merge(Toml::file(path));
-        }
-        if self.env {
-            // `HAMOS_DATA_DIR` and `HAMOS_CACHE_DIR` are paths for the pipeline, not config fields.
-            let env = Env::prefixed("HAMOS_").filter(|key| !NON_CONFIG_ENV.iter().any(|name| key == *name));
-            figment = figment.merge(env.split("__"));
-        }
-        for assignment in &self.overrides {
-            let (key, value) = parse_override(assignment)?;
-            figment = figment.merge(Serialized::default(&key, value));
-        }
-        Ok(figment)
-    }
-
-    /// Loads, checks plugin names, deserializes and validates the run config.
-    pub fn load(&self) -> Result<RunConfig> {
-        let figment = self.figment()?;
-        for kind in PluginKind::ALL {
-            let key = format!("{}.kind", kind.section());
-            let name: String = figment.extract_inner(&key).map_err(|e| config_error(&e))?;
-            find_plugin(kind, &name)?;
-            let section: toml::Table = figment.extract_inner(kind.section()).map_err(|e| config_error(&e))?;
-            check_plugin_section(kind, &section)?;
-        }
-        let config: RunConfig = figment.extract().map_err(|e| config_error(&e))?;
-        config.validate()?;
-        Ok(config)
-    }
-}
-
-/// The non-plugin defaults; plugin sections only get a default `kind`.
-#[derive(Serialize)]
-struct Defaults {
-    seed: u64,
-    backend: &'static str,
-    device: &'static str,
-    threads: usize,
-    train: TrainConfig,
-}
-
-impl Default for Defaults {
-    fn default() -> Self {
-        Defaults { seed: 0, backend: "candle", device: "cpu", threads: 0, train: TrainConfig::default() }
-    }
-}
-
-fn parse_override(assignment: &str) -> Result<(String, toml::Value)> {
-    let (key, raw) = assignment
-        .split_once('=')
-        .ok_or_else(|| Error::Config(format!("--set `{assignment}`: expected `section.field=value`")))?;
-    let key = key.trim();
-    if key.is_empty() || key.split('.').any(str::is_empty) {
-        return Err(Error::Config(format!("--set `{assignment}`: `{key}` is not a dotted key")));
-    }
-    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
-    Ok((key.to_string(), value))
-}
-
-/// Deserializes one plugin section; on failure finds the field at fault, since errors inside
-/// a `typetag` object lose their key path.
-fn check_plugin_section(kind: PluginKind, section: &toml::Table) -> Result<()> {
-    let Err(whole) = deserialize_plugin(kind, section.clone()) else { return Ok(()) };
-    let kind_entry = section.get("kind").cloned();
-    for (key, value) in section.iter().filter(|(key, _)| key.as_str() != "kind") {
-        let mut single = toml::Table::new();
-        if let Some(kind_entry) = &kind_entry {
-            single.insert("kind".into(), kind_entry.clone());
-        }
-        single.insert(key.clone(), value.clone());
-        if let Err(error) = deserialize_plugin(kind, single) {
-            let error = with_valid_fields(kind, kind_entry.as_ref(), error);
-            return Err(Error::Config(format!("{}.{key}: {error}", kind.section())));
-        }
-    }
-    Err(Error::Config(format!("{}: {whole}", kind.section())))
-}
-
-/// An unknown-field error that does not list the valid fields (serde's, for configs that
-/// flatten shared fields, such as the MCMC samplers') gets them from the plugin's defaults.
-fn with_valid_fields(kind: PluginKind, name: Option<&toml::Value>, error: String) -> String {
-    if !error.contains("unknown field") || error.contains("expected") {
-        return error;
-    }
-    let Some(defaults) = name
-        .and_then(toml::Value::as_str)
-        .and_then(|name| find_plugin(kind, name).ok())
-        .and_then(|plugin| (plugin.default_config)().ok())
-    else {
-        return error;
-    };
-    let fields: Vec<String> = defaults.keys().filter(|k| *k != "kind").map(|k| format!("`{k}`")).collect();
-    format!("{error}, expected one of {}", fields.join(", "))
-}
-
-fn deserialize_plugin(kind: PluginKind, section: toml::Table) -> std::result::Result<(), String> {
-    let value = toml::Value::Table(section);
-    let result = match kind {
-        PluginKind::Model => value.try_into::<Box<dyn Backbone>>().map(drop),
-        PluginKind::Sampler => value.try_into::<Box<dyn Sampler>>().map(drop),
-        PluginKind::Energy => value.try_into::<Box<dyn OodnessEnergy>>().map(drop),
-        PluginKind::Barrier => value.try_into::<Box<dyn IdBarrier>>().map(drop),
-        PluginKind::Loss => value.try_into::<Box<dyn ContrastiveLoss>>().map(drop),
-        PluginKind::Scorer => value.try_into::<Box<dyn Scorer>>().map(drop),
-    };
-    result.map_err(|e| e.to_string().trim().replace('\n', " "))
-}
-
-fn config_error(error: &figment::Error) -> Error {
-    // figment prefixes keys with the profile; users never write profiles.
-    Error::Config(error.to_string().replace("\"default.", "\"").replace("`default.", "`"))
-}
-
 impl RunConfig {
-    /// Loads with defaults, a file, the environment and overrides.
+    /// Loads the code defaults (Table 4; no preset), a file, the environment and overrides
+    /// (`hamos::load_config` starts from the shipped preset instead).
     pub fn load(file: Option<PathBuf>, overrides: Vec<String>) -> Result<Self> {
         ConfigSources { base: None, file, env: true, overrides }.load()
     }
 
     /// Validates every section, naming the field at fault.
     pub fn validate(&self) -> Result<()> {
+        let compiled = crate::backend::backend_names();
+        // Without any backend linked (the API crate's own tests) the name is checked when opened.
+        if !compiled.is_empty() && !compiled.contains(&self.backend.as_str()) {
+            return Err(Error::invalid(
+                "backend",
+                format!(
+                    "`{}` is not a compiled backend; compiled: {} (`tch` needs `--features tch`)",
+                    self.backend,
+                    compiled.join(", ")
+                ),
+            ));
+        }
         self.device.parse::<crate::DeviceSpec>()?;
         self.model.validate()?;
         self.sampler.validate()?;
@@ -364,8 +222,32 @@ impl RunConfig {
         self.data.validate()
     }
 
-    /// The resolved config as TOML.
+    /// The resolved config as TOML. Values held as `f32` (the data's `mean` and `std`) print as
+    /// written (`0.286`, not `0.28600001335144043`).
     pub fn to_toml(&self) -> Result<String> {
-        toml::to_string_pretty(self).map_err(|e| Error::Config(format!("serializing config: {e}")))
+        let mut table =
+            toml::Table::try_from(self).map_err(|e| Error::Config(format!("serializing config: {e}")))?;
+        shortest_floats(&mut table);
+        toml::to_string_pretty(&table).map_err(|e| Error::Config(format!("serializing config: {e}")))
     }
+}
+
+/// Replaces every float that is exactly an `f32` by the shortest decimal of that `f32`.
+fn shortest_floats(table: &mut toml::Table) {
+    fn tidy(value: &mut toml::Value) {
+        match value {
+            toml::Value::Float(x) => {
+                let single = *x as f32;
+                if f64::from(single) == *x && single.is_finite() {
+                    if let Ok(short) = single.to_string().parse::<f64>() {
+                        *x = short;
+                    }
+                }
+            }
+            toml::Value::Array(items) => items.iter_mut().for_each(tidy),
+            toml::Value::Table(table) => table.iter_mut().for_each(|(_, v)| tidy(v)),
+            _ => {}
+        }
+    }
+    table.iter_mut().for_each(|(_, v)| tidy(v));
 }

@@ -82,6 +82,7 @@ pub fn embed(config: &RunConfig, checkpoint: &Path, data: &str, out: &Path) -> R
     if out.extension().is_none_or(|e| e != "npz") {
         return Err(Error::invalid("--out", format!("{} must end in .npz", out.display())));
     }
+    crate::synth::check_out_folder("--out", out)?;
     let prepared = train::prepare(config)?;
     let set = resolve_set(config, &prepared, data)?;
     if set.is_empty() {
@@ -120,9 +121,6 @@ fn write_npz(path: &Path, rows: &Embedded) -> Result<Vec<(String, Vec<usize>)>> 
         ("logits".to_string(), vec![n, rows.classes]),
     ];
     let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
         let mut npz = npyz::npz::NpzWriter::create(path)?;
         let options = zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
         for ((name, dims), values) in arrays.iter().zip([&rows.features, &embeddings, &rows.logits]) {

@@ -17,6 +17,7 @@ pub mod data;
 pub mod embed_cmd;
 pub mod embeddings;
 pub mod eval;
+pub mod job_dir;
 pub mod plugins;
 pub mod rundir;
 pub mod step_bench;
@@ -38,20 +39,53 @@ use hamos_scorers as _;
 #[cfg(feature = "tch")]
 use hamos_tch as _;
 
-/// Loads a run config: defaults, `file`, `HAMOS_` environment variables, then `overrides`.
-pub fn load_config(file: Option<PathBuf>, overrides: Vec<String>) -> Result<RunConfig> {
-    RunConfig::load(file, overrides)
-}
-
-/// The preset of `hamos run` and `hamos train` when no `--config` is given: the shipped data
-/// with a schedule sized for a 2-core CPU (`examples/configs/default.toml`, built in).
+/// The preset of `hamos config`, `run`, `train` and `synth` unless `--base table4` is given: the
+/// shipped data with a schedule sized for a 2-core CPU (`examples/configs/default.toml`, built in).
 pub const SHIPPED_PRESET: &str = include_str!("../../examples/configs/default.toml");
 
-/// Loads a config for a job: the [`SHIPPED_PRESET`] when `file` is `None`, else `file`; then the
-/// environment and `overrides`.
+/// What a config starts from before `--config`, the environment and `--set` layer over it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Base {
+    /// The [`SHIPPED_PRESET`] (over the code defaults).
+    #[default]
+    Preset,
+    /// The code defaults alone: the paper's Table 4 (20 fine-tuning epochs).
+    Table4,
+}
+
+impl std::str::FromStr for Base {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "preset" => Ok(Base::Preset),
+            "table4" => Ok(Base::Table4),
+            other => Err(Error::invalid("--base", format!("`{other}`: use `preset` or `table4`"))),
+        }
+    }
+}
+
+/// The config sources of a command: `base`, then `file`, the `HAMOS_` environment, `overrides`.
+pub fn config_sources(base: Base, file: Option<PathBuf>, overrides: Vec<String>) -> hamos_api::ConfigSources {
+    let base = (base == Base::Preset).then(|| SHIPPED_PRESET.to_string());
+    hamos_api::ConfigSources { base, file, env: true, overrides }
+}
+
+/// Loads a run config from `base`, `file`, `HAMOS_` environment variables, then `overrides`.
+pub fn load_config_from(base: Base, file: Option<PathBuf>, overrides: Vec<String>) -> Result<RunConfig> {
+    config_sources(base, file, overrides).load()
+}
+
+/// Loads a run config as `hamos config` and the jobs do: the [`SHIPPED_PRESET`], then `file`
+/// (layered over it), the `HAMOS_` environment variables, then `overrides`.
+pub fn load_config(file: Option<PathBuf>, overrides: Vec<String>) -> Result<RunConfig> {
+    load_config_from(Base::Preset, file, overrides)
+}
+
+/// The same as [`load_config`] (kept for the callers of the time when jobs and `hamos config`
+/// started from different defaults).
 pub fn load_job_config(file: Option<PathBuf>, overrides: Vec<String>) -> Result<RunConfig> {
-    let base = file.is_none().then(|| SHIPPED_PRESET.to_string());
-    hamos_api::ConfigSources { base, file, env: true, overrides }.load()
+    load_config(file, overrides)
 }
 
 /// Opens the config's backend with its options (the thread count).
@@ -75,14 +109,21 @@ pub fn train_command(
     progress.println(&format!("pretrained classifier: {}", start.source));
     let pretrained_file = dir.join("checkpoints").join(eval::models::PRETRAINED_FILE);
     hamos_nn::checkpoint::save(&start.params, &pretrained_file)?;
-    let id_only = format!("{}_only", config.loss.typetag_name());
-    let label = if with_outliers { "hamos" } else { id_only.as_str() };
     let options = train::TrainOptions {
         out_dir: dir.to_path_buf(),
-        label: label.to_string(),
+        label: train_label(config, with_outliers),
         with_outliers,
         resume,
         stop_after_epochs: None,
     };
     train::finetune(config, &data, &start, &options, &progress)
+}
+
+/// The model a `hamos train` fine-tunes: `hamos`, or `<loss>_only` without outliers (the name of
+/// its checkpoint, its diagnostics and its rows in reports).
+pub fn train_label(config: &RunConfig, with_outliers: bool) -> String {
+    match with_outliers {
+        true => "hamos".to_string(),
+        false => format!("{}_only", config.loss.typetag_name()),
+    }
 }

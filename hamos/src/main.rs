@@ -13,15 +13,32 @@ struct Cli {
     command: Command,
 }
 
-/// Config sources shared by the subcommands that read a run config.
+/// Config sources shared by the subcommands that read a run config, in increasing priority:
+/// the base, `--config`, `HAMOS_` environment variables (`HAMOS_SAMPLER__STEP_SIZE=0.05`), `--set`.
 #[derive(clap::Args)]
 struct ConfigArgs {
-    /// TOML run config (defaults: the paper's Table 4).
+    /// TOML run config, layered over the base (fields it does not set keep the base's values).
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Override one field, e.g. `--set sampler.step_size=0.05` (repeatable).
+    /// Override one field, e.g. `--set sampler.step_size=0.05` (repeatable). Changing a plugin's
+    /// kind (`--set sampler.kind=mala`) starts its section from that plugin's defaults.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+    /// What the config starts from: `preset` (the shipped preset, examples/configs/default.toml:
+    /// 3 fine-tuning epochs on the shipped data) or `table4` (the paper's Table 4 code defaults,
+    /// 20 epochs).
+    #[arg(long, value_name = "BASE", default_value = "preset", value_parser = ["preset", "table4"])]
+    base: String,
+}
+
+impl ConfigArgs {
+    fn base(&self) -> hamos::Result<hamos::Base> {
+        self.base.parse()
+    }
+
+    fn load(&self) -> hamos::Result<hamos::RunConfig> {
+        hamos::load_config_from(self.base()?, self.config.clone(), self.overrides.clone())
+    }
 }
 
 #[derive(Subcommand)]
@@ -30,20 +47,28 @@ enum Command {
     Run {
         #[command(flatten)]
         config: ConfigArgs,
-        /// Run directory (default: runs/<UTC time>-run).
+        /// Run directory (default: runs/<UTC time>-run); one that holds files is refused.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Clear `--out` first when it holds an earlier run.
+        #[arg(long, requires = "out")]
+        force: bool,
     },
     /// Train: cross-entropy pretraining (cached) and HamOS fine-tuning, with checkpoints.
     Train {
         #[command(flatten)]
         config: ConfigArgs,
-        /// Run directory (default: runs/<UTC time>-train).
+        /// Run directory (default: runs/<UTC time>-train); one that holds files is refused unless
+        /// --resume or --force.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Continue from the last checkpoint in `--out`.
-        #[arg(long, requires = "out")]
+        /// Continue from the last checkpoint in `--out`, with the run's own config.toml (`--set`
+        /// may restate its values, not change them).
+        #[arg(long, requires = "out", conflicts_with = "force")]
         resume: bool,
+        /// Clear `--out` first when it holds an earlier run.
+        #[arg(long, requires = "out")]
+        force: bool,
         /// Fine-tune without synthesized outliers (the ID-loss-only baseline).
         #[arg(long)]
         no_outliers: bool,
@@ -96,7 +121,8 @@ enum Command {
     },
     /// Print every compiled backend and registered plugin with its defaults.
     Plugins,
-    /// Print the resolved config (defaults, file, HAMOS_ environment, --set).
+    /// Print the resolved config: exactly what `run`, `train` or `synth` with the same arguments
+    /// use and write to config.toml (the shipped preset, --config, HAMOS_ environment, --set).
     Config(ConfigArgs),
     /// Synthesize outliers from class-labelled embeddings (.npz, .safetensors, or .npy + --labels).
     Synth {
@@ -140,8 +166,8 @@ enum BenchCommand {
     Step {
         #[command(flatten)]
         config: ConfigArgs,
-        /// Backends to time (comma-separated; those compiled in).
-        #[arg(long, value_delimiter = ',', default_value = "candle,tch")]
+        /// Backends to time (comma-separated; default: every compiled backend).
+        #[arg(long, value_delimiter = ',')]
         backends: Vec<String>,
         /// Timed steps (medians reported), after two warm-up steps.
         #[arg(long, default_value_t = 10)]
@@ -152,8 +178,8 @@ enum BenchCommand {
         /// Backbones to time (comma-separated plugin names, default configs).
         #[arg(long, value_delimiter = ',', default_value = "mlp,small_cnn")]
         backbones: Vec<String>,
-        /// Backends to time (comma-separated; those compiled in).
-        #[arg(long, value_delimiter = ',', default_value = "candle,tch")]
+        /// Backends to time (comma-separated; default: every compiled backend).
+        #[arg(long, value_delimiter = ',')]
         backends: Vec<String>,
         /// Images per step.
         #[arg(long, default_value_t = 128)]
@@ -198,7 +224,18 @@ enum BenchCommand {
 }
 
 fn main() -> ExitCode {
-    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).try_init();
+    use std::io::IsTerminal as _;
+    // Colour codes only for a terminal; a log file or a pipe gets plain text.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+    // Reports name the pretraining cache by its absolute path (before any thread exists).
+    let cache = hamos::train::pretrain::cache_dir();
+    if let Ok(absolute) = std::path::absolute(&cache) {
+        std::env::set_var("HAMOS_CACHE_DIR", absolute);
+    }
     // Before any thread exists; a `threads` setting in the config refines it when the backend opens.
     hamos_candle::set_threads(0);
     match run(Cli::parse()) {
@@ -210,7 +247,27 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs `hamos bench train` over the compiled backends among `backends`.
+/// `requested` (every compiled backend when empty); an error names one that is not compiled in.
+fn compiled_backends(requested: &[String]) -> hamos::Result<Vec<String>> {
+    let compiled = hamos_api::backend::backend_names();
+    if requested.is_empty() {
+        return Ok(compiled.iter().map(|b| b.to_string()).collect());
+    }
+    for name in requested {
+        if !compiled.contains(&name.as_str()) {
+            return Err(hamos::Error::invalid(
+                "--backends",
+                format!(
+                    "`{name}` is not compiled in (compiled: {}); `tch` needs `--features tch`",
+                    compiled.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(requested.to_vec())
+}
+
+/// Runs `hamos bench train` over `backends` (every compiled one when empty).
 fn bench_train(
     backbones: &[String],
     backends: &[String],
@@ -218,7 +275,6 @@ fn bench_train(
     steps: usize,
     threads: usize,
 ) -> hamos::Result<String> {
-    let compiled = hamos_api::backend::backend_names();
     let mut timings = Vec::new();
     let options = hamos_api::BackendOptions {
         threads: if threads > 0 {
@@ -227,7 +283,7 @@ fn bench_train(
             std::thread::available_parallelism().map_or(1, usize::from)
         },
     };
-    for name in backends.iter().filter(|b| compiled.contains(&b.as_str())) {
+    for name in &compiled_backends(backends)? {
         let backend = hamos_api::open_backend_with(name, "cpu", &options)?;
         for backbone_name in backbones {
             hamos_api::registry::find_plugin(hamos_api::PluginKind::Model, backbone_name)?;
@@ -257,9 +313,19 @@ fn bench_train(
 fn run(cli: Cli) -> hamos::Result<()> {
     match cli.command {
         Command::Plugins => print!("{}", hamos::plugins::listing()?),
-        Command::Train { config, out, resume, no_outliers } => {
-            let config = hamos::load_job_config(config.config, config.overrides)?;
-            let dir = hamos::rundir::create(out, "train")?;
+        Command::Train { config, out, resume, force, no_outliers } => {
+            let (config, dir) = if resume {
+                let dir = out.ok_or_else(|| hamos::Error::Config("--resume needs --out".into()))?;
+                let label = |c: &hamos::RunConfig| hamos::train_label(c, !no_outliers);
+                let run_config =
+                    hamos::job_dir::resume_config(&dir, config.config.as_deref(), config.overrides, label)?;
+                (run_config, hamos::job_dir::prepare(Some(dir), "train", hamos::job_dir::Existing::Resume)?)
+            } else {
+                let config = config.load()?;
+                let existing =
+                    if force { hamos::job_dir::Existing::Clear } else { hamos::job_dir::Existing::Refuse };
+                (config, hamos::job_dir::prepare(out, "train", existing)?)
+            };
             let trained = hamos::train_command(&config, &dir, resume, !no_outliers)?;
             println!("checkpoint: {}", trained.checkpoint.display());
             println!("run directory: {}", dir.display());
@@ -284,12 +350,15 @@ fn run(cli: Cli) -> hamos::Result<()> {
             );
         }
         Command::Table { runs, per_set, out } => {
-            let records = runs
-                .iter()
-                .map(|r| hamos::eval::aggregate::read_records(r))
-                .collect::<hamos::Result<Vec<_>>>()?;
+            let (records, warnings) = hamos::eval::aggregate::read_runs(&runs)?;
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
             let rows = hamos::eval::aggregate::aggregate(&records)?;
-            let table = hamos::eval::aggregate::table(&rows, runs.len(), per_set);
+            let mut table = hamos::eval::aggregate::table(&rows, records.len(), per_set);
+            for warning in &warnings {
+                table.push_str(&format!("\nWarning: {warning}\n"));
+            }
             print!("{table}");
             if let Some(path) = out {
                 std::fs::write(&path, &table).map_err(|source| hamos::Error::Io {
@@ -300,12 +369,14 @@ fn run(cli: Cli) -> hamos::Result<()> {
             }
         }
         Command::Config(args) => {
-            let config = hamos::load_config(args.config, args.overrides)?;
+            let config = args.load()?;
             print!("{}", config.to_toml()?);
         }
-        Command::Run { config, out } => {
-            let config = hamos::load_job_config(config.config, config.overrides)?;
-            let dir = hamos::rundir::create(out, "run")?;
+        Command::Run { config, out, force } => {
+            let config = config.load()?;
+            let existing =
+                if force { hamos::job_dir::Existing::Clear } else { hamos::job_dir::Existing::Refuse };
+            let dir = hamos::job_dir::prepare(out, "run", existing)?;
             let progress = hamos::train::progress::Progress::new(true)
                 .with_diagnostics(&dir.join("diagnostics.jsonl"))?;
             let outcome = hamos::eval::job::run(&config, &dir, &progress)?;
@@ -316,7 +387,7 @@ fn run(cli: Cli) -> hamos::Result<()> {
             println!("run directory: {}", outcome.dir.display());
         }
         Command::Synth { config, embeddings, labels, num_classes, out, diagnostics } => {
-            let config = hamos::load_config(config.config, config.overrides)?;
+            let config = config.load()?;
             let report = hamos::synth::run(
                 &config,
                 &embeddings,
@@ -359,7 +430,7 @@ fn run(cli: Cli) -> hamos::Result<()> {
                     num_classes,
                 },
         } => {
-            let config = hamos::load_config(config.config, config.overrides)?;
+            let config = config.load()?;
             let data = match &embeddings {
                 Some(path) => Some(hamos::embeddings::read(path, labels.as_deref(), num_classes)?),
                 None => None,
@@ -406,13 +477,12 @@ fn run(cli: Cli) -> hamos::Result<()> {
             print!("{}", bench_train(&backbones, &backends, batch, steps, threads)?);
         }
         Command::Bench { what: BenchCommand::Step { config, backends, steps } } => {
-            let compiled = hamos_api::backend::backend_names();
             let mut timings = Vec::new();
             let mut model = String::new();
-            for backend in backends.iter().filter(|b| compiled.contains(&b.as_str())) {
+            for backend in &compiled_backends(&backends)? {
                 let mut overrides = config.overrides.clone();
                 overrides.push(format!("backend={backend:?}"));
-                let run_config = hamos::load_job_config(config.config.clone(), overrides)?;
+                let run_config = hamos::load_config_from(config.base()?, config.config.clone(), overrides)?;
                 model = run_config.model.typetag_name().to_string();
                 eprintln!("timing the HamOS step of {model} on {backend}...");
                 timings.push(hamos::step_bench::time_hamos_step(&run_config, 2, steps)?);

@@ -17,8 +17,8 @@ pub struct SynthReport {
     pub outputs: Vec<PathBuf>,
     /// Backend and device.
     pub backend: String,
-    /// Sampler name and config, as TOML.
-    pub sampler: String,
+    /// Sampler name (`kind`) and config.
+    pub sampler: serde_json::Value,
     /// Seed.
     pub seed: u64,
     /// Outliers written.
@@ -73,11 +73,21 @@ pub fn run(
 ) -> Result<SynthReport> {
     let (in_format, out_format) = (embeddings::Format::of(embeddings)?, embeddings::Format::of(out)?);
     if in_format != out_format {
-        return Err(Error::Data(format!(
-            "--out {} must have the input's format ({:?})",
-            out.display(),
-            in_format
-        )));
+        let ext = embeddings.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        return Err(Error::invalid(
+            "--out",
+            format!(
+                "{}: the outliers are written in the input's format, and the input {} is .{ext}; \
+                 give an --out ending in .{ext} (e.g. {})",
+                out.display(),
+                embeddings.display(),
+                out.with_extension(ext).display()
+            ),
+        ));
+    }
+    check_out_folder("--out", out)?;
+    if let Some(path) = diagnostics {
+        check_out_folder("--diagnostics", path)?;
     }
     let mut clock = std::time::Instant::now();
     let mut lap = || {
@@ -102,7 +112,8 @@ pub fn run(
         input: embeddings.to_path_buf(),
         outputs,
         backend: format!("{} {}", backend.name(), backend.device()),
-        sampler: toml::to_string(&config.sampler).unwrap_or_default(),
+        sampler: serde_json::to_value(&config.sampler)
+            .map_err(|e| Error::Config(format!("sampler config as JSON: {e}")))?,
         seed: config.seed,
         outliers: synthesis.tags.len(),
         rounds: synthesis.rounds,
@@ -118,4 +129,16 @@ pub fn run(
         source,
     })?;
     Ok(report)
+}
+
+/// Errors unless the folder `path` goes into exists (output folders are never created silently:
+/// a mistyped path would scatter results).
+pub fn check_out_folder(flag: &str, path: &Path) -> Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => Err(Error::invalid(
+            flag,
+            format!("{}: the folder {} does not exist; create it first", path.display(), dir.display()),
+        )),
+        _ => Ok(()),
+    }
 }

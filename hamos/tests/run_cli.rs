@@ -46,7 +46,7 @@ fn run_writes_the_run_directory_and_its_metrics_recompute() {
         assert!(out.join(file).is_file(), "missing {file}");
     }
     for plot in
-        ["hamos_knn_scores.png", "hamos_knn_roc.png", "pretrained_msp_scores.png", "hamos_embeddings.png"]
+        ["hamos_knn_scores.png", "hamos_knn_roc.png", "pretrained_knn_scores.png", "hamos_embeddings.png"]
     {
         let bytes = std::fs::read(out.join("plots").join(plot)).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{plot}");
@@ -90,6 +90,20 @@ fn run_writes_the_run_directory_and_its_metrics_recompute() {
     let diagnostics = std::fs::read_to_string(out.join("diagnostics.jsonl")).unwrap();
     let first: serde_json::Value = serde_json::from_str(diagnostics.lines().next().unwrap()).unwrap();
     assert!(first["rounds"].as_array().is_some_and(|r| !r.is_empty()), "{first}");
+    // Every line names its model and phase; both fine-tuned models are there.
+    let lines: Vec<serde_json::Value> =
+        diagnostics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().all(|l| l["phase"] == "finetune"), "{first}");
+    for model in ["hamos", "cider_only"] {
+        assert!(lines.iter().any(|l| l["model"] == model), "no {model} line");
+    }
+    assert!(lines.iter().filter(|l| l["model"] == "cider_only").all(|l| l["acceptance"].is_null()));
+    // Logs to a pipe: no colour codes, no NaN, a line per evaluation phase.
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!stderr.contains('\u{1b}'), "ANSI codes in piped logs: {stderr}");
+    assert!(!stderr.contains("NaN"), "{stderr}");
+    assert!(stderr.contains("evaluating pretrained, hamos and cider_only"), "{stderr}");
+    check_provenance(&out);
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
         report.contains("| pretrained | odin |") && report.contains("inter-class dispersion"),
@@ -108,6 +122,103 @@ fn run_writes_the_run_directory_and_its_metrics_recompute() {
 
     evaluate_again(&tmp.path().join("cache"), &out, records);
     embed_a_set(&tmp.path().join("cache"), &out, tmp.path());
+    config_is_what_the_run_used(&tmp.path().join("cache"), &out);
+    a_second_run_is_refused(&tmp.path().join("cache"), &out);
+}
+
+/// `hamos config` with the job's arguments prints exactly the run's `config.toml`.
+fn config_is_what_the_run_used(cache: &Path, run: &Path) {
+    let result = hamos(cache).arg("config").args(SMALL.iter().flat_map(|s| ["--set", s])).output().unwrap();
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    let printed = String::from_utf8(result.stdout).unwrap();
+    assert_eq!(printed, std::fs::read_to_string(run.join("config.toml")).unwrap());
+    assert!(printed.contains("mean = [0.286]"), "floats as written: {printed}");
+}
+
+/// A second `run` or `train` into a finished run's directory is refused, and leaves it as it was.
+fn a_second_run_is_refused(cache: &Path, run: &Path) {
+    let before = std::fs::read(run.join("config.toml")).unwrap();
+    for command in ["run", "train"] {
+        let result = hamos(cache)
+            .args([command, "--out"])
+            .arg(run)
+            .args(SMALL.iter().flat_map(|s| ["--set", s]))
+            .args(["--set", "seed=4"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(!result.status.success(), "{command} into a finished run: {stderr}");
+        assert!(stderr.contains("holds a run") && stderr.contains("--force"), "{stderr}");
+        assert!(stderr.contains("--resume"), "{stderr}");
+    }
+    assert_eq!(std::fs::read(run.join("config.toml")).unwrap(), before);
+    // Resuming with a changed setting is refused too.
+    let result =
+        hamos(cache).args(["train", "--resume", "--set", "seed=4", "--out"]).arg(run).output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success() && stderr.contains("seed = 4 (run: 3)"), "{stderr}");
+}
+
+/// `--resume` needs a run with a checkpoint; `--force` clears only run directories.
+#[test]
+fn resume_without_a_checkpoint_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let train = |args: &[&str], out: &Path| {
+        let result = hamos(&cache).arg("train").args(args).arg("--out").arg(out).output().unwrap();
+        assert!(!result.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+        assert!(!stderr.contains("panicked") && stderr.lines().count() == 1, "{stderr}");
+        stderr
+    };
+    // Nothing there.
+    let stderr = train(&["--resume"], &tmp.path().join("nothing"));
+    assert!(stderr.contains("no run to resume"), "{stderr}");
+    // A run that never finished an epoch: its config.toml, no checkpoint.
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(run.join("checkpoints")).unwrap();
+    let config =
+        hamos(&cache).args(["config"]).args(SMALL.iter().flat_map(|s| ["--set", s])).output().unwrap();
+    std::fs::write(run.join("config.toml"), &config.stdout).unwrap();
+    let stderr = train(&["--resume"], &run);
+    assert!(stderr.contains("no checkpoint") && stderr.contains("hamos.safetensors"), "{stderr}");
+    let stderr = train(&["--resume", "--no-outliers"], &run);
+    assert!(stderr.contains("cider_only.safetensors"), "{stderr}");
+    let stderr = train(&["--resume", "--config", "examples/configs/default.toml"], &run);
+    assert!(stderr.contains("drop --config"), "{stderr}");
+    // --force never clears a directory that is not a run's.
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    let stderr = train(&["--force"], &other);
+    assert!(stderr.contains("not a run directory"), "{stderr}");
+    assert!(other.join("notes.txt").is_file());
+}
+
+/// report.md opens with what produced it and states its unit once.
+fn check_provenance(out: &Path) {
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let head: String = report.lines().take(12).collect::<Vec<_>>().join("\n");
+    for needle in [
+        "seed 3, backend candle on cpu",
+        "model mlp",
+        "loss cider",
+        "sampler hmc",
+        "fine-tuning 1 epoch (",
+        "data.train_limit = 352",
+        "ID test ",
+        "validation ",
+        concat!("hamos ", env!("CARGO_PKG_VERSION"), ", commit "),
+        "total time",
+    ] {
+        assert!(head.contains(needle), "{needle} in the head of report.md: {head}");
+    }
+    assert!(report.contains("in percent") && !report.contains("fractions"), "{report}");
+    assert!(report.contains("- hamos epoch 1/1:") && report.contains("- cider_only epoch 1/1:"), "{report}");
+    assert!(!report.contains("NaN"), "{report}");
+    let cache = report.lines().find(|l| l.contains("cached at")).unwrap_or_default();
+    let cache_path = cache.rsplit("cached at ").next().unwrap_or_default();
+    assert!(Path::new(cache_path.trim()).is_absolute(), "relative cache path: {cache}");
 }
 
 /// Brute-force AUROC over all (ID, OOD) pairs, ties counting one half.
@@ -213,6 +324,21 @@ fn evaluate_again(cache: &Path, run: &Path, records: &[serde_json::Value]) {
     assert!(result.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&result.stderr));
     assert!(stdout.contains("| hamos | odin |") && stdout.contains("| pretrained | knn |"), "{stdout}");
     assert!(stdout.contains("| cider_only | knn_features |"), "{stdout}");
+    // The same model order as `hamos run`, timings in its report.
+    let order = |text: &str| -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        for line in text.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| model")) {
+            let model = line.split('|').nth(1).unwrap_or_default().trim().to_string();
+            if !seen.contains(&model) {
+                seen.push(model);
+            }
+        }
+        seen
+    };
+    assert_eq!(order(&stdout), ["pretrained", "hamos", "cider_only"], "{stdout}");
+    let report = std::fs::read_to_string(eval_dir.join("report.md")).unwrap();
+    assert!(report.contains("- features, scoring and metrics: ") && report.contains("- total: "), "{report}");
+    assert!(report.contains("evaluation of run "), "{report}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(eval_dir.join("metrics.json")).unwrap()).unwrap();
     let again = json["records"].as_array().unwrap();
@@ -335,10 +461,10 @@ fn empty_test_set_and_single_class_are_named_errors() {
         (format!("data.test={}", spec(&empty_images, &empty_labels)), "empty"),
         (format!("data.train={}", spec(&one_images, &one_labels)), "class"),
     ];
-    for (set, expected) in cases {
+    for (i, (set, expected)) in cases.into_iter().enumerate() {
         let result = hamos(&tmp.path().join("cache"))
             .args(["run", "--out"])
-            .arg(tmp.path().join("run"))
+            .arg(tmp.path().join(format!("run{i}")))
             .args(SMALL.iter().flat_map(|s| ["--set", s]))
             .args(["--set", &set])
             .output()
@@ -486,4 +612,78 @@ fn bench_step_prints_the_split() {
     // batch, ms/step, images/s, data, network, synthesis, share: all finite, synthesis > 0.
     assert_eq!(cells.len(), 7, "{row}");
     assert!(cells.iter().all(|v| v.is_finite() && *v >= 0.0) && cells[5] > 0.0, "{row}");
+}
+
+/// `hamos table` counts a run given twice once, says that one run has no spread, and warns when
+/// runs differ beyond the seed.
+#[test]
+fn table_warns_on_repeated_and_differing_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let record = |fpr95: f64| {
+        serde_json::json!({"model": "hamos", "scorer": "knn", "dataset": "average", "group": "all",
+            "fpr95": fpr95, "auroc": 0.9, "aupr_in": 0.5, "aupr_out": 0.5, "fpr95_openood": 0.3,
+            "id_acc": 0.9})
+    };
+    let config = hamos(&cache).args(["config"]).output().unwrap().stdout;
+    let run = |name: &str, fpr95: f64, seed: u64, threads: usize| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("metrics.json"),
+            serde_json::json!({ "records": [record(fpr95)] }).to_string(),
+        )
+        .unwrap();
+        let mut text = String::from_utf8(config.clone()).unwrap();
+        assert!(text.contains("seed = 0\n") && text.contains("threads = 0\n"), "{text}");
+        text = text.replacen("seed = 0\n", &format!("seed = {seed}\n"), 1);
+        text = text.replacen("threads = 0\n", &format!("threads = {threads}\n"), 1);
+        std::fs::write(dir.join("config.toml"), text).unwrap();
+        dir
+    };
+    let seed0 = run("seed0", 0.2, 0, 0);
+    let seed1 = run("seed1", 0.4, 1, 0);
+    let small = run("small", 0.6, 2, 1);
+    let table = |runs: &[&Path]| {
+        let result = hamos(&cache).arg("table").args(runs).output().unwrap();
+        assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+        (String::from_utf8(result.stdout).unwrap(), String::from_utf8(result.stderr).unwrap())
+    };
+    // The same run twice (once as its metrics.json): one run, no spread.
+    let metrics = seed0.join("metrics.json");
+    let (stdout, stderr) = table(&[&seed0, &metrics]);
+    assert!(stderr.contains("same run") && stderr.contains("counted once"), "{stderr}");
+    assert!(stdout.contains("over 1 run ") && stdout.contains("| 20.00 ± n/a |"), "{stdout}");
+    // Two seeds: no warning, a real spread.
+    let (stdout, stderr) = table(&[&seed0, &seed1]);
+    assert!(stderr.is_empty(), "{stderr}");
+    assert!(stdout.contains("over 2 runs") && stdout.contains("| 30.00 ± 14.14 |"), "{stdout}");
+    // A run with another config is averaged with a warning that names the difference.
+    let (stdout, stderr) = table(&[&seed0, &seed1, &small]);
+    assert!(stderr.contains("differs from") && stderr.contains("threads = 1 (0)"), "{stderr}");
+    assert!(!stderr.contains("seed = "), "the seed may differ: {stderr}");
+    assert!(stdout.contains("Warning:") && stdout.contains("threads = 1"), "{stdout}");
+}
+
+/// Output folders are never created silently, and a benchmark of a backend that is not compiled
+/// in is an error rather than an empty table.
+#[test]
+fn missing_output_folders_and_backends_are_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let out = tmp.path().join("no/such/dir/x.npz");
+    let result = hamos(&cache)
+        .args(["embed", "--data", "test", "--checkpoint", "none.safetensors", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success() && stderr.contains("does not exist"), "{stderr}");
+    assert!(!tmp.path().join("no").exists());
+    if !cfg!(feature = "tch") {
+        let result =
+            hamos(&cache).args(["bench", "train", "--backends", "tch", "--steps", "1"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(!result.status.success() && stderr.contains("`tch` is not compiled in"), "{stderr}");
+    }
 }

@@ -85,6 +85,44 @@ fn synthesizes_from_npz_and_writes_outliers_tags_and_diagnostics() {
         serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap()).unwrap();
     assert_eq!(report["rounds"].as_array().unwrap().len(), 5);
     assert!(report["notes"].to_string().contains("n_adj = 4 clipped to 2"), "{report}");
+    // The sampler's config is a JSON object, not a TOML string.
+    assert_eq!(report["sampler"]["kind"], "hmc", "{report}");
+    assert_eq!(report["sampler"]["rounds"], 5, "{report}");
+}
+
+/// A run's config.toml with a sampler swapped on the command line (the preset's HMC fields do not
+/// carry over to MALA); outputs into a missing folder and a format other than the input's are
+/// errors that say what to do.
+#[test]
+fn swaps_the_sampler_of_a_run_config_and_names_bad_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, labels) = dataset();
+    let input = dir.path().join("emb.npz");
+    write_npz(&input, &rows, 8, &labels);
+    let config = hamos().arg("config").output().unwrap();
+    let run_config = dir.path().join("config.toml");
+    std::fs::write(&run_config, &config.stdout).unwrap();
+    let out = dir.path().join("mala.npz");
+    let result =
+        synth(&input, &out, &["--config", run_config.to_str().unwrap(), "--set", "sampler.kind=mala"]);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(report["sampler"]["kind"], "mala", "{report}");
+    assert!(report["sampler"].get("leapfrog_steps").is_none(), "{report}");
+
+    let missing = dir.path().join("no/such/dir/x.npz");
+    let result = synth(&input, &missing, &[]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success() && stderr.contains("does not exist"), "{stderr}");
+    assert!(!dir.path().join("no").exists(), "folders were created");
+    let result = synth(&input, &dir.path().join("o.npy"), &[]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("ending in .npz") && stderr.contains("o.npz") && !stderr.contains("Npz"),
+        "{stderr}"
+    );
 }
 
 #[test]

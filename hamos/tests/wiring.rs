@@ -316,7 +316,7 @@ fn options(dir: &Path, label: &str) -> TrainOptions {
 }
 
 /// Catches an off-by-one step in the cosine schedule and step or epoch counters that are not
-/// the global step and `step / steps_per_epoch`.
+/// the global step and `step / steps_per_epoch + 1` (epochs from 1, as in logs and reports).
 #[test]
 fn every_step_gets_the_cosine_rate_of_its_global_step() {
     let config = config(&["train.epochs=2"]);
@@ -337,7 +337,11 @@ fn every_step_gets_the_cosine_rate_of_its_global_step() {
         let (step, epoch) = (line["step"].as_u64().unwrap(), line["epoch"].as_u64().unwrap());
         let rate = line["learning_rate"].as_f64().unwrap();
         assert_eq!(step, t as u64, "line {t}: step {step}");
-        assert_eq!(epoch, (t / per_epoch) as u64, "line {t}: epoch {epoch}, {per_epoch} steps per epoch");
+        assert_eq!(
+            epoch,
+            (t / per_epoch + 1) as u64,
+            "line {t}: epoch {epoch} (from 1), {per_epoch} steps per epoch"
+        );
         assert!(
             (rate - want).abs() <= 1e-12 * base,
             "step {t} of {total}: learning rate {rate}, cosine schedule gives {want}"

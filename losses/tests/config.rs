@@ -17,7 +17,8 @@ fn defaults_are_the_documented_values_and_round_trip() {
     let cider = Cider::default();
     assert_eq!(
         (cider.temperature, cider.prototype_momentum, cider.w_comp, cider.w_dis),
-        (0.1, 0.95, 0.5, 1.0)
+        (0.1, 0.95, 0.1 / 0.07, 0.5),
+        "the authors' trainer: 1 x (0.1 / 0.07) compactness, 0.5 dispersion"
     );
     let supcon = SupCon::default();
     assert_eq!((supcon.temperature, supcon.base_temperature), (0.1, 0.1));

@@ -20,4 +20,24 @@ fn environment_selects_the_custom_sampler_over_the_file() {
     assert!(resolved.contains("step_size = 0.05"), "{resolved}");
     let resolved = with_set.unwrap().to_toml().unwrap();
     assert!(resolved.contains("rounds = 7"), "--set wins over the environment: {resolved}");
+
+    // A swap by environment from the shipped preset starts the sections afresh (the preset's
+    // `leapfrog_steps` and `delta` belong to the kinds it names).
+    std::env::set_var("HAMOS_SAMPLER__KIND", "random_walk");
+    std::env::set_var("HAMOS_BARRIER__KIND", "none");
+    let swapped = hamos::load_config(None, vec![]);
+    let with_field = hamos::load_config(None, vec!["barrier.delta=0.2".into()]);
+    std::env::remove_var("HAMOS_SAMPLER__KIND");
+    std::env::remove_var("HAMOS_BARRIER__KIND");
+    let resolved = swapped.unwrap().to_toml().unwrap();
+    assert!(
+        resolved.contains("kind = \"random_walk\"") && !resolved.contains("leapfrog_steps"),
+        "{resolved}"
+    );
+    assert!(resolved.contains("kind = \"none\"") && !resolved.contains("delta"), "{resolved}");
+    let message = with_field.unwrap_err().to_string();
+    assert!(
+        message.contains("barrier `none` has no field `delta`") && message.contains("vmf_kde"),
+        "{message}"
+    );
 }

@@ -9,13 +9,13 @@ use hamos_api::{Error, Result};
 
 use super::evaluate::{MetricRecord, AVERAGE, FAR_AVERAGE, NEAR_AVERAGE};
 
-/// Mean and sample standard deviation (0 for a single run) of one metric.
+/// Mean and sample standard deviation of one metric.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MeanStd {
     /// Mean.
     pub mean: f64,
-    /// Sample standard deviation (`n - 1` in the denominator).
-    pub std: f64,
+    /// Sample standard deviation (`n - 1` in the denominator); `None` for a single run.
+    pub std: Option<f64>,
 }
 
 impl MeanStd {
@@ -23,16 +23,16 @@ impl MeanStd {
     pub fn of(values: &[f64]) -> MeanStd {
         let n = values.len() as f64;
         let mean = values.iter().sum::<f64>() / n;
-        let var = if values.len() > 1 {
-            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
-        } else {
-            0.0
-        };
-        MeanStd { mean, std: var.sqrt() }
+        let std = (values.len() > 1)
+            .then(|| (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+        MeanStd { mean, std }
     }
 
     fn percent(&self) -> String {
-        format!("{:.2} ± {:.2}", 100.0 * self.mean, 100.0 * self.std)
+        match self.std {
+            Some(std) => format!("{:.2} ± {:.2}", 100.0 * self.mean, 100.0 * std),
+            None => format!("{:.2} ± n/a", 100.0 * self.mean),
+        }
     }
 }
 
@@ -119,9 +119,10 @@ const AVERAGE_COLUMNS: [(&str, &str); 3] = [(NEAR_AVERAGE, "near"), (FAR_AVERAGE
 /// `total_runs` runs says how many.
 pub fn table(rows: &[AggregateRow], total_runs: usize, per_set: bool) -> String {
     let mut out = format!(
-        "FPR95 / FPR95 (OpenOOD) / AUROC / ID acc in percent, mean ± sample std over {total_runs} runs \
-         (lower FPR95, higher AUROC are better); near, far and all are the averages over the \
-         near-OOD, far-OOD and all OOD sets.\n\n| model | scorer |"
+        "FPR95 / FPR95 (OpenOOD) / AUROC / ID acc in percent, mean ± sample std over {} \
+         (lower FPR95, higher AUROC are better; `n/a`: no spread from one run); near, far and all \
+         are the averages over the near-OOD, far-OOD and all OOD sets.\n\n| model | scorer |",
+        super::report::plural(total_runs, "run")
     );
     for (_, label) in AVERAGE_COLUMNS {
         let _ = write!(out, " {label} FPR95 | {label} FPR95 (OpenOOD) | {label} AUROC |");
@@ -131,7 +132,7 @@ pub fn table(rows: &[AggregateRow], total_runs: usize, per_set: bool) -> String 
     out.push_str("---:|\n");
     let partial = |r: &AggregateRow| {
         if r.runs < total_runs {
-            format!(" ({} runs)", r.runs)
+            format!(" ({})", super::report::plural(r.runs, "run"))
         } else {
             String::new()
         }
@@ -191,4 +192,90 @@ pub fn table(rows: &[AggregateRow], total_runs: usize, per_set: bool) -> String 
         }
     }
     out
+}
+
+/// The runs of `hamos table`: each argument's records, once per distinct `metrics.json`, and
+/// warnings for an argument that repeats another and for runs whose `config.toml` differ beyond
+/// the seed (they are averaged all the same).
+pub fn read_runs(paths: &[PathBuf]) -> Result<(Vec<Vec<MetricRecord>>, Vec<String>)> {
+    let mut warnings = Vec::new();
+    let mut seen: Vec<(PathBuf, &Path)> = Vec::new();
+    let mut records = Vec::new();
+    let mut configs: Vec<(&Path, toml::Table)> = Vec::new();
+    let mut unconfigured = Vec::new();
+    for path in paths {
+        let metrics = if path.is_dir() { path.join("metrics.json") } else { path.clone() };
+        let canonical = std::fs::canonicalize(&metrics).unwrap_or_else(|_| metrics.clone());
+        if let Some((_, first)) = seen.iter().find(|(c, _)| *c == canonical) {
+            warnings.push(format!("{} is the same run as {}: counted once", path.display(), first.display()));
+            continue;
+        }
+        seen.push((canonical.clone(), path));
+        records.push(read_records(path)?);
+        match run_config_table(&canonical) {
+            Some(config) => configs.push((path, config)),
+            None => unconfigured.push(path.display().to_string()),
+        }
+    }
+    if !unconfigured.is_empty() && paths.len() > 1 {
+        warnings.push(format!(
+            "no config.toml beside {}: their configs are not compared",
+            unconfigured.join(", ")
+        ));
+    }
+    if let Some(((first, reference), rest)) = configs.split_first() {
+        for (path, config) in rest {
+            let differ = differing_keys(reference, config);
+            if !differ.is_empty() {
+                warnings.push(format!(
+                    "{} differs from {} beyond the seed: {}",
+                    path.display(),
+                    first.display(),
+                    differ.join(", ")
+                ));
+            }
+        }
+    }
+    Ok((records, warnings))
+}
+
+/// The `config.toml` of the run a `metrics.json` belongs to: beside it, or one folder up for
+/// the folders of `hamos eval`.
+fn run_config_table(metrics: &Path) -> Option<toml::Table> {
+    let folder = metrics.parent()?;
+    let file = [folder.join("config.toml"), folder.parent()?.join("config.toml")]
+        .into_iter()
+        .find(|f| f.is_file())?;
+    toml::from_str(&std::fs::read_to_string(file).ok()?).ok()
+}
+
+/// Dotted keys other than `seed` whose values differ, as `key = b (a)`.
+fn differing_keys(a: &toml::Table, b: &toml::Table) -> Vec<String> {
+    fn flatten(table: &toml::Table, prefix: &str, out: &mut Vec<(String, String)>) {
+        for (key, value) in table {
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            match value {
+                toml::Value::Table(inner) => flatten(inner, &path, out),
+                other => out.push((path, other.to_string())),
+            }
+        }
+    }
+    let (mut fa, mut fb) = (Vec::new(), Vec::new());
+    flatten(a, "", &mut fa);
+    flatten(b, "", &mut fb);
+    let get =
+        |list: &[(String, String)], key: &str| list.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let mut keys: Vec<String> =
+        fa.iter().chain(&fb).map(|(k, _)| k.clone()).filter(|k| k != "seed").collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|key| {
+            let (x, y) = (get(&fa, &key), get(&fb, &key));
+            (x != y).then(|| {
+                let show = |v: Option<String>| v.unwrap_or_else(|| "unset".into());
+                format!("{key} = {} ({})", show(y), show(x))
+            })
+        })
+        .collect()
 }

@@ -135,10 +135,11 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
     let prepared = train::prepare(config)?;
     let (id_test, ood_sets) = test_sets(config, &prepared)?;
     lap(&mut notes, "data", t);
+    let sizes = data_sizes(&prepared, &id_test, &ood_sets);
+    progress.println(&format!("data: {sizes}"));
     let t = Instant::now();
     let start = train::pretrained(config, &prepared, progress)?;
     progress.println(&format!("pretrained classifier: {}", start.source));
-    notes.push(format!("pretrained classifier: {}", start.source));
     hamos_nn::checkpoint::save(&start.params, &dir.join("checkpoints").join(PRETRAINED_FILE))?;
     lap(&mut notes, "pretraining (or cache)", t);
 
@@ -161,6 +162,11 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
     lap(&mut notes, &format!("{id_only_label} fine-tuning"), t);
 
     let t = Instant::now();
+    progress.println(&format!(
+        "evaluating pretrained, hamos and {id_only_label}: features of the training, ID test and {} OOD \
+         sets, then scores and metrics",
+        ood_sets.len()
+    ));
     let dual = |name: &str, trained: &Trained| EvalModel {
         name: name.into(),
         network: Network::Dual(trained.net.clone()),
@@ -181,6 +187,10 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
     let evaluation = evaluate_models(&models, &plan, sets, &prepared.train, &prepared.normalizer, progress)?;
     write_evaluation(dir, &evaluation)?;
     lap(&mut notes, "features, scoring and metrics", t);
+    progress.println(&format!(
+        "evaluated in {:.1} s; synthesizing outliers for the plots and drawing them",
+        t.elapsed().as_secs_f64()
+    ));
 
     let t = Instant::now();
     let scorer_name = config.scorer.typetag_name();
@@ -189,7 +199,9 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
     let outliers = synthesize_final(config, &hamos, hamos_outputs)?;
     let outlier_scores = score_outliers(config, &backend, hamos_outputs, &outliers)?;
     report::write_scores(&dir.join("scores/hamos/outliers.npy"), &outlier_scores)?;
-    for scores in evaluation.scores.iter().filter(|s| s.model != "pretrained" || s.scorer == "msp") {
+    // The pretrained classifier's plots use KNN on its normalized features (its best post-hoc
+    // scorer here, far better than MSP).
+    for scores in evaluation.scores.iter().filter(|s| s.model != "pretrained" || s.scorer == "knn") {
         // The outliers were scored by the configured scorer on the head's embeddings.
         let extra = (scores.model == "hamos" && scores.scorer == scorer_name && !outlier_scores.is_empty())
             .then_some(outlier_scores.as_slice());
@@ -223,9 +235,26 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
         }
     }
     notes.push(format!("scorer of the fine-tuned models: {scorer_name}"));
-    notes.push(format!("total: {:.1} s", started.elapsed().as_secs_f64()));
-    report::write_report(dir, &evaluation.records, &evaluation.sphere, &notes)?;
+    let total = started.elapsed().as_secs_f64();
+    notes.push(format!("total: {total:.1} s"));
+    let mut provenance = report::provenance(config, &sizes);
+    provenance.push(format!("pretrained classifier: {}", start.source));
+    provenance.push(format!("total time {total:.1} s (timings at the end)"));
+    report::write_report(dir, &provenance, &evaluation.records, &evaluation.sphere, &notes)?;
     Ok(JobOutcome { dir: dir.to_path_buf(), records: evaluation.records, notes })
+}
+
+/// The sizes of the data a run used, e.g. `train 2700, validation 300, ID test 10000, OOD mnist
+/// 2000, ...`.
+pub fn data_sizes(prepared: &Prepared, id_test: &ImageSet, ood_sets: &[ImageSet]) -> String {
+    let ood: Vec<String> = ood_sets.iter().map(|set| format!("{} {}", set.name, set.len())).collect();
+    format!(
+        "train {}, validation {}, ID test {}, OOD {}",
+        prepared.train.len(),
+        prepared.validation.len(),
+        id_test.len(),
+        ood.join(", ")
+    )
 }
 
 /// One mini-batch of outliers from the fine-tuned HamOS model: its training embeddings as the

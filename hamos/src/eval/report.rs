@@ -14,7 +14,7 @@ use super::sphere::{self, SphereMetrics};
 pub const CONVENTIONS: &str = "ID is the positive class and a higher score means more ID-like. FPR95: the \
 threshold is the largest t with at least 95 % of ID scores >= t, FPR95 the fraction of OOD scores >= t. AUROC \
 counts ties as one half. AUPR-In takes ID as positive, AUPR-Out OOD. FPR95 (OpenOOD) is OpenOOD v1.5's \
-variant with OOD as the positive class. Values are fractions in [0, 1].";
+variant with OOD as the positive class.";
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Io { op, path: path.to_path_buf(), source }
@@ -55,7 +55,12 @@ pub fn write_all_scores(dir: &Path, scores: &[Scores]) -> Result<Vec<PathBuf>> {
 
 /// `metrics.json` (the records and the conventions) and `metrics.csv`.
 pub fn write_metrics(dir: &Path, records: &[MetricRecord]) -> Result<()> {
-    let json = serde_json::json!({ "conventions": CONVENTIONS, "version": env!("CARGO_PKG_VERSION"), "records": records });
+    let json = serde_json::json!({
+        "conventions": CONVENTIONS,
+        "units": "fractions in [0, 1] (report.md and the printed tables show percent)",
+        "version": env!("CARGO_PKG_VERSION"),
+        "records": records,
+    });
     let path = dir.join("metrics.json");
     let text = serde_json::to_string_pretty(&json).map_err(|e| Error::Data(format!("metrics.json: {e}")))?;
     std::fs::write(&path, text).map_err(io("writing", &path))?;
@@ -169,17 +174,26 @@ pub fn write_sphere(dir: &Path, metrics: &[SphereMetrics]) -> Result<()> {
     std::fs::write(&path, text).map_err(io("writing", &path))
 }
 
-/// `report.md`: the table, Eqn 14, the conventions and what produced it.
+/// `report.md`: what produced it (`provenance`, one line each), the tables (in percent, the only
+/// unit statement), Eqn 14, the conventions and `notes` (timings, epoch summaries).
 pub fn write_report(
     dir: &Path,
+    provenance: &[String],
     records: &[MetricRecord],
     sphere: &[SphereMetrics],
     notes: &[String],
 ) -> Result<()> {
-    let mut text = String::from(
-        "# HamOS run report\n\nFPR95, FPR95 (OpenOOD) and AUROC in percent (lower FPR95 and higher AUROC \
-         are better). Averages over the near-OOD sets, the far-OOD sets (each set's group is in \
-         parentheses; `data.ood.group` in the config) and all sets, then every set. \
+    let mut text = String::from("# HamOS run report\n\n");
+    for line in provenance {
+        let _ = writeln!(text, "- {line}");
+    }
+    if !provenance.is_empty() {
+        text.push('\n');
+    }
+    text.push_str(
+        "All metrics are in percent: FPR95, FPR95 (OpenOOD), AUROC and ID accuracy (lower FPR95 and \
+         higher AUROC are better). Averages over the near-OOD sets, the far-OOD sets (each set's \
+         group is in parentheses; `data.ood.group` in the config) and all sets, then every set. \
          `knn_features` is KNN on a fine-tuned model's normalized penultimate features, `knn` on \
          its projection head's embeddings.\n\n",
     );
@@ -198,4 +212,82 @@ pub fn write_report(
     }
     let path = dir.join("report.md");
     std::fs::write(&path, text).map_err(io("writing", &path))
+}
+
+/// The commit of the source tree this binary was built from, read with `git` at run time
+/// (`+ uncommitted changes` when the tracked files differ from it); `None` without git or a
+/// checkout.
+pub fn source_commit() -> Option<String> {
+    let source = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(source)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).filter(|c| !c.is_empty())?;
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty { format!("{commit} + uncommitted changes") } else { commit })
+}
+
+/// `hamos <version>, commit <commit>` (or `commit unknown`).
+pub fn version_line() -> String {
+    let commit = source_commit().unwrap_or_else(|| "unknown (no git checkout at run time)".to_string());
+    format!("hamos {}, commit {commit}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The provenance lines of a run's report: what was run, on what, by which program.
+pub fn provenance(config: &hamos_api::RunConfig, data_sizes: &str) -> Vec<String> {
+    let kind = |section: &str| -> String {
+        let table: toml::Table =
+            config.to_toml().ok().and_then(|t| toml::from_str(&t).ok()).unwrap_or_default();
+        let Some(toml::Value::Table(section)) = table.get(section) else { return "?".into() };
+        let fields: Vec<String> =
+            section.iter().filter(|(k, _)| k.as_str() != "kind").map(|(k, v)| format!("{k} {v}")).collect();
+        let name = section.get("kind").and_then(toml::Value::as_str).unwrap_or("?");
+        if fields.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name} ({})", fields.join(", "))
+        }
+    };
+    let train = &config.train;
+    vec![
+        format!("seed {}, backend {} on {}", config.seed, config.backend, config.device),
+        format!("model {}, loss {}", kind("model"), kind("loss")),
+        format!("sampler {}; energy {}; barrier {}", kind("sampler"), kind("energy"), kind("barrier")),
+        format!(
+            "fine-tuning {} (batch {}, learning rate {}), pretraining {}",
+            plural(train.epochs, "epoch"),
+            train.batch_size,
+            train.learning_rate,
+            match &train.pretrained {
+                Some(path) => format!("loaded from {}", path.display()),
+                None =>
+                    format!("{} at {}", plural(train.pretrain_epochs, "epoch"), train.pretrain_learning_rate),
+            }
+        ),
+        format!(
+            "data: {data_sizes}{}",
+            match config.data.train_limit {
+                0 => String::new(),
+                limit => format!(" (data.train_limit = {limit}: a slice of the training set)"),
+            }
+        ),
+        version_line(),
+    ]
+}
+
+/// `1 epoch`, `3 epochs`.
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }

@@ -2,12 +2,14 @@
 //! any scorers, into a new folder (the run's own results stay as they were).
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use hamos_api::{Error, Result, RunConfig};
 
 use super::evaluate::{default_scorer, MetricRecord, PlannedScorer, TestImages};
 use super::job::{
-    configured_scorer, default_plan, feature_knn, ood_groups, test_sets, write_evaluation, KNN_FEATURES,
+    configured_scorer, data_sizes, default_plan, feature_knn, ood_groups, test_sets, write_evaluation,
+    KNN_FEATURES,
 };
 use super::models::{evaluate_models, load_run_models, EvalModel, PlannedScorers};
 use super::{plots, report};
@@ -87,12 +89,23 @@ pub fn eval_run(
     out: Option<PathBuf>,
     progress: &Progress,
 ) -> Result<EvalOutcome> {
+    let started = Instant::now();
+    let mut notes = Vec::new();
+    let lap = |notes: &mut Vec<String>, what: &str, since: Instant| {
+        notes.push(format!("{what}: {:.1} s", since.elapsed().as_secs_f64()));
+    };
     let config = run_config(run)?;
     // Check the scorer names before the slow part.
     named_plan(&config, scorers)?;
+    let t = Instant::now();
     let prepared = train::prepare(&config)?;
     let (id_test, ood_sets) = test_sets(&config, &prepared)?;
-    let models = load_run_models(&config, run, prepared.classes)?;
+    let sizes = data_sizes(&prepared, &id_test, &ood_sets);
+    progress.println(&format!("data: {sizes}"));
+    let mut models = load_run_models(&config, run, prepared.classes)?;
+    // The order of `hamos run`: pretrained, hamos, then the others (the ID-loss-only model).
+    models.sort_by_key(|m| (m.name != "pretrained", m.name != "hamos", m.name.clone()));
+    lap(&mut notes, "data and checkpoints", t);
     let out = out.unwrap_or_else(|| run.join(format!("eval-{}", crate::rundir::now_stamp())));
     std::fs::create_dir_all(&out).map_err(|source| Error::Io {
         op: "creating",
@@ -110,8 +123,18 @@ pub fn eval_run(
     let groups = ood_groups(&config);
     let sets =
         TestImages { id: &id_test, ood: &ood_sets, groups: &groups, chunk: train::eval_chunk(&config) };
+    let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+    progress.println(&format!(
+        "evaluating {}: features of the training, ID test and {} OOD sets, then scores and metrics",
+        names.join(", "),
+        ood_sets.len()
+    ));
+    let t = Instant::now();
     let evaluation = evaluate_models(&models, &plan, sets, &prepared.train, &prepared.normalizer, progress)?;
     write_evaluation(&out, &evaluation)?;
+    lap(&mut notes, "features, scoring and metrics", t);
+    progress.println(&format!("evaluated in {:.1} s; drawing the plots", t.elapsed().as_secs_f64()));
+    let t = Instant::now();
     let mut plotted = Vec::new();
     for scores in &evaluation.scores {
         if !plotted.contains(&scores.model) {
@@ -125,10 +148,14 @@ pub fn eval_run(
             plotted.push(scores.model.clone());
         }
     }
-    let notes = vec![
-        format!("evaluated run {} with {}", run.display(), this_version()),
-        format!("models: {}", models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")),
-    ];
-    report::write_report(&out, &evaluation.records, &evaluation.sphere, &notes)?;
+    lap(&mut notes, "plots", t);
+    let total = started.elapsed().as_secs_f64();
+    notes.push(format!("total: {total:.1} s"));
+    let absolute = std::path::absolute(run).unwrap_or_else(|_| run.to_path_buf());
+    let mut provenance =
+        vec![format!("evaluation of run {} (models: {})", absolute.display(), names.join(", "))];
+    provenance.extend(report::provenance(&config, &sizes));
+    provenance.push(format!("total time {total:.1} s (timings at the end)"));
+    report::write_report(&out, &provenance, &evaluation.records, &evaluation.sphere, &notes)?;
     Ok(EvalOutcome { dir: out, records: evaluation.records })
 }

@@ -251,8 +251,10 @@ pub fn finetune(
                         ))
                     },
                 )?;
-            report.epoch = epoch;
+            report.epoch = epoch + 1;
             report.step = at.step;
+            report.model.clone_from(&options.label);
+            report.phase = "finetune";
             progress.record(&report)?;
             loss_sum += f64::from(report.total);
             acceptance.push(report.acceptance);

@@ -88,7 +88,7 @@ pub fn pretrained(
             let labels = backend.from_i64(&batch.labels, &[batch.labels.len()])?;
             let lr = schedule.rate(step);
             let loss = cross_entropy_step(&net, &mut params, &mut sgd, &images, &labels, lr)
-                .map_err(|e| Error::Data(format!("pretraining epoch {epoch} step {step}: {e}")))?;
+                .map_err(|e| Error::Data(format!("pretraining epoch {} step {step}: {e}", epoch + 1)))?;
             let rate = batch.labels.len() as f64 / started.elapsed().as_secs_f64();
             bar.set_message(format!("epoch {}/{epochs} loss {loss:.3} {rate:.0} img/s", epoch + 1));
             bar.inc(1);

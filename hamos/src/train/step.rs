@@ -17,9 +17,13 @@ use super::buffer::EmbeddingBuffer;
 /// The loss terms and sampler statistics of one step (host scalars, for logs and bars).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StepReport {
+    /// The model being trained (`hamos`, `cider_only`, ...), so that one file can hold several.
+    pub model: String,
+    /// The training phase: `finetune` (pretraining writes no step lines).
+    pub phase: &'static str,
     /// Global step, from 0.
     pub step: usize,
-    /// Epoch, from 0.
+    /// Epoch, from 1 (as in logs and reports).
     pub epoch: usize,
     /// Learning rate used.
     pub learning_rate: f64,
