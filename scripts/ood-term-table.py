@@ -65,3 +65,27 @@ for (label, scorer), per_seed in rows.items():
         sd = f"{statistics.stdev(xs):.2f}" if len(xs) > 1 else "n/a"
         cells.append(f"{statistics.mean(xs):.2f} ± {sd}" if xs else "-")
     print(f"| {label} | {scorer} | {len(per_seed)} | " + " | ".join(cells) + " |")
+
+# Paired by seed: every model of a seed starts from the same pretrained classifier and data order.
+print("\nPaired differences, model minus the no-outlier model of the same seed (percentage points;")
+print("near/far averages; negative FPR95 and positive AUROC differences favour the model; a")
+print("difference that rounds to 0.00 is a tie):\n")
+print("| model | scorer | metric | per seed | mean | seeds better |")
+print("|---|---|---|---|---:|---:|")
+for (label, scorer), per_seed in rows.items():
+    if not label.startswith("HamOS"):
+        continue
+    base = rows.get(("no outliers (cider_only)", scorer), [])
+    # rows hold one entry per seed that has the model, in seed order; pair by seed index.
+    seeds_with = [s for s in seeds if (out / (f"run-s{s}" if "uniform" in label else
+                  f"{label.split(', ')[1]}-s{s}/eval") / "metrics.json").is_file()]
+    base_by_seed = dict(zip([s for s in seeds if (out / f"run-s{s}" / "metrics.json").is_file()], base))
+    for metric in ["near AUROC", "near FPR95", "far AUROC", "far FPR95"]:
+        diffs = [100 * (v[metric] - base_by_seed[s][metric]) for s, v in zip(seeds_with, per_seed)
+                 if s in base_by_seed and metric in v]
+        if not diffs:
+            continue
+        # Differences that print as +0.00 count as ties.
+        better = sum(d >= 0.005 if "AUROC" in metric else d <= -0.005 for d in diffs)
+        print(f"| {label} | {scorer} | {metric} | " + " ".join(f"{d:+.2f}" for d in diffs)
+              + f" | {statistics.mean(diffs):+.2f} | {better} of {len(diffs)} |")

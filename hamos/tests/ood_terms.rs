@@ -6,14 +6,15 @@
 //! ID contrastive loss's.
 #![allow(clippy::unwrap_used)] // test helpers: a failure there is a test failure
 
+mod common;
+
 use std::sync::Arc;
 
+use hamos::train;
 use hamos::train::progress::Progress;
-use hamos::train::step::{embedding_terms, hamos_step, ood_term, StepInputs};
-use hamos::train::{self, epoch_batches, Feed};
+use hamos::train::step::{embedding_terms, ood_term};
 use hamos_api::{Backend, Forward, ParamStore, RunConfig, Tensor};
 use hamos_losses::cider::update_prototypes;
-use hamos_nn::optim::{Sgd, SgdConfig};
 use hamos_nn::{clone_backbone, DualHeadNet};
 
 /// The smallest fraction `|w dL_ood/dz| / |dL_id/dz|` the default OOD term may have on the
@@ -130,23 +131,8 @@ fn first_step_report(overrides: &[&str]) -> hamos::train::step::StepReport {
     let data = train::prepare(&config).unwrap();
     let start = train::pretrained(&config, &data, &progress).unwrap();
     let state = train::start_state(&config, &data, &start).unwrap();
-    let feed = Feed { config: &config, data: &data, two_views: true, augment: true, seed: config.seed };
-    let batch = epoch_batches(&feed, 0).unwrap().next().unwrap().unwrap();
-    let b: Arc<dyn Backend> = state.params.backend().clone();
-    let views = b.from_f32(&batch.images, &batch.dims()).unwrap();
-    let labels = b.from_i64(&batch.labels, &[batch.labels.len()]).unwrap();
-    let (mut params, mut buffer) = (state.params.clone(), state.buffer.clone());
-    let mut sgd = Sgd::new(SgdConfig::default()).unwrap();
-    let inputs = StepInputs {
-        config: &config,
-        net: &state.net,
-        views: &views,
-        labels: &labels,
-        host_labels: &batch.labels,
-        learning_rate: config.train.learning_rate,
-        with_outliers: true,
-    };
-    hamos_step(&inputs, &mut params, &mut sgd, &mut buffer, &mut hamos_api::rng_from_seed(11)).unwrap()
+    let batch = common::first_batch(&config, &data);
+    common::step(&config, &data, &state, &batch, (true, 11, config.train.learning_rate)).1
 }
 
 #[test]

@@ -3,13 +3,12 @@
 //! the step and keeps the last good checkpoint.
 #![allow(clippy::unwrap_used)] // test helpers: a failure there is a test failure
 
-use std::sync::Arc;
+mod common;
 
+use common::options;
 use hamos::train::progress::Progress;
-use hamos::train::step::{hamos_step, StepInputs};
-use hamos::train::{self, epoch_batches, Feed, TrainOptions};
-use hamos_api::{Backend, ParamStore, RunConfig};
-use hamos_nn::optim::{Sgd, SgdConfig};
+use hamos::train::{self, TrainOptions};
+use hamos_api::{ParamStore, RunConfig};
 
 /// A small run: 32 images per class, batches of 32, two epochs, a small buffer.
 fn config(backend: &str, extra: &[&str]) -> RunConfig {
@@ -35,16 +34,6 @@ fn backends() -> Vec<&'static str> {
         names.push("tch");
     }
     names
-}
-
-fn options(dir: &std::path::Path, label: &str) -> TrainOptions {
-    TrainOptions {
-        out_dir: dir.to_path_buf(),
-        label: label.into(),
-        with_outliers: true,
-        resume: false,
-        stop_after_epochs: None,
-    }
 }
 
 fn host(params: &ParamStore) -> Vec<(String, Vec<f32>)> {
@@ -86,26 +75,9 @@ fn outliers_reach_the_loss() {
         let data = train::prepare(&config).unwrap();
         let start = train::pretrained(&config, &data, &progress).unwrap();
         let state = train::start_state(&config, &data, &start).unwrap();
-        let feed = Feed { config: &config, data: &data, two_views: true, augment: true, seed: config.seed };
-        let batch = epoch_batches(&feed, 0).unwrap().next().unwrap().unwrap();
-        let b: Arc<dyn Backend> = state.params.backend().clone();
-        let views = b.from_f32(&batch.images, &batch.dims()).unwrap();
-        let labels = b.from_i64(&batch.labels, &[batch.labels.len()]).unwrap();
+        let batch = common::first_batch(&config, &data);
         let run = |with_outliers: bool, seed: u64| {
-            let (mut params, mut buffer) = (state.params.clone(), state.buffer.clone());
-            let mut sgd = Sgd::new(SgdConfig::default()).unwrap();
-            let inputs = StepInputs {
-                config: &config,
-                net: &state.net,
-                views: &views,
-                labels: &labels,
-                host_labels: &batch.labels,
-                learning_rate: 0.01,
-                with_outliers,
-            };
-            let report =
-                hamos_step(&inputs, &mut params, &mut sgd, &mut buffer, &mut hamos_api::rng_from_seed(seed))
-                    .unwrap();
+            let (params, report) = common::step(&config, &data, &state, &batch, (with_outliers, seed, 0.01));
             (host(&params), report)
         };
         let (with, report) = run(true, 1);

@@ -4,18 +4,20 @@
 //! fail on the bug it targets (the commit message lists the bugs injected).
 #![allow(clippy::unwrap_used)] // test helpers: a failure there is a test failure
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use common::{first_batch, options};
 use hamos::data::{BatchPlan, ImageSet, Normalizer};
 use hamos::eval::models::{EvalModel, Network};
 use hamos::eval::probe::pixel_chunk;
 use hamos::train::embed::{embed_classifier, embed_dual, Embedded};
 use hamos::train::progress::Progress;
-use hamos::train::step::{hamos_step, StepInputs, StepReport};
-use hamos::train::{self, epoch_batches, Feed, FeedBatch, Prepared, Pretrained, StartState, TrainOptions};
-use hamos_api::{Backend, DType, Forward, ParamKind, ParamStore, RunConfig};
+use hamos::train::step::StepReport;
+use hamos::train::{self, epoch_batches, Feed, FeedBatch, Prepared, Pretrained, StartState};
+use hamos_api::{DType, Forward, ParamKind, ParamStore, RunConfig};
 use hamos_nn::{Classifier, DualHeadNet};
 
 /// A small run on candle: 352 images, batches of 32, a small buffer, `k = 8`.
@@ -54,12 +56,6 @@ fn start(config: &RunConfig) -> (Prepared, Pretrained, StartState) {
     (data, start, state)
 }
 
-/// The first two-view, augmented batch of epoch 0, as the trainer draws it.
-fn first_batch(config: &RunConfig, data: &Prepared) -> FeedBatch {
-    let feed = Feed { config, data, two_views: true, augment: true, seed: config.seed };
-    epoch_batches(&feed, 0).unwrap().next().unwrap().unwrap()
-}
-
 fn f32s(params: &ParamStore, name: &str) -> Vec<f32> {
     params.get(name).unwrap().to_vec_f32().unwrap()
 }
@@ -90,8 +86,7 @@ fn normalized(pixel: u8, mean: f32, std: f32) -> f64 {
     (f64::from(pixel) / 255.0 - f64::from(mean)) / f64::from(std)
 }
 
-/// One HamOS step from a copy of `state`, with the sampler seeded by `seed`: the new parameters
-/// and the report.
+/// One HamOS step from a copy of `state` at learning rate 0.1, the sampler seeded by `seed`.
 fn step(
     config: &RunConfig,
     data: &Prepared,
@@ -100,24 +95,7 @@ fn step(
     with_outliers: bool,
     seed: u64,
 ) -> (ParamStore, StepReport) {
-    let backend: Arc<dyn Backend> = state.params.backend().clone();
-    let views = backend.from_f32(&batch.images, &batch.dims()).unwrap();
-    let labels = backend.from_i64(&batch.labels, &[batch.labels.len()]).unwrap();
-    let (mut params, mut buffer) = (state.params.clone(), state.buffer.clone());
-    let (mut sgd, _, _) =
-        train::optimizer(config, data, config.train.learning_rate, 1, config.train.nesterov).unwrap();
-    let inputs = StepInputs {
-        config,
-        net: &state.net,
-        views: &views,
-        labels: &labels,
-        host_labels: &batch.labels,
-        learning_rate: 0.1,
-        with_outliers,
-    };
-    let report =
-        hamos_step(&inputs, &mut params, &mut sgd, &mut buffer, &mut hamos_api::rng_from_seed(seed)).unwrap();
-    (params, report)
+    common::step(config, data, state, batch, (with_outliers, seed, 0.1))
 }
 
 /// Catches an OOD term whose weight is dropped, whose sign is flipped, or whose gradient is
@@ -302,16 +280,6 @@ fn a_step_leaves_the_ema_prototypes_and_batch_norm_buffers() {
         let name = format!("backbone.{bn}.num_batches_tracked");
         let count = |p: &ParamStore| p.get(&name).unwrap().to_vec_i64().unwrap()[0];
         assert_eq!(count(&after), count(before) + 1, "{name}");
-    }
-}
-
-fn options(dir: &Path, label: &str) -> TrainOptions {
-    TrainOptions {
-        out_dir: dir.to_path_buf(),
-        label: label.into(),
-        with_outliers: true,
-        resume: false,
-        stop_after_epochs: None,
     }
 }
 

@@ -256,8 +256,19 @@ fn differing_keys(a: &toml::Table, b: &toml::Table) -> Vec<String> {
             let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
             match value {
                 toml::Value::Table(inner) => flatten(inner, &path, out),
-                other => out.push((path, other.to_string())),
+                other => out.push((path, canonical(other))),
             }
+        }
+    }
+    // Older versions wrote f32 fields with their f64 expansion (`0.28600001335144043`): floats
+    // compare at f32 precision, so the same setting is not reported as a difference.
+    fn canonical(value: &toml::Value) -> String {
+        match value {
+            toml::Value::Float(f) => format!("{}", *f as f32),
+            toml::Value::Array(items) => {
+                format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(", "))
+            }
+            other => other.to_string(),
         }
     }
     let (mut fa, mut fb) = (Vec::new(), Vec::new());
