@@ -40,4 +40,14 @@ fn environment_selects_the_custom_sampler_over_the_file() {
         message.contains("barrier `none` has no field `delta`") && message.contains("vmf_kde"),
         "{message}"
     );
+
+    // The scripts' own variables (scripts/install-libtorch.sh, ...) are not config fields.
+    for name in hamos_api::config::NON_CONFIG_ENV {
+        std::env::set_var(format!("HAMOS_{}", name.to_uppercase()), "/some/where");
+    }
+    let with_script_variables = hamos::load_config(None, vec![]);
+    for name in hamos_api::config::NON_CONFIG_ENV {
+        std::env::remove_var(format!("HAMOS_{}", name.to_uppercase()));
+    }
+    with_script_variables.expect("HAMOS_TORCH_VENV and the other script variables are ignored");
 }

@@ -17,8 +17,21 @@ use super::{diagnose, RunConfig, TrainConfig};
 use crate::error::{Error, Result};
 use crate::registry::{find_plugin, PluginKind};
 
-/// `HAMOS_` environment variables that are not config fields (after the prefix).
-pub const NON_CONFIG_ENV: [&str; 3] = ["data_dir", "cache_dir", "torch_full"];
+/// `HAMOS_` environment variables that are not config fields (after the prefix): the data and
+/// cache folders, and the variables of the repository's scripts (`scripts/*.sh`), which a user
+/// may have exported while running a job.
+pub const NON_CONFIG_ENV: [&str; 10] = [
+    "data_dir",
+    "cache_dir",
+    "torch_full",
+    "torch_venv",
+    "tch_libtorch_lib",
+    "cuda_crates",
+    "cuda_venv",
+    "data_sources",
+    "fixture_venv",
+    "bin",
+];
 
 /// The plugins a run uses when the config names none.
 pub(super) const DEFAULT_PLUGINS: [(PluginKind, &str); 6] = [
