@@ -13,6 +13,7 @@
 //! ```
 
 pub mod bench;
+pub mod cli;
 pub mod data;
 pub mod embed_cmd;
 pub mod embeddings;

@@ -1,0 +1,59 @@
+//! The crate's own `hamos` binary (`hamos::cli::main` with this crate linked) selects the custom
+//! sampler by name: it is listed, configured from the preset, and a run on a slice of the
+//! shipped data synthesizes outliers with it, fine-tunes and evaluates.
+#![allow(clippy::unwrap_used)] // test helpers: a failure there is a test failure
+
+use std::process::Command;
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hamos-with-midpoint-jitter"))
+}
+
+#[test]
+fn the_crates_binary_lists_and_configures_the_custom_sampler() {
+    let listing = binary().arg("plugins").output().unwrap();
+    assert!(listing.status.success());
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("midpoint_jitter"));
+    let config = binary().args(["config", "--set", "sampler.kind=midpoint_jitter"]).output().unwrap();
+    let text = String::from_utf8_lossy(&config.stdout);
+    assert!(config.status.success(), "{}", String::from_utf8_lossy(&config.stderr));
+    assert!(text.contains("kind = \"midpoint_jitter\"") && !text.contains("leapfrog_steps"), "{text}");
+}
+
+#[test]
+fn a_run_trains_and_evaluates_with_the_custom_sampler() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let mut cmd = binary();
+    cmd.env("HAMOS_CACHE_DIR", tmp.path().join("cache")).arg("run").arg("--out").arg(&out);
+    for set in [
+        "sampler.kind=midpoint_jitter",
+        "model.kind=mlp",
+        "data.train_limit=352",
+        "train.batch_size=32",
+        "train.epochs=1",
+        "train.pretrain_epochs=1",
+        "train.buffer_size=32",
+        "energy.k=8",
+        "threads=1",
+    ] {
+        cmd.arg("--set").arg(set);
+    }
+    let output = cmd.output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("kind = \"midpoint_jitter\""), "{config}");
+    // Every fine-tuning step of the HamOS model synthesized outliers with the custom sampler.
+    let diagnostics = std::fs::read_to_string(out.join("diagnostics.jsonl")).unwrap();
+    let hamos_steps: Vec<serde_json::Value> = diagnostics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["model"] == "hamos")
+        .collect();
+    assert!(!hamos_steps.is_empty());
+    assert!(hamos_steps.iter().all(|v| v["outliers"].as_u64().unwrap() > 0), "{diagnostics}");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let records = metrics["records"].as_array().unwrap();
+    assert!(records.iter().any(|r| r["model"] == "hamos" && r["dataset"] == "near_average"));
+}

@@ -1,0 +1,511 @@
+//! The `hamos` command line as a library function, so that a plugin crate's own binary gets
+//! every command with its plugins registered:
+//!
+//! ```no_run
+//! // src/main.rs of a crate that defines plugins (its registrations are linked by `use`):
+//! // use my_plugins as _;
+//! fn main() -> std::process::ExitCode {
+//!     hamos::cli::main()
+//! }
+//! ```
+//!
+//! `examples/custom-plugin` ships such a binary (`cargo run -p hamos-example-plugin -- run
+//! --set sampler.kind=midpoint_jitter`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// HamOS: OOD detection with outliers synthesized by Hamiltonian Monte Carlo on the hypersphere.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Config sources shared by the subcommands that read a run config, in increasing priority:
+/// the base, `--config`, `HAMOS_` environment variables (`HAMOS_SAMPLER__STEP_SIZE=0.05`), `--set`.
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// TOML run config, layered over the base (fields it does not set keep the base's values).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Override one field, e.g. `--set sampler.step_size=0.05` (repeatable). Changing a plugin's
+    /// kind (`--set sampler.kind=mala`) starts its section from that plugin's defaults.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// What the config starts from: `preset` (the shipped preset, examples/configs/default.toml:
+    /// 3 fine-tuning epochs on the shipped data) or `table4` (the paper's Table 4 code defaults,
+    /// 20 epochs).
+    #[arg(long, value_name = "BASE", default_value = "preset", value_parser = ["preset", "table4"])]
+    base: String,
+}
+
+impl ConfigArgs {
+    fn base(&self) -> crate::Result<crate::Base> {
+        self.base.parse()
+    }
+
+    fn load(&self) -> crate::Result<crate::RunConfig> {
+        crate::load_config_from(self.base()?, self.config.clone(), self.overrides.clone())
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The main job: pretrain (cached), fine-tune with and without outliers, evaluate, report.
+    Run {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Run directory (default: runs/<UTC time>-run); one that holds files is refused.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Clear `--out` first when it holds an earlier run.
+        #[arg(long, requires = "out")]
+        force: bool,
+    },
+    /// Train: cross-entropy pretraining (cached) and HamOS fine-tuning, with checkpoints.
+    Train {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Run directory (default: runs/<UTC time>-train); one that holds files is refused unless
+        /// --resume or --force.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue from the last checkpoint in `--out`, with the run's own config.toml (`--set`
+        /// may restate its values, not change them).
+        #[arg(long, requires = "out", conflicts_with = "force")]
+        resume: bool,
+        /// Clear `--out` first when it holds an earlier run.
+        #[arg(long, requires = "out")]
+        force: bool,
+        /// Fine-tune without synthesized outliers (the ID-loss-only baseline).
+        #[arg(long)]
+        no_outliers: bool,
+    },
+    /// Evaluate the checkpoints of a finished run again, with any scorers.
+    Eval {
+        /// The run directory (of `hamos run` or `hamos train`).
+        #[arg(long)]
+        run: PathBuf,
+        /// Scorers (comma-separated plugin names, or `knn_features` for KNN on the normalized
+        /// penultimate features; default: those of `hamos run`).
+        #[arg(long, value_delimiter = ',')]
+        scorers: Vec<String>,
+        /// Where the results go (default: <run>/eval-<UTC time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write a data set's features, projected embeddings, logits and labels through a saved model.
+    Embed {
+        /// Model config (default: the config.toml of the checkpoint's run directory, else the
+        /// shipped preset).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Override one field (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// A checkpoint of `hamos run`/`hamos train` (a classifier or a dual-head network).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// `train`, `validation`, `test`, an OOD set of the config, or an inline data set such as
+        /// 'format = "idx", images = "x.gz", labels = "y.gz"' (any loader).
+        #[arg(long)]
+        data: String,
+        /// Output `.npz` (`features`, `embeddings`, `logits`, `labels`).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The table of several runs (e.g. seeds): mean ± std per model, scorer and data set.
+    Table {
+        /// Run directories (or their metrics.json files).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Also every OOD set and average as its own row, not only the near, far and overall
+        /// averages side by side.
+        #[arg(long)]
+        per_set: bool,
+        /// Also write the table to this Markdown file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print every compiled backend and registered plugin with its defaults.
+    Plugins,
+    /// Print the resolved config: exactly what `run`, `train` or `synth` with the same arguments
+    /// use and write to config.toml (the shipped preset, --config, HAMOS_ environment, --set).
+    Config(ConfigArgs),
+    /// Synthesize outliers from class-labelled embeddings (.npz, .safetensors, or .npy + --labels).
+    Synth {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Embeddings file: `embeddings` [n, d] float and `labels` [n] integer.
+        #[arg(long)]
+        embeddings: PathBuf,
+        /// Labels file, for a `.npy` embeddings file.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Number of classes (default: largest label + 1).
+        #[arg(long)]
+        num_classes: Option<usize>,
+        /// Output file, same format as the input.
+        #[arg(long)]
+        out: PathBuf,
+        /// Diagnostics JSON (default: `--out` with extension `.json`).
+        #[arg(long)]
+        diagnostics: Option<PathBuf>,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Per-op overhead of the tensor abstraction against calling each backend directly.
+    Ops {
+        /// Timed samples (the median is reported).
+        #[arg(long, default_value_t = 15)]
+        samples: usize,
+        /// Calls per sample.
+        #[arg(long, default_value_t = 20000)]
+        iters: usize,
+    },
+    /// One HamOS fine-tuning step as the trainer runs it, split into data, network and synthesis.
+    Step {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Backends to time (comma-separated; default: every compiled backend).
+        #[arg(long, value_delimiter = ',')]
+        backends: Vec<String>,
+        /// Timed steps (medians reported), after two warm-up steps.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+    },
+    /// One training step (forward, cross-entropy, backward, SGD) per backbone and backend.
+    Train {
+        /// Backbones to time (comma-separated plugin names, default configs).
+        #[arg(long, value_delimiter = ',', default_value = "mlp,small_cnn")]
+        backbones: Vec<String>,
+        /// Backends to time (comma-separated; default: every compiled backend).
+        #[arg(long, value_delimiter = ',')]
+        backends: Vec<String>,
+        /// Images per step.
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        /// Timed steps (the median is reported), after two warm-up steps.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// CPU threads for each backend (0: the machine's cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// One mini-batch of synthesis per sampler at CIFAR-10 and CIFAR-100 scale (Table 9 time).
+    Synth {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Samplers to time (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "random_walk,hmc,mala,mmala,rmhmc,vos,npos")]
+        samplers: Vec<String>,
+        /// Class counts (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "10,100")]
+        classes: Vec<usize>,
+        /// Buffered embeddings per class `S`.
+        #[arg(long, default_value_t = 1000)]
+        per_class: usize,
+        /// Embedding dimension `d`.
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+        /// Timed mini-batches per cell (median reported, after one warm-up).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Time on these class-labelled embeddings instead (.npz, .safetensors, or .npy +
+        /// --labels, as `hamos synth`); the buffer is the last `train.buffer_size` rows per class.
+        #[arg(long, conflicts_with_all = ["classes", "per_class", "dim"])]
+        embeddings: Option<PathBuf>,
+        /// Labels file (.npy), when --embeddings is a .npy file.
+        #[arg(long, requires = "embeddings")]
+        labels: Option<PathBuf>,
+        /// Number of classes of --embeddings (default: largest label + 1).
+        #[arg(long, requires = "embeddings")]
+        num_classes: Option<usize>,
+    },
+}
+
+/// Parses the process's arguments and runs the command: logging to stderr (colour only on a
+/// terminal), then the subcommand; an error is printed as one line and the exit code is 1.
+pub fn main() -> ExitCode {
+    use std::io::IsTerminal as _;
+    // Colour codes only for a terminal; a log file or a pipe gets plain text.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+    // Reports name the pretraining cache by its absolute path (before any thread exists).
+    let cache = crate::train::pretrain::cache_dir();
+    if let Ok(absolute) = std::path::absolute(&cache) {
+        std::env::set_var("HAMOS_CACHE_DIR", absolute);
+    }
+    // Before any thread exists; a `threads` setting in the config refines it when the backend opens.
+    hamos_candle::set_threads(0);
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `requested` (every compiled backend when empty); an error names one that is not compiled in.
+fn compiled_backends(requested: &[String]) -> crate::Result<Vec<String>> {
+    let compiled = hamos_api::backend::backend_names();
+    if requested.is_empty() {
+        return Ok(compiled.iter().map(|b| b.to_string()).collect());
+    }
+    for name in requested {
+        if !compiled.contains(&name.as_str()) {
+            return Err(crate::Error::invalid(
+                "--backends",
+                format!(
+                    "`{name}` is not compiled in (compiled: {}); `tch` needs `--features tch`",
+                    compiled.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(requested.to_vec())
+}
+
+/// Runs `hamos bench train` over `backends` (every compiled one when empty).
+fn bench_train(
+    backbones: &[String],
+    backends: &[String],
+    batch: usize,
+    steps: usize,
+    threads: usize,
+) -> crate::Result<String> {
+    let mut timings = Vec::new();
+    let options = hamos_api::BackendOptions {
+        threads: if threads > 0 {
+            threads
+        } else {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        },
+    };
+    for name in &compiled_backends(backends)? {
+        let backend = hamos_api::open_backend_with(name, "cpu", &options)?;
+        for backbone_name in backbones {
+            hamos_api::registry::find_plugin(hamos_api::PluginKind::Model, backbone_name)?;
+            let backbone: Box<dyn hamos_api::Backbone> = toml::Value::Table(
+                [("kind".to_string(), toml::Value::String(backbone_name.clone()))].into_iter().collect(),
+            )
+            .try_into()
+            .map_err(|e| crate::Error::Config(format!("model `{backbone_name}`: {e}")))?;
+            eprintln!("timing {backbone_name} on {name} at batch {batch}...");
+            timings.push(crate::train_bench::time_backbone(
+                &backend,
+                backbone_name,
+                backbone.into(),
+                batch,
+                2,
+                steps,
+            )?);
+            #[cfg(feature = "tch")]
+            if name == "tch" && backbone_name == "small_cnn" {
+                timings.push(crate::train_bench::time_small_cnn_direct(batch, 2, steps)?);
+            }
+        }
+    }
+    Ok(crate::train_bench::table(&timings))
+}
+
+fn run(cli: Cli) -> crate::Result<()> {
+    match cli.command {
+        Command::Plugins => print!("{}", crate::plugins::listing()?),
+        Command::Train { config, out, resume, force, no_outliers } => {
+            let (config, dir) = if resume {
+                let dir = out.ok_or_else(|| crate::Error::Config("--resume needs --out".into()))?;
+                let label = |c: &crate::RunConfig| crate::train_label(c, !no_outliers);
+                let run_config =
+                    crate::job_dir::resume_config(&dir, config.config.as_deref(), config.overrides, label)?;
+                (run_config, crate::job_dir::prepare(Some(dir), "train", crate::job_dir::Existing::Resume)?)
+            } else {
+                let config = config.load()?;
+                let existing =
+                    if force { crate::job_dir::Existing::Clear } else { crate::job_dir::Existing::Refuse };
+                (config, crate::job_dir::prepare(out, "train", existing)?)
+            };
+            let trained = crate::train_command(&config, &dir, resume, !no_outliers)?;
+            println!("checkpoint: {}", trained.checkpoint.display());
+            println!("run directory: {}", dir.display());
+        }
+        Command::Eval { run, scorers, out } => {
+            let progress = crate::train::progress::Progress::new(true);
+            let outcome = crate::eval::rerun::eval_run(&run, &scorers, out, &progress)?;
+            println!("{}", crate::eval::report::table(&outcome.records));
+            println!("results: {}", outcome.dir.display());
+        }
+        Command::Embed { config, overrides, checkpoint, data, out } => {
+            let config = crate::embed_cmd::config_for(&checkpoint, config, overrides)?;
+            let outcome = crate::embed_cmd::embed(&config, &checkpoint, &data, &out)?;
+            let arrays: Vec<String> =
+                outcome.arrays.iter().map(|(name, dims)| format!("{name} {dims:?}")).collect();
+            println!(
+                "wrote {} rows through the {} network to {}: {}",
+                outcome.rows,
+                outcome.network,
+                out.display(),
+                arrays.join(", ")
+            );
+        }
+        Command::Table { runs, per_set, out } => {
+            let (records, warnings) = crate::eval::aggregate::read_runs(&runs)?;
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
+            let rows = crate::eval::aggregate::aggregate(&records)?;
+            let mut table = crate::eval::aggregate::table(&rows, records.len(), per_set);
+            for warning in &warnings {
+                table.push_str(&format!("\nWarning: {warning}\n"));
+            }
+            print!("{table}");
+            if let Some(path) = out {
+                std::fs::write(&path, &table).map_err(|source| crate::Error::Io {
+                    op: "writing the table",
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+        }
+        Command::Config(args) => {
+            let config = args.load()?;
+            print!("{}", config.to_toml()?);
+        }
+        Command::Run { config, out, force } => {
+            let config = config.load()?;
+            let existing =
+                if force { crate::job_dir::Existing::Clear } else { crate::job_dir::Existing::Refuse };
+            let dir = crate::job_dir::prepare(out, "run", existing)?;
+            let progress = crate::train::progress::Progress::new(true)
+                .with_diagnostics(&dir.join("diagnostics.jsonl"))?;
+            let outcome = crate::eval::job::run(&config, &dir, &progress)?;
+            println!("{}", crate::eval::report::table(&outcome.records));
+            for note in outcome.notes.iter().filter(|n| n.contains(": ") && n.ends_with(" s")) {
+                println!("{note}");
+            }
+            println!("run directory: {}", outcome.dir.display());
+        }
+        Command::Synth { config, embeddings, labels, num_classes, out, diagnostics } => {
+            let config = config.load()?;
+            let report = crate::synth::run(
+                &config,
+                &embeddings,
+                labels.as_deref(),
+                num_classes,
+                &out,
+                diagnostics.as_deref(),
+            )?;
+            for note in &report.notes {
+                println!("note: {note}");
+            }
+            for round in &report.rounds {
+                println!(
+                    "round {}: {} chains, acceptance {:.3}, barrier rejections {}, mean |dH| {:.4}, \
+                     mean angular step {:.4}, mean OOD-ness {:.4}, non-finite {}",
+                    round.round,
+                    round.active_chains,
+                    round.acceptance_rate,
+                    round.barrier_rejections,
+                    round.mean_abs_delta_h,
+                    round.mean_angular_step,
+                    round.mean_oodness,
+                    round.non_finite
+                );
+            }
+            let written: Vec<String> = report.outputs.iter().map(|p| p.display().to_string()).collect();
+            println!("wrote {} outliers to {}", report.outliers, written.join(", "));
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Synth {
+                    config,
+                    samplers,
+                    classes,
+                    per_class,
+                    dim,
+                    runs,
+                    embeddings,
+                    labels,
+                    num_classes,
+                },
+        } => {
+            let config = config.load()?;
+            let data = match &embeddings {
+                Some(path) => Some(crate::embeddings::read(path, labels.as_deref(), num_classes)?),
+                None => None,
+            };
+            let cells = samplers.len() * data.as_ref().map_or(classes.len(), |_| 1);
+            let bar = indicatif::ProgressBar::new(cells as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let progress = |name: &str, c: usize| {
+                bar.set_message(format!("{name} at C = {c}"));
+                bar.inc(1);
+            };
+            let (timings, classes) = match (&data, &embeddings) {
+                (Some(data), Some(path)) => {
+                    let timings = crate::synth_bench::run_on(&config, &samplers, data, runs, progress)?;
+                    println!(
+                        "embeddings {}: {} rows, C = {}, d = {}, buffer S = {} per class",
+                        path.display(),
+                        data.labels.len(),
+                        data.num_classes,
+                        data.dim,
+                        config.train.buffer_size
+                    );
+                    (timings, vec![data.num_classes])
+                }
+                _ => {
+                    let timings = crate::synth_bench::run(
+                        &config, &samplers, &classes, per_class, dim, runs, progress,
+                    )?;
+                    println!("clustered synthetic embeddings, S = {per_class}, d = {dim}");
+                    (timings, classes)
+                }
+            };
+            bar.finish_and_clear();
+            println!(
+                "backend {} {}, median of {runs} mini-batches after one warm-up",
+                config.backend, config.device
+            );
+            print!("{}", crate::synth_bench::table(&timings, &classes));
+        }
+        Command::Bench { what: BenchCommand::Train { backbones, backends, batch, steps, threads } } => {
+            print!("{}", bench_train(&backbones, &backends, batch, steps, threads)?);
+        }
+        Command::Bench { what: BenchCommand::Step { config, backends, steps } } => {
+            let mut timings = Vec::new();
+            let mut model = String::new();
+            for backend in &compiled_backends(&backends)? {
+                let mut overrides = config.overrides.clone();
+                overrides.push(format!("backend={backend:?}"));
+                let run_config = crate::load_config_from(config.base()?, config.config.clone(), overrides)?;
+                model = run_config.model.typetag_name().to_string();
+                eprintln!("timing the HamOS step of {model} on {backend}...");
+                timings.push(crate::step_bench::time_hamos_step(&run_config, 2, steps)?);
+            }
+            print!("{}", crate::step_bench::table(&model, &timings));
+        }
+        Command::Bench { what: BenchCommand::Ops { samples, iters } } => {
+            print!("{}", crate::bench::overhead_table(samples, iters)?);
+        }
+    }
+    Ok(())
+}
