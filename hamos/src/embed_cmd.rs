@@ -25,11 +25,7 @@ pub struct EmbedOutcome {
 /// holding `checkpoint` (`<run>/checkpoints/<file>`), else the shipped preset.
 pub fn config_for(checkpoint: &Path, config: Option<PathBuf>, overrides: Vec<String>) -> Result<RunConfig> {
     let run_config = checkpoint.parent().and_then(Path::parent).map(|run| run.join("config.toml"));
-    match (config, run_config) {
-        (Some(file), _) => crate::load_job_config(Some(file), overrides),
-        (None, Some(file)) if file.is_file() => crate::load_job_config(Some(file), overrides),
-        (None, _) => crate::load_job_config(None, overrides),
-    }
+    crate::load_config(config.or(run_config.filter(|file| file.is_file())), overrides)
 }
 
 /// The set named by `data`: `train` or `validation` (the config's split), `test`, the name of

@@ -83,12 +83,6 @@ pub fn load_config(file: Option<PathBuf>, overrides: Vec<String>) -> Result<RunC
     load_config_from(Base::Preset, file, overrides)
 }
 
-/// The same as [`load_config`] (kept for the callers of the time when jobs and `hamos config`
-/// started from different defaults).
-pub fn load_job_config(file: Option<PathBuf>, overrides: Vec<String>) -> Result<RunConfig> {
-    load_config(file, overrides)
-}
-
 /// Opens the config's backend with its options (the thread count).
 pub fn open_backend(config: &RunConfig) -> Result<std::sync::Arc<dyn hamos_api::Backend>> {
     let options = hamos_api::BackendOptions { threads: config.threads };

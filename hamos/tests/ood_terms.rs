@@ -126,7 +126,7 @@ fn first_step_report(overrides: &[&str]) -> hamos::train::step::StepReport {
         .map(|s| s.to_string())
         .collect();
     all.extend(overrides.iter().map(|s| s.to_string()));
-    let config = hamos::load_job_config(None, all).unwrap();
+    let config = hamos::load_config(None, all).unwrap();
     let progress = Progress::new(false);
     let data = train::prepare(&config).unwrap();
     let start = train::pretrained(&config, &data, &progress).unwrap();
@@ -137,7 +137,7 @@ fn first_step_report(overrides: &[&str]) -> hamos::train::step::StepReport {
 
 #[test]
 fn at_the_defaults_the_ood_term_moves_the_embeddings() {
-    let default_form = hamos::load_job_config(None, vec![]).unwrap().train.ood_loss;
+    let default_form = hamos::load_config(None, vec![]).unwrap().train.ood_loss;
     let report = first_step_report(&[]);
     let share = report.ood_grad_share.unwrap();
     println!("default {default_form:?}: OOD/ID gradient share on the embeddings {share:.4}");

@@ -154,9 +154,9 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
         train::finetune(config, &prepared, &start, &options, progress)
     };
     let t = Instant::now();
-    let hamos = finetune("hamos", true)?;
+    let hamos = finetune(&crate::train_label(config, true), true)?;
     lap(&mut notes, "HamOS fine-tuning", t);
-    let id_only_label = format!("{}_only", config.loss.typetag_name());
+    let id_only_label = crate::train_label(config, false);
     let t = Instant::now();
     let id_only = finetune(&id_only_label, false)?;
     lap(&mut notes, &format!("{id_only_label} fine-tuning"), t);

@@ -167,11 +167,10 @@ pub fn hamos_step(
         synthesis_ms = started.elapsed().as_secs_f64() * 1e3;
         rounds = synthesis.rounds;
         if !synthesis.tags.is_empty() {
-            outliers = Some((synthesis.tags.len(), synthesis.outliers));
+            outliers = Some(synthesis.outliers);
         }
     }
-    let terms =
-        embedding_terms(config, &detached, inputs.labels, &prototypes, outliers.as_ref().map(|(_, o)| o))?;
+    let terms = embedding_terms(config, &detached, inputs.labels, &prototypes, outliers.as_ref())?;
     let weight = config.train.ood_weight;
     let mut embedding_grad = terms.id_grad.detach()?;
     let (mut grad_ood, mut ood_grad_share) = (None, None);
@@ -216,7 +215,7 @@ pub fn hamos_step(
         grad_id_con,
         grad_ood,
         ood_grad_share,
-        outliers: outliers.map_or(0, |(n, _)| n),
+        outliers: outliers.map_or(0, |o| o.dims()[0]),
         acceptance,
         rounds,
         synthesis_ms,
