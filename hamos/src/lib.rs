@@ -12,6 +12,7 @@
 //! # Ok::<(), hamos::Error>(())
 //! ```
 
+pub mod ablate;
 pub mod bench;
 pub mod cli;
 pub mod data;

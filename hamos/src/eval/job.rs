@@ -122,8 +122,39 @@ pub fn write_evaluation(dir: &Path, evaluation: &Evaluation) -> Result<()> {
     report::write_sphere(dir, &evaluation.sphere)
 }
 
-/// Runs the whole pipeline of `config` into `dir`.
+/// What a job fine-tunes, evaluates and draws: `hamos run` does all of it ([`JobPlan::FULL`]);
+/// an ablation cell skips what its table does not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobPlan {
+    /// Fine-tune with synthesized outliers (the `hamos` model).
+    pub with_outliers: bool,
+    /// Fine-tune the same way without outliers (the `<loss>_only` model).
+    pub without_outliers: bool,
+    /// Evaluate the pretrained classifier with the post-hoc scorers ([`POST_HOC`]).
+    pub post_hoc: bool,
+    /// Draw the score histograms, ROC curves and the embedding projection.
+    pub plots: bool,
+}
+
+impl JobPlan {
+    /// Everything: the plan of `hamos run`.
+    pub const FULL: JobPlan =
+        JobPlan { with_outliers: true, without_outliers: true, post_hoc: true, plots: true };
+}
+
+/// Runs the whole pipeline of `config` into `dir` (`hamos run`).
 pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOutcome> {
+    run_plan(config, dir, progress, JobPlan::FULL)
+}
+
+/// Runs the parts of the pipeline that `plan` names into `dir`.
+pub fn run_plan(config: &RunConfig, dir: &Path, progress: &Progress, plan: JobPlan) -> Result<JobOutcome> {
+    if !plan.with_outliers && !plan.without_outliers {
+        return Err(Error::invalid(
+            "models",
+            "the job must fine-tune at least one model (with or without outliers)",
+        ));
+    }
     let started = Instant::now();
     let mut notes = Vec::new();
     let lap = |notes: &mut Vec<String>, what: &str, since: Instant| {
@@ -153,79 +184,95 @@ pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOut
         };
         train::finetune(config, &prepared, &start, &options, progress)
     };
-    let t = Instant::now();
-    let hamos = finetune(&crate::train_label(config, true), true)?;
-    lap(&mut notes, "HamOS fine-tuning", t);
-    let id_only_label = crate::train_label(config, false);
-    let t = Instant::now();
-    let id_only = finetune(&id_only_label, false)?;
-    lap(&mut notes, &format!("{id_only_label} fine-tuning"), t);
+    let mut trained: Vec<(String, Trained)> = Vec::new();
+    for (wanted, with_outliers) in [(plan.with_outliers, true), (plan.without_outliers, false)] {
+        if wanted {
+            let label = crate::train_label(config, with_outliers);
+            let t = Instant::now();
+            trained.push((label.clone(), finetune(&label, with_outliers)?));
+            let what = if with_outliers { "HamOS".to_string() } else { label };
+            lap(&mut notes, &format!("{what} fine-tuning"), t);
+        }
+    }
 
     let t = Instant::now();
-    progress.println(&format!(
-        "evaluating pretrained, hamos and {id_only_label}: features of the training, ID test and {} OOD \
-         sets, then scores and metrics",
-        ood_sets.len()
-    ));
-    let dual = |name: &str, trained: &Trained| EvalModel {
-        name: name.into(),
-        network: Network::Dual(trained.net.clone()),
-        params: trained.params.clone(),
-    };
-    let models = [
-        EvalModel {
+    let mut models = Vec::new();
+    if plan.post_hoc {
+        models.push(EvalModel {
             name: "pretrained".into(),
             network: Network::Classifier(start.net.clone()),
             params: start.params.clone(),
-        },
-        dual("hamos", &hamos),
-        dual(&id_only_label, &id_only),
-    ];
+        });
+    }
+    for (name, model) in &trained {
+        models.push(EvalModel {
+            name: name.clone(),
+            network: Network::Dual(model.net.clone()),
+            params: model.params.clone(),
+        });
+    }
+    let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+    progress.println(&format!(
+        "evaluating {}: features of the training, ID test and {} OOD sets, then scores and metrics",
+        names.join(", "),
+        ood_sets.len()
+    ));
     let groups = ood_groups(config);
     let sets = TestImages { id: &id_test, ood: &ood_sets, groups: &groups, chunk: train::eval_chunk(config) };
-    let plan = default_plan(config);
-    let evaluation = evaluate_models(&models, &plan, sets, &prepared.train, &prepared.normalizer, progress)?;
+    let scorers = default_plan(config);
+    let evaluation =
+        evaluate_models(&models, &scorers, sets, &prepared.train, &prepared.normalizer, progress)?;
     write_evaluation(dir, &evaluation)?;
     lap(&mut notes, "features, scoring and metrics", t);
-    progress.println(&format!(
-        "evaluated in {:.1} s; synthesizing outliers for the plots and drawing them",
-        t.elapsed().as_secs_f64()
-    ));
+    progress.println(&format!("evaluated in {:.1} s", t.elapsed().as_secs_f64()));
 
-    let t = Instant::now();
     let scorer_name = config.scorer.typetag_name();
-    let backend = start.params.backend().clone();
-    let hamos_outputs = &evaluation.outputs[1];
-    let outliers = synthesize_final(config, &hamos, hamos_outputs)?;
-    let outlier_scores = score_outliers(config, &backend, hamos_outputs, &outliers)?;
-    report::write_scores(&dir.join("scores/hamos/outliers.npy"), &outlier_scores)?;
-    // The pretrained classifier's plots use KNN on its normalized features (its best post-hoc
-    // scorer here, far better than MSP).
-    for scores in evaluation.scores.iter().filter(|s| s.model != "pretrained" || s.scorer == "knn") {
-        // The outliers were scored by the configured scorer on the head's embeddings.
-        let extra = (scores.model == "hamos" && scores.scorer == scorer_name && !outlier_scores.is_empty())
-            .then_some(outlier_scores.as_slice());
-        plots::scores_and_roc(
-            &dir.join("plots"),
-            (&scores.model, &scores.scorer),
-            &scores.id,
-            &scores.ood,
-            extra,
-        )?;
+    if plan.plots {
+        let t = Instant::now();
+        progress.println("synthesizing outliers for the plots and drawing them");
+        let hamos = trained
+            .iter()
+            .zip(&evaluation.outputs[usize::from(plan.post_hoc)..])
+            .find(|((n, _), _)| n == "hamos");
+        let outlier_scores = match hamos {
+            Some(((_, model), outputs)) => {
+                let backend = start.params.backend().clone();
+                let outliers = synthesize_final(config, model, outputs)?;
+                let scores = score_outliers(config, &backend, outputs, &outliers)?;
+                report::write_scores(&dir.join("scores/hamos/outliers.npy"), &scores)?;
+                let train_labels = outputs.train.labels.clone().unwrap_or_default();
+                plots::embedding_projection(
+                    &dir.join("plots/hamos_embeddings.png"),
+                    "HamOS: ID training embeddings (by class) and synthesized outliers, PCA",
+                    &outputs.train.embeddings,
+                    &train_labels,
+                    outputs.train.embedding_dim,
+                    &outliers,
+                    3000,
+                )?;
+                scores
+            }
+            None => Vec::new(),
+        };
+        // The pretrained classifier's plots use KNN on its normalized features (its best
+        // post-hoc scorer here, far better than MSP).
+        for scores in evaluation.scores.iter().filter(|s| s.model != "pretrained" || s.scorer == "knn") {
+            // The outliers were scored by the configured scorer on the head's embeddings.
+            let extra =
+                (scores.model == "hamos" && scores.scorer == scorer_name && !outlier_scores.is_empty())
+                    .then_some(outlier_scores.as_slice());
+            plots::scores_and_roc(
+                &dir.join("plots"),
+                (&scores.model, &scores.scorer),
+                &scores.id,
+                &scores.ood,
+                extra,
+            )?;
+        }
+        lap(&mut notes, "synthesis for plots and plots", t);
     }
-    let train_labels = hamos_outputs.train.labels.clone().unwrap_or_default();
-    plots::embedding_projection(
-        &dir.join("plots/hamos_embeddings.png"),
-        "HamOS: ID training embeddings (by class) and synthesized outliers, PCA",
-        &hamos_outputs.train.embeddings,
-        &train_labels,
-        hamos_outputs.train.embedding_dim,
-        &outliers,
-        3000,
-    )?;
-    lap(&mut notes, "synthesis for plots and plots", t);
-    for (label, trained) in [("hamos", &hamos), (id_only_label.as_str(), &id_only)] {
-        for summary in &trained.history {
+    for (label, model) in &trained {
+        for summary in &model.history {
             notes.push(format!(
                 "{label} epoch {}/{}: {}",
                 summary.epoch,

@@ -20,7 +20,7 @@ use plotters::style::{register_font, FontStyle};
 /// Width and height of every plot, in pixels.
 const SIZE: (u32, u32) = (900, 600);
 /// The family plotters asks for by default, so every text element finds the embedded font.
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 static FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 /// matplotlib's `tab10`, distinguishable and familiar from the paper's figures.
 const TAB10: [u32; 10] =
@@ -28,8 +28,8 @@ const TAB10: [u32; 10] =
 /// `tab10` without blue (ID) and grey (7, the outliers), for the OOD sets.
 const OOD_COLOURS: [usize; 8] = [1, 2, 3, 4, 5, 6, 8, 9];
 
-type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
-type Root<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+pub(crate) type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+pub(crate) type Root<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 type Plane = Cartesian2d<RangedCoordf64, RangedCoordf64>;
 type Chart<'a, 'b> =
     std::result::Result<ChartContext<'a, BitMapBackend<'b>, Plane>, Box<dyn std::error::Error>>;
@@ -392,7 +392,7 @@ fn min_max(values: impl Iterator<Item = f64>) -> (f64, f64) {
     values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)))
 }
 
-fn tab10(i: usize) -> RGBColor {
+pub(crate) fn tab10(i: usize) -> RGBColor {
     let c = TAB10[i % TAB10.len()];
     RGBColor((c >> 16) as u8, (c >> 8) as u8, c as u8)
 }
@@ -463,7 +463,7 @@ fn draw_legend<'a, 'b: 'a>(
 }
 
 /// Draws onto a white 900x600 canvas and writes it as PNG to `path`, creating its directory.
-fn render(path: &Path, draw: impl FnOnce(&Root) -> DrawResult) -> Result<()> {
+pub(crate) fn render(path: &Path, draw: impl FnOnce(&Root) -> DrawResult) -> Result<()> {
     ensure_font()?;
     let failed = |e: &dyn std::fmt::Display| Error::Data(format!("drawing {}: {e}", path.display()));
     let mut pixels = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
