@@ -40,6 +40,7 @@ mod baseline;
 pub mod chains;
 pub mod energy;
 pub mod hmc;
+pub mod invariance;
 pub mod mala;
 pub mod mcmc;
 pub mod npos;

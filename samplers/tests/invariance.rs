@@ -1,75 +1,26 @@
-//! Each MCMC sampler leaves a known target invariant: started from exact draws of a vMF
-//! distribution on S^2, the chains' mean resultant length stays at its closed form
-//! `A_3(kappa) = coth(kappa) - 1 / kappa`, and accepting every proposal breaks it.
+//! Each MCMC sampler leaves a known target invariant (`hamos_samplers::invariance`): started
+//! from exact draws of a vMF distribution on S^2, the chains' mean resultant length stays at its
+//! closed form `A_3(kappa) = coth(kappa) - 1 / kappa`, and accepting every proposal breaks it.
 #![allow(clippy::unwrap_used)] // test helpers: a failure there is a test failure
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{backends, clustered_bank, VmfEnergy};
-use hamos_api::Backend;
-use hamos_api::ChainPairs;
-use hamos_samplers::barrier::none::NoBarrier;
+use common::backends;
 use hamos_samplers::hmc::Hmc;
+use hamos_samplers::invariance::{vmf_invariance, InvarianceOptions};
 use hamos_samplers::mala::Mala;
-use hamos_samplers::mcmc::{run_chains, AcceptRule, Chains, Kernel, Target};
+use hamos_samplers::mcmc::{AcceptRule, Chains, Kernel};
 use hamos_samplers::random_walk::RandomWalk;
 use hamos_samplers::rmhmc::{Mmala, Rmhmc};
-use rand::Rng;
-
-const KAPPA: f64 = 3.0;
-const CHAINS: usize = 3000;
-
-/// Exact vMF(e1, kappa) draws on S^2 (Wood's inversion, closed form in 3 dimensions).
-fn vmf_draws(n: usize, seed: u64) -> Vec<f32> {
-    let mut rng = hamos_api::rng_from_seed(seed);
-    (0..n)
-        .flat_map(|_| {
-            let u: f64 = rng.random();
-            let w = 1.0 + (u + (1.0 - u) * (-2.0 * KAPPA).exp()).ln() / KAPPA;
-            let phi = std::f64::consts::TAU * rng.random::<f64>();
-            let r = (1.0 - w * w).max(0.0).sqrt();
-            [w as f32, (r * phi.cos()) as f32, (r * phi.sin()) as f32]
-        })
-        .collect()
-}
-
-/// Mean of `e1 . z` after `rounds` rounds, and its standard error.
-fn mean_resultant(
-    backend: &Arc<dyn Backend>,
-    kernel: &dyn Kernel,
-    rule: AcceptRule,
-    rounds: usize,
-) -> (f64, f64) {
-    let bank = clustered_bank(backend, 2, 4, 3, 0.1, 0).unwrap();
-    let pairs = ChainPairs::new(backend, vec![(0, 1); CHAINS]).unwrap();
-    let energy = VmfEnergy { kappa: KAPPA, mean: vec![1.0, 0.0, 0.0] };
-    let target = Target { energy: &energy, pairs: &pairs, bank: &bank };
-    let starts = backend.from_f32(&vmf_draws(CHAINS, 17), &[CHAINS, 3]).unwrap();
-    let mut rng = hamos_api::rng_from_seed(23);
-    let out = run_chains(kernel, &target, &NoBarrier {}, &starts, rounds, rule, &mut rng).unwrap();
-    let rows = out.outliers.to_rows_f32().unwrap();
-    let last: Vec<f64> = rows[rows.len() - CHAINS..].iter().map(|r| f64::from(r[0])).collect();
-    let mean = last.iter().sum::<f64>() / CHAINS as f64;
-    let var = last.iter().map(|w| (w - mean).powi(2)).sum::<f64>() / (CHAINS - 1) as f64;
-    (mean, (var / CHAINS as f64).sqrt())
-}
 
 fn check(name: &str, kernel: &dyn Kernel) {
-    let expected = 1.0 / KAPPA.tanh() - 1.0 / KAPPA;
+    let options = InvarianceOptions::default();
     for backend in backends() {
         let on = backend.name();
-        let (mean, se) = mean_resultant(&backend, kernel, AcceptRule::Metropolis, 8);
-        assert!(
-            (mean - expected).abs() < 4.0 * se,
-            "{name} on {on}: mean {mean:.4} vs {expected:.4} (se {se:.4})"
-        );
-        let (wrong, se) = mean_resultant(&backend, kernel, AcceptRule::AlwaysAccept, 8);
-        assert!(
-            (wrong - expected).abs() > 6.0 * se,
-            "{name} on {on}: accepting everything went unnoticed: {wrong:.4} (se {se:.4})"
-        );
+        let kept = vmf_invariance(kernel, &backend, AcceptRule::Metropolis, &options).unwrap();
+        assert!(kept.holds(4.0), "{name} on {on}: {kept}");
+        let broken = vmf_invariance(kernel, &backend, AcceptRule::AlwaysAccept, &options).unwrap();
+        assert!(!broken.holds(6.0), "{name} on {on}: accepting everything went unnoticed: {broken}");
     }
 }
 
@@ -100,4 +51,40 @@ fn rmhmc_keeps_vmf_invariant() {
 #[test]
 fn mmala_keeps_vmf_invariant() {
     check("mmala", &Mmala { chains: step(1.2), history: 2, shrinkage: 0.3 });
+}
+
+#[test]
+fn the_gradient_check_accepts_the_knn_energy_and_catches_a_wrong_gradient() {
+    use hamos_api::{ChainPairs, EnergyEval, OodnessEnergy, Tensor};
+    use hamos_samplers::invariance::energy_gradient_error;
+
+    /// The knn energy with its gradient halved.
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct HalvedGradient(hamos_samplers::energy::knn::KnnEnergy);
+    #[typetag::serde(name = "test_halved_gradient")]
+    impl OodnessEnergy for HalvedGradient {
+        fn energy_and_grad(
+            &self,
+            z: &Tensor,
+            pairs: &ChainPairs,
+            bank: &hamos_api::ClassBank,
+        ) -> hamos_api::Result<EnergyEval> {
+            let eval = self.0.energy_and_grad(z, pairs, bank)?;
+            Ok(EnergyEval { grad: eval.grad.scale(0.5)?, ..eval })
+        }
+    }
+
+    for backend in backends() {
+        let bank = common::clustered_bank(&backend, 3, 40, 8, 0.3, 5).unwrap();
+        let pairs = ChainPairs::new(&backend, vec![(0, 1), (1, 2), (0, 2), (2, 0), (1, 0), (2, 1)]).unwrap();
+        let mut rng = hamos_api::rng_from_seed(9);
+        let raw = hamos_api::backend::randn_host(6 * 8, 0.0, 1.0, &mut rng);
+        let rows: Vec<f32> = raw.chunks(8).flat_map(common::unit).collect();
+        let z = backend.from_f32(&rows, &[6, 8]).unwrap();
+        let knn = hamos_samplers::energy::knn::KnnEnergy { k: 5 };
+        let good = energy_gradient_error(&knn, &z, &pairs, &bank, 1e-3, &mut rng).unwrap();
+        assert!(good < 2e-2, "knn on {}: {good}", backend.name());
+        let bad = energy_gradient_error(&HalvedGradient(knn), &z, &pairs, &bank, 1e-3, &mut rng).unwrap();
+        assert!(bad > 0.3, "a halved gradient went unnoticed on {}: {bad}", backend.name());
+    }
 }

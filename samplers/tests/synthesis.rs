@@ -125,7 +125,10 @@ fn leapfrog_is_reversible_and_energy_error_is_second_order_on(backend: Arc<dyn B
     assert!(err < 1e-4, "reversibility error {err}");
 
     // dH on a smooth energy (the k-NN energy has kinks where the k-th neighbour switches).
-    let smooth = common::VmfEnergy { kappa: 4.0, mean: unit(&[1.0, 0.5, -0.3, 0.2, 0.0, 0.1, -0.4, 0.3]) };
+    let smooth = hamos_samplers::invariance::VmfEnergy {
+        kappa: 4.0,
+        mean: unit(&[1.0, 0.5, -0.3, 0.2, 0.0, 0.1, -0.4, 0.3]),
+    };
     let target = Target { energy: &smooth, pairs: &pairs, bank: &bank };
     let eval0 = target.eval(&z0).unwrap();
     let h0: Vec<f64> =

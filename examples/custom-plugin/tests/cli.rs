@@ -57,3 +57,53 @@ fn a_run_trains_and_evaluates_with_the_custom_sampler() {
     let records = metrics["records"].as_array().unwrap();
     assert!(records.iter().any(|r| r["model"] == "hamos" && r["dataset"] == "near_average"));
 }
+
+#[test]
+fn an_ablation_through_the_crates_binary_has_the_custom_sampler_as_a_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ablation");
+    let mut cmd = binary();
+    cmd.env("HAMOS_CACHE_DIR", tmp.path().join("cache")).arg("ablate").arg("--out").arg(&out);
+    cmd.args(["--vary", "sampler.kind=hmc,midpoint_jitter", "--seed-list", "3"]);
+    for set in [
+        "model.kind=mlp",
+        "data.train_limit=352",
+        "train.batch_size=32",
+        "train.epochs=1",
+        "train.pretrain_epochs=1",
+        "train.buffer_size=32",
+        "energy.k=8",
+        "threads=1",
+    ] {
+        cmd.arg("--set").arg(set);
+    }
+    let output = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for row in ["| hmc | hamos | 1/1 |", "| midpoint_jitter | hamos | 1/1 |"] {
+        assert!(stdout.contains(row), "{row} missing:\n{stdout}");
+    }
+    let table = std::fs::read_to_string(out.join("table.csv")).unwrap();
+    let row = table.lines().find(|l| l.starts_with("midpoint_jitter,")).unwrap();
+    // The custom sampler's row has its synthesis diagnostics (acceptance in [0, 1]).
+    let header: Vec<&str> = table.lines().next().unwrap().split(',').collect();
+    let values: Vec<&str> = row.split(',').collect();
+    let acceptance: f64 =
+        values[header.iter().position(|h| *h == "acceptance_mean").unwrap()].parse().unwrap();
+    assert!((0.0..=1.0).contains(&acceptance), "{row}");
+}
+
+#[test]
+fn the_table_9_grid_resolves_with_the_custom_sampler_registered() {
+    use hamos::ablate::{Grid, GridArgs, GridFile};
+    use hamos_example_plugin as _;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ablations/table9-samplers.toml");
+    let grid = Grid::resolve(Some(GridFile::read(&path).unwrap()), GridArgs::default()).unwrap();
+    let kinds: Vec<String> = grid.settings().iter().map(|s| s.0[0].1.clone()).collect();
+    assert_eq!(kinds, ["random_walk", "hmc", "mala", "mmala", "rmhmc", "midpoint_jitter"]);
+    for cell in grid.cells() {
+        let config = grid.config(&cell).unwrap_or_else(|e| panic!("{}: {e}", cell.label()));
+        assert_eq!(config.sampler.typetag_name(), cell.setting.0[0].1);
+        assert_eq!(config.train.epochs, 3);
+    }
+}

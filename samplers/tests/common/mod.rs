@@ -3,28 +3,7 @@
 
 use std::sync::Arc;
 
-use hamos_api::{Backend, ChainPairs, ClassBank, EnergyEval, OodnessEnergy, Result, Tensor};
-use serde::{Deserialize, Serialize};
-
-/// A smooth test energy with a known target: `U(z) = -kappa mean.z`, the vMF density.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VmfEnergy {
-    /// Concentration.
-    pub kappa: f64,
-    /// Unit mean direction.
-    pub mean: Vec<f32>,
-}
-
-#[typetag::serde(name = "test_vmf")]
-impl OodnessEnergy for VmfEnergy {
-    fn energy_and_grad(&self, z: &Tensor, _pairs: &ChainPairs, _bank: &ClassBank) -> Result<EnergyEval> {
-        let [rows, dim] = z.dims()[..] else { unreachable!() };
-        let mean = z.backend().from_f32(&self.mean, &[dim, 1])?;
-        let energy = z.matmul(&mean)?.scale(-self.kappa)?.reshape(&[rows])?;
-        let grad = mean.t()?.scale(-self.kappa)?.broadcast_as(&[rows, dim])?;
-        Ok(EnergyEval { energy, grad, notes: Vec::new() })
-    }
-}
+use hamos_api::{Backend, ClassBank, Result};
 
 /// The candle CPU backend.
 pub fn candle() -> Arc<dyn Backend> {
