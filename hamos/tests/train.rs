@@ -132,6 +132,11 @@ fn resume_after_a_kill_reproduces_the_weights() {
         host(&uninterrupted.params),
         "resumed weights differ from the uninterrupted run"
     );
+    // The checkpoint files too, byte for byte (their metadata once came out in hash order).
+    assert!(
+        std::fs::read(&resumed.checkpoint).unwrap() == std::fs::read(&uninterrupted.checkpoint).unwrap(),
+        "the resumed checkpoint's bytes differ from the uninterrupted run's"
+    );
 }
 
 #[test]

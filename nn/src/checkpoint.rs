@@ -54,9 +54,41 @@ impl HostTensors {
                     .map_err(|e| Error::Data(format!("safetensors view of `{name}`: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        safetensors::serialize(views, metadata)
-            .map_err(|e| Error::Data(format!("serializing safetensors: {e}")))
+        let bytes = safetensors::serialize(views, metadata)
+            .map_err(|e| Error::Data(format!("serializing safetensors: {e}")))?;
+        canonical_header(bytes)
     }
+}
+
+/// The same safetensors file with its JSON header's keys sorted at every level: the `metadata`
+/// map and the tensor entries serialize in hash order, so without this the same tensors and
+/// metadata would give different bytes from run to run. The data section is unchanged (its
+/// offsets are relative to its start); the header is padded with spaces to a multiple of 8.
+fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    fn sorted(value: serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+            }
+            other => other,
+        }
+    }
+    let malformed = || Error::Data("serializing safetensors: malformed header".into());
+    let length: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(malformed)?;
+    let end = usize::try_from(u64::from_le_bytes(length)).map_err(|_| malformed())? + 8;
+    let header: serde_json::Value =
+        serde_json::from_slice(bytes.get(8..end).ok_or_else(malformed)?).map_err(|_| malformed())?;
+    let mut text = serde_json::to_string(&sorted(header)).map_err(|_| malformed())?;
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - end);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&bytes[end..]);
+    Ok(out)
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename, fsync of the

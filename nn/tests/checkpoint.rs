@@ -130,3 +130,25 @@ fn resnet_names_are_openood_names() {
     assert_eq!(names[names.len() - 2..], ["fc.weight", "fc.bias"]);
     assert_eq!(params.trainable_count(), 11_173_962);
 }
+
+#[test]
+fn the_same_tensors_and_metadata_give_the_same_bytes() {
+    let backend = backends().into_iter().next().unwrap();
+    let params = small_cnn().init_store(backend.clone(), &mut rng_from_seed(7)).unwrap();
+    let named: Vec<(&str, &hamos_api::Tensor)> = params.iter().map(|(n, p)| (n, &p.tensor)).collect();
+    let host = HostTensors::from_tensors(named).unwrap();
+    let entries: Vec<(String, String)> = (0..24).map(|i| (format!("key{i}"), format!("value {i}"))).collect();
+    // Each HashMap has its own random hash order.
+    let write = || host.serialize(Some(entries.iter().cloned().collect::<HashMap<_, _>>())).unwrap();
+    let first = write();
+    for _ in 0..8 {
+        assert!(write() == first, "the bytes changed with the metadata map's hash order");
+    }
+    // Still a safetensors file with every tensor and the metadata.
+    let file = safetensors::SafeTensors::deserialize(&first).unwrap();
+    assert_eq!(file.len(), params.iter().count());
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&first).unwrap();
+    let read = metadata.metadata().clone().unwrap();
+    assert_eq!(read.len(), 24);
+    assert_eq!(read["key7"], "value 7");
+}
