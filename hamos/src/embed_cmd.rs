@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use hamos_api::{DatasetSpec, Error, Result, RunConfig};
-use hamos_nn::checkpoint;
+use hamos_nn::checkpoint::{self, HostFile};
 use npyz::WriterBuilder;
 
-use crate::data::{self, ImageSet};
+use crate::data::{self, ImageSet, Normalizer};
 use crate::eval::models::{EvalModel, Network};
 use crate::train::{self, embed::Embedded};
 
@@ -28,14 +28,14 @@ pub fn config_for(checkpoint: &Path, config: Option<PathBuf>, overrides: Vec<Str
     crate::load_config(config.or(run_config.filter(|file| file.is_file())), overrides)
 }
 
-/// The set named by `data`: `train` or `validation` (the config's split), `test`, the name of
-/// one of the config's OOD sets, or an inline TOML data set such as
-/// `format = "idx", images = "x.gz", labels = "y.gz"`.
-pub fn resolve_set(config: &RunConfig, prepared: &train::Prepared, data: &str) -> Result<ImageSet> {
-    let shape = Some(prepared.train.shape);
+/// The set named by `data`: `train` or `validation` (the config's split; only these read the
+/// training set), `test`, the name of one of the config's OOD sets, or an inline TOML data set
+/// such as `format = "idx", images = "x.gz", labels = "y.gz"` (labelled or not).
+pub fn resolve_set(config: &RunConfig, data: &str) -> Result<ImageSet> {
+    let shape = Some(config.model.input_shape());
     match data {
-        "train" => return Ok(prepared.train.as_ref().clone()),
-        "validation" => return Ok(prepared.validation.clone()),
+        "train" => return Ok(train::prepare(config)?.train.as_ref().clone()),
+        "validation" => return Ok(train::prepare(config)?.validation),
         "test" => return data::load(&config.data.test, config.seed, shape),
         _ => {}
     }
@@ -66,26 +66,87 @@ pub fn resolve_set(config: &RunConfig, prepared: &train::Prepared, data: &str) -
     data::load(&spec, config.seed, shape)
 }
 
-/// The network a checkpoint holds: a dual-head network when it has a projection head.
-fn load_model(config: &RunConfig, path: &Path, classes: usize) -> Result<EvalModel> {
-    let dual = checkpoint::read(path)?.contains_key("head.0.weight");
-    let backend = crate::open_backend(config)?;
-    EvalModel::load(config, &backend, path, classes, dual, &mut hamos_api::rng_from_seed(config.seed))
+/// The classes of a checkpoint's classification layer (`fc.weight` or `backbone.fc.weight`).
+fn checkpoint_classes(file: &HostFile, path: &Path) -> Result<usize> {
+    ["backbone.fc.weight", "fc.weight"]
+        .iter()
+        .find_map(|name| file.get(*name))
+        .and_then(|(_, dims, _)| (dims.len() == 2).then_some(dims[0]))
+        .ok_or_else(|| {
+            Error::Data(format!(
+                "{}: no classification layer (`fc.weight` or `backbone.fc.weight` of rank 2); not a \
+                 checkpoint of `hamos run`/`hamos train` or a PyTorch classifier under OpenOOD's names",
+                path.display()
+            ))
+        })
 }
 
-/// Writes `data` through the model of `checkpoint` to `out` (`.npz`).
+/// The registered backbones (each with its default config) whose every parameter the checkpoint
+/// holds with the same shape, under `backbone.` or bare names.
+fn matching_backbones(config: &RunConfig, file: &HostFile, classes: usize) -> Vec<String> {
+    let backend = match crate::open_backend(config) {
+        Ok(backend) => backend,
+        Err(_) => return Vec::new(),
+    };
+    let mut found = Vec::new();
+    for name in hamos_api::registry::plugin_names(hamos_api::PluginKind::Model) {
+        let table: toml::Table =
+            [("kind".to_string(), toml::Value::String(name.into()))].into_iter().collect();
+        let Ok(backbone) = toml::Value::Table(table).try_into::<Box<dyn hamos_api::Backbone>>() else {
+            continue;
+        };
+        let Ok(net) = hamos_nn::Classifier::new(backbone.into(), classes, "") else { continue };
+        let Ok(params) = net.init_store(backend.clone(), &mut hamos_api::rng_from_seed(0)) else { continue };
+        let held = |param: &str, dims: Vec<usize>| {
+            [format!("backbone.{param}"), param.to_string()]
+                .iter()
+                .any(|n| file.get(n).is_some_and(|(_, shape, _)| *shape == dims))
+        };
+        if params.iter().all(|(param, p)| checkpoint::is_optional(param) || held(param, p.tensor.dims())) {
+            found.push(name.to_string());
+        }
+    }
+    found
+}
+
+/// The network a checkpoint holds: a dual-head network when it has a projection head. When the
+/// configured backbone does not fit the file, the error says which registered ones do.
+fn load_model(config: &RunConfig, path: &Path, file: &HostFile, classes: usize) -> Result<EvalModel> {
+    let dual = file.contains_key("head.0.weight");
+    let backend = crate::open_backend(config)?;
+    let rng = &mut hamos_api::rng_from_seed(config.seed);
+    EvalModel::load(config, &backend, path, classes, dual, rng).map_err(|error| {
+        let configured = config.model.typetag_name();
+        let fits = matching_backbones(config, file, classes);
+        let hint = match fits.as_slice() {
+            [] => "no registered backbone with its default config fits it".to_string(),
+            [one] if one == configured => return error,
+            [one] => format!("it looks like a `{one}` network: add `--set model.kind={one}`"),
+            many => format!("it fits the registered backbones {}", many.join(", ")),
+        };
+        Error::Data(format!("{error}; the config's model is `{configured}`, {hint}"))
+    })
+}
+
+/// Writes `data` through the model of `checkpoint` to `out` (`.npz`). Reads only the model
+/// config, the normalization and the set to embed (the training set only for `train` and
+/// `validation`); the class count comes from the checkpoint.
 pub fn embed(config: &RunConfig, checkpoint: &Path, data: &str, out: &Path) -> Result<EmbedOutcome> {
     if out.extension().is_none_or(|e| e != "npz") {
         return Err(Error::invalid("--out", format!("{} must end in .npz", out.display())));
     }
     crate::synth::check_out_folder("--out", out)?;
-    let prepared = train::prepare(config)?;
-    let set = resolve_set(config, &prepared, data)?;
+    let file = checkpoint::read(checkpoint)?;
+    let classes = checkpoint_classes(&file, checkpoint)?;
+    // The model first: a wrong kind is the likeliest mistake, and its error names the fix.
+    let model = load_model(config, checkpoint, &file, classes)?;
+    let normalizer = Normalizer::from_config(&config.data)?;
+    normalizer.check(config.model.input_shape())?;
+    let set = resolve_set(config, data)?;
     if set.is_empty() {
         return Err(Error::Data(format!("data set `{data}` has no images")));
     }
-    let model = load_model(config, checkpoint, prepared.classes)?;
-    let rows = model.embed(&set, &prepared.normalizer, train::eval_chunk(config))?;
+    let rows = model.embed(&set, &normalizer, train::eval_chunk(config))?;
     let network = match model.network {
         Network::Classifier(_) => "classifier",
         Network::Dual(_) => "dual-head",

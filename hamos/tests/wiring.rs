@@ -584,7 +584,7 @@ fn noise_sets_are_the_same_in_run_and_eval() {
     assert_eq!(ood_again.len(), ood.len());
     let all = hamos::data::load_all(&config.data, config.seed).unwrap();
     for (k, set) in ood.iter().enumerate() {
-        let embedded = hamos::embed_cmd::resolve_set(&again, &prepared_again, &set.name).unwrap();
+        let embedded = hamos::embed_cmd::resolve_set(&again, &set.name).unwrap();
         for (path, other) in
             [("hamos eval", &ood_again[k]), ("hamos embed", &embedded), ("load_all", &all.ood[k])]
         {

@@ -26,7 +26,8 @@ use hamos_samplers::sphere::{self, HostRows};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-/// Tangent Gaussian jitter from each chain start, barrier-filtered.
+/// A tangent Gaussian step from each chain's current position every round (chains start at
+/// the class midpoints), every finite proposal accepted, barrier-filtered.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MidpointJitter {
@@ -38,7 +39,7 @@ pub struct MidpointJitter {
 hamos_samplers::register_kernel!(
     MidpointJitter,
     "midpoint_jitter",
-    "example plugin crate: tangent Gaussian jitter from the chain starts, barrier-filtered"
+    "example plugin crate: accept-everything tangent Gaussian walk from the class midpoints, barrier-filtered"
 );
 
 impl Kernel for MidpointJitter {

@@ -27,3 +27,9 @@ fn the_invariance_check_tells_a_target_blind_kernel_from_a_correct_one() {
     let check = vmf_invariance(&walk, &backend, AcceptRule::Metropolis, &options).unwrap();
     assert!(check.holds(4.0), "random_walk: {check}");
 }
+
+#[test]
+fn the_custom_sampler_registers_under_its_typetag_name() {
+    hamos_api::registry::check_typetag_names().unwrap();
+    assert!(hamos_api::registry::plugin_names(hamos_api::PluginKind::Sampler).contains(&"midpoint_jitter"));
+}
