@@ -7,7 +7,8 @@
 //! - [`Backend`]: tensor factories, opened by name with [`open_backend`];
 //! - the plugin traits [`Backbone`], [`Sampler`], [`OodnessEnergy`], [`IdBarrier`], [`ContrastiveLoss`],
 //!   [`Scorer`], registered by name ([`register_plugin!`]) and chosen from config;
-//! - [`RunConfig`]: a run loaded from TOML, `HAMOS_` environment variables and `--set` overrides;
+//! - [`config`]: the range checks a plugin's `validate()` uses ([`config::positive`],
+//!   [`config::finite_in`]); the run config itself lives in the `hamos` crate;
 //! - [`Error`]: one error enum.
 //!
 //! ```
@@ -20,7 +21,6 @@
 
 pub mod backend;
 pub mod config;
-pub mod data_config;
 pub mod error;
 pub mod params;
 pub mod plugin;
@@ -31,8 +31,6 @@ pub use backend::{
     open_backend, open_backend_with, rng_from_seed, Backend, BackendOptions, BackendRegistration, DeviceSpec,
     HamosRng,
 };
-pub use config::{ConfigSources, OodLossForm, RunConfig, TrainConfig};
-pub use data_config::{AugmentConfig, DataConfig, DatasetSpec, OodSet};
 pub use error::{Error, Result};
 pub use params::{join_name, Forward, Mode, Param, ParamKind, ParamStore};
 pub use plugin::*;

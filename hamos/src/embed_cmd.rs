@@ -3,10 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use hamos_api::{DatasetSpec, Error, Result, RunConfig};
+use hamos_api::{Error, Result};
 use hamos_nn::checkpoint::{self, HostFile};
 use npyz::WriterBuilder;
 
+use crate::config::{DatasetSpec, RunConfig};
 use crate::data::{self, ImageSet, Normalizer};
 use crate::eval::models::{EvalModel, Network};
 use crate::train::{self, embed::Embedded};

@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use hamos_api::{Error, Result, RunConfig};
+use hamos_api::{Error, Result};
+
+use crate::config::RunConfig;
 
 /// What to do with an existing `--out`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,11 +117,10 @@ pub fn resume_config(
             dir.display()
         )));
     }
-    let run =
-        hamos_api::ConfigSources { base: None, file: Some(saved.clone()), env: false, overrides: vec![] }
-            .load()?;
+    let run = crate::ConfigSources { base: None, file: Some(saved.clone()), env: false, overrides: vec![] }
+        .load()?;
     let asked =
-        hamos_api::ConfigSources { base: None, file: Some(saved.clone()), env: true, overrides }.load()?;
+        crate::ConfigSources { base: None, file: Some(saved.clone()), env: true, overrides }.load()?;
     let changed = differences(&run, &asked)?;
     if !changed.is_empty() {
         return Err(Error::Config(format!(

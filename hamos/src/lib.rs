@@ -1,9 +1,11 @@
 //! # hamos: the HamOS pipeline
 //!
 //! Links every plugin crate of the workspace and the compiled backends, so that their
-//! registrations are visible, and holds the pipeline behind the `hamos` command:
-//! [`synth`] (standalone synthesis from embedding files, [`embeddings`] for the formats),
-//! [`bench`] and [`synth_bench`] (benchmarks of the tensor abstraction and of synthesis).
+//! registrations are visible, and holds the run config ([`config`]: [`RunConfig`] loaded from
+//! TOML, `HAMOS_` environment variables and `--set` overrides) and the pipeline behind the
+//! `hamos` command: [`synth`] (standalone synthesis from embedding files, [`embeddings`] for
+//! the formats), [`bench`] and [`synth_bench`] (benchmarks of the tensor abstraction and of
+//! synthesis).
 //!
 //! ```
 //! let config = hamos::load_config(None, vec!["sampler.step_size=0.05".into()])?;
@@ -15,6 +17,7 @@
 pub mod ablate;
 pub mod bench;
 pub mod cli;
+pub mod config;
 pub mod data;
 pub mod embed_cmd;
 pub mod embeddings;
@@ -30,7 +33,11 @@ pub mod train_bench;
 
 use std::path::PathBuf;
 
-pub use hamos_api::{Error, Result, RunConfig};
+pub use config::{
+    AugmentConfig, ConfigSources, DataConfig, DatasetSpec, OodGroup, OodLossForm, OodSet, RunConfig,
+    TrainConfig,
+};
+pub use hamos_api::{Error, Result};
 
 // Registrations live in these crates; naming them keeps the linker from dropping them.
 use hamos_candle as _;
@@ -68,9 +75,9 @@ impl std::str::FromStr for Base {
 }
 
 /// The config sources of a command: `base`, then `file`, the `HAMOS_` environment, `overrides`.
-pub fn config_sources(base: Base, file: Option<PathBuf>, overrides: Vec<String>) -> hamos_api::ConfigSources {
+pub fn config_sources(base: Base, file: Option<PathBuf>, overrides: Vec<String>) -> ConfigSources {
     let base = (base == Base::Preset).then(|| SHIPPED_PRESET.to_string());
-    hamos_api::ConfigSources { base, file, env: true, overrides }
+    ConfigSources { base, file, env: true, overrides }
 }
 
 /// Loads a run config from `base`, `file`, `HAMOS_` environment variables, then `overrides`.

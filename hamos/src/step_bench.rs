@@ -5,10 +5,11 @@
 
 use std::time::Instant;
 
-use hamos_api::{Error, Result, RunConfig};
+use hamos_api::{Error, Result};
 use hamos_nn::{clone_backbone, Classifier};
 
 use crate::bench::median;
+use crate::config::RunConfig;
 use crate::train::{self, Pretrained};
 use crate::train::{epoch_batches, Feed};
 

@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hamos_api::{Backend, ClassBank, Error, Result, RoundDiagnostics, RunConfig, Synthesis, SynthesisInput};
+use hamos_api::{Backend, ClassBank, Error, Result, RoundDiagnostics, Synthesis, SynthesisInput};
 use serde::Serialize;
 
+use crate::config::RunConfig;
 use crate::embeddings::{self, LabelledEmbeddings};
 
 /// What `hamos synth` writes as JSON next to the outliers.

@@ -5,8 +5,9 @@
 use std::time::Instant;
 
 use hamos_api::registry::{find_plugin, PluginKind};
-use hamos_api::{ClassBank, Result, RoundDiagnostics, RunConfig, Sampler, SynthesisInput};
+use hamos_api::{ClassBank, Result, RoundDiagnostics, Sampler, SynthesisInput};
 
+use crate::config::RunConfig;
 use crate::embeddings::LabelledEmbeddings;
 
 /// One measured cell.

@@ -8,7 +8,8 @@ use hamos::data::augment::color::{
 };
 use hamos::data::augment::{crop_resize_bilinear, CropBox, ResizedCrop, ViewAugmenter, ViewDraw};
 use hamos::data::{Augmenter, ViewParams};
-use hamos_api::{AugmentConfig, DataConfig, Error};
+use hamos::{AugmentConfig, DataConfig};
+use hamos_api::Error;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -629,13 +630,12 @@ fn every_invalid_augment_value_is_refused_naming_its_field() {
 fn the_recipe_loads_as_a_run_config_section() {
     let text = "[data.augment]\ncrop_padding = 0\nresized_crop = true\ncolor_jitter_probability = 0.8\n\
                 grayscale_probability = 0.2\n";
-    let sources =
-        hamos_api::ConfigSources { base: Some(text.into()), file: None, env: false, overrides: vec![] };
+    let sources = hamos::ConfigSources { base: Some(text.into()), file: None, env: false, overrides: vec![] };
     assert_eq!(sources.load().unwrap().data.augment, AugmentConfig::supcon());
     // Left at crop_padding = 2 the two crops clash; an override out of range is named too.
     let load = |base: &str, overrides: &[&str]| {
         let overrides = overrides.iter().map(|s| s.to_string()).collect();
-        let sources = hamos_api::ConfigSources { base: Some(base.into()), file: None, env: false, overrides };
+        let sources = hamos::ConfigSources { base: Some(base.into()), file: None, env: false, overrides };
         sources.load().unwrap_err().to_string()
     };
     let message = load("[data.augment]\nresized_crop = true\n", &[]);

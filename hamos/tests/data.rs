@@ -10,7 +10,7 @@ use hamos::data::{
     check_id_set, limit_per_class, load, load_all, split_validation, Augmenter, BatchOptions, BatchPlan,
     Batches, DatasetSpec, ImageSet, Normalizer, ViewAugmenter, ViewParams,
 };
-use hamos_api::DataConfig;
+use hamos::DataConfig;
 
 fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
     let mut out = vec![0, 0, 8, dims.len() as u8];

@@ -8,8 +8,7 @@ use hamos::eval::evaluate::{self, MetricRecord, ModelOutputs, PlannedScorer, Sco
 use hamos::eval::job::{feature_knn, ood_groups, KNN_FEATURES};
 use hamos::eval::metrics::OodMetrics;
 use hamos::train::embed::Embedded;
-use hamos_api::data_config::OodGroup;
-use hamos_api::ConfigSources;
+use hamos::{ConfigSources, OodGroup};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -182,7 +181,7 @@ fn knn_features_is_brute_force_knn_on_normalized_features() {
     assert!(text.contains("kind = \"knn\"") && text.contains("k = 50"), "{text}");
 }
 
-fn load(toml: &str) -> hamos_api::Result<hamos_api::RunConfig> {
+fn load(toml: &str) -> hamos_api::Result<hamos::RunConfig> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.toml");
     std::fs::write(&path, toml).unwrap();

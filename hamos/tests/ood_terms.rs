@@ -13,7 +13,8 @@ use std::sync::Arc;
 use hamos::train;
 use hamos::train::progress::Progress;
 use hamos::train::step::{embedding_terms, ood_term};
-use hamos_api::{Backend, Forward, ParamStore, RunConfig, Tensor};
+use hamos::RunConfig;
+use hamos_api::{Backend, Forward, ParamStore, Tensor};
 use hamos_losses::cider::update_prototypes;
 use hamos_nn::{clone_backbone, DualHeadNet};
 

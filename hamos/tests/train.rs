@@ -8,7 +8,8 @@ mod common;
 use common::options;
 use hamos::train::progress::Progress;
 use hamos::train::{self, TrainOptions};
-use hamos_api::{ParamStore, RunConfig};
+use hamos::RunConfig;
+use hamos_api::ParamStore;
 
 /// A small run: 32 images per class, batches of 32, two epochs, a small buffer.
 fn config(backend: &str, extra: &[&str]) -> RunConfig {

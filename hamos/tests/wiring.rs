@@ -17,7 +17,8 @@ use hamos::train::embed::{embed_classifier, embed_dual, Embedded};
 use hamos::train::progress::Progress;
 use hamos::train::step::StepReport;
 use hamos::train::{self, epoch_batches, Feed, FeedBatch, Prepared, Pretrained, StartState};
-use hamos_api::{DType, Forward, ParamKind, ParamStore, RunConfig};
+use hamos::RunConfig;
+use hamos_api::{DType, Forward, ParamKind, ParamStore};
 use hamos_nn::{Classifier, DualHeadNet};
 
 /// A small run on candle: 352 images, batches of 32, a small buffer, `k = 8`.

@@ -1,16 +1,17 @@
 //! Bad config input gets a one-line error naming the field or plugin and the valid choices.
 #![allow(clippy::unwrap_used)] // test helpers: a failure there is a test failure
 
-use hamos_api::{ConfigSources, Error};
+use hamos::ConfigSources;
+use hamos_api::Error;
 use hamos_integration_tests::write_config;
 
-fn load(toml: &str, overrides: &[&str]) -> Result<hamos_api::RunConfig, Error> {
+fn load(toml: &str, overrides: &[&str]) -> Result<hamos::RunConfig, Error> {
     let (_dir, path) = write_config("run.toml", toml).expect("temporary config");
     let overrides = overrides.iter().map(|s| s.to_string()).collect();
     ConfigSources { base: None, file: Some(path), env: false, overrides }.load()
 }
 
-fn one_line(result: Result<hamos_api::RunConfig, Error>) -> String {
+fn one_line(result: Result<hamos::RunConfig, Error>) -> String {
     let message = result.expect_err("config should be rejected").to_string();
     assert!(!message.contains('\n'), "error spans lines: {message}");
     message

@@ -1,7 +1,7 @@
 //! A plugin from a separate crate (examples/custom-plugin) is listed and selected by name.
 
+use hamos::ConfigSources;
 use hamos_api::registry::{plugin_names, PluginKind};
-use hamos_api::ConfigSources;
 use hamos_integration_tests::write_config;
 
 #[test]

@@ -1,7 +1,7 @@
 //! Environment overrides (`HAMOS_SECTION__FIELD`) select plugins and set fields. Kept in its
 //! own test binary because it changes the process environment.
 
-use hamos_api::ConfigSources;
+use hamos::ConfigSources;
 use hamos_integration_tests::write_config;
 
 #[test]
@@ -42,11 +42,11 @@ fn environment_selects_the_custom_sampler_over_the_file() {
     );
 
     // The scripts' own variables (scripts/install-libtorch.sh, ...) are not config fields.
-    for name in hamos_api::config::NON_CONFIG_ENV {
+    for name in hamos::config::NON_CONFIG_ENV {
         std::env::set_var(format!("HAMOS_{}", name.to_uppercase()), "/some/where");
     }
     let with_script_variables = hamos::load_config(None, vec![]);
-    for name in hamos_api::config::NON_CONFIG_ENV {
+    for name in hamos::config::NON_CONFIG_ENV {
         std::env::remove_var(format!("HAMOS_{}", name.to_uppercase()));
     }
     with_script_variables.expect("HAMOS_TORCH_VENV and the other script variables are ignored");

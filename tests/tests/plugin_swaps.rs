@@ -4,9 +4,9 @@
 //! for a kind that lacks them, and the message names the kinds that own them.
 #![allow(clippy::unwrap_used)] // test helpers: a failure there is a test failure
 
-use hamos::Base;
+use hamos::{Base, RunConfig};
 use hamos_api::registry::{plugin_names, plugins};
-use hamos_api::{Error, PluginKind, RunConfig};
+use hamos_api::{Error, PluginKind};
 use hamos_integration_tests::write_config;
 
 fn load(base: Base, file: Option<std::path::PathBuf>, overrides: &[&str]) -> Result<RunConfig, Error> {
@@ -115,10 +115,10 @@ fn a_file_swap_starts_from_the_new_kind_and_the_file_layers_over_the_preset() {
 #[test]
 fn nested_data_tables_merge_and_change_format_afresh() {
     let config = preset(&["data.train.name=mnist"]).unwrap();
-    assert_eq!(config.data.train, hamos_api::DatasetSpec::Shipped { name: "mnist".into() });
+    assert_eq!(config.data.train, hamos::DatasetSpec::Shipped { name: "mnist".into() });
     assert_eq!(config.data.validation_fraction, 0.1);
     let config = preset(&["data.test.format=idx", "data.test.images=x.gz"]).unwrap();
-    assert_eq!(config.data.test, hamos_api::DatasetSpec::Idx { images: "x.gz".into(), labels: None });
+    assert_eq!(config.data.test, hamos::DatasetSpec::Idx { images: "x.gz".into(), labels: None });
     let message = error(preset(&["data.test.format=idx"]));
     assert!(message.contains("data.test") && message.contains("images"), "{message}");
     let config = preset(&["data.augment.crop_padding=0"]).unwrap();

@@ -2,7 +2,8 @@
 //! and the paper's and OpenOOD's CIDER weights expressible, bad values refused naming the field.
 #![allow(clippy::unwrap_used)] // test helpers: a failure there is a test failure
 
-use hamos_api::{ConfigSources, Error, OodLossForm, RunConfig};
+use hamos::{ConfigSources, OodLossForm, RunConfig};
+use hamos_api::Error;
 use hamos_integration_tests::write_config;
 
 fn load(toml: &str) -> Result<RunConfig, Error> {

@@ -5,6 +5,18 @@
 
 use std::process::Command;
 
+/// A run on a slice of the shipped data: a small MLP, one epoch each.
+const SMALL: [&str; 8] = [
+    "model.kind=mlp",
+    "data.train_limit=352",
+    "train.batch_size=32",
+    "train.epochs=1",
+    "train.pretrain_epochs=1",
+    "train.buffer_size=32",
+    "energy.k=8",
+    "threads=1",
+];
+
 fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hamos-with-midpoint-jitter"))
 }
@@ -26,17 +38,8 @@ fn a_run_trains_and_evaluates_with_the_custom_sampler() {
     let out = tmp.path().join("run");
     let mut cmd = binary();
     cmd.env("HAMOS_CACHE_DIR", tmp.path().join("cache")).arg("run").arg("--out").arg(&out);
-    for set in [
-        "sampler.kind=midpoint_jitter",
-        "model.kind=mlp",
-        "data.train_limit=352",
-        "train.batch_size=32",
-        "train.epochs=1",
-        "train.pretrain_epochs=1",
-        "train.buffer_size=32",
-        "energy.k=8",
-        "threads=1",
-    ] {
+    cmd.args(["--set", "sampler.kind=midpoint_jitter"]);
+    for set in SMALL {
         cmd.arg("--set").arg(set);
     }
     let output = cmd.output().unwrap();
@@ -65,16 +68,7 @@ fn an_ablation_through_the_crates_binary_has_the_custom_sampler_as_a_row() {
     let mut cmd = binary();
     cmd.env("HAMOS_CACHE_DIR", tmp.path().join("cache")).arg("ablate").arg("--out").arg(&out);
     cmd.args(["--vary", "sampler.kind=hmc,midpoint_jitter", "--seed-list", "3"]);
-    for set in [
-        "model.kind=mlp",
-        "data.train_limit=352",
-        "train.batch_size=32",
-        "train.epochs=1",
-        "train.pretrain_epochs=1",
-        "train.buffer_size=32",
-        "energy.k=8",
-        "threads=1",
-    ] {
+    for set in SMALL {
         cmd.arg("--set").arg(set);
     }
     let output = cmd.output().unwrap();

@@ -19,7 +19,7 @@ fn the_invariance_check_tells_a_target_blind_kernel_from_a_correct_one() {
     let backend: Arc<dyn Backend> = Arc::new(hamos_candle::CandleBackend::cpu());
     let chains = Chains { step_size: 0.8, ..Chains::default() };
     let options = InvarianceOptions::default();
-    let jitter = MidpointJitter { chains: chains.clone() };
+    let jitter = MidpointJitter { chains };
     let check = vmf_invariance(&jitter, &backend, AcceptRule::Metropolis, &options).unwrap();
     assert!(!check.holds(6.0), "midpoint_jitter looked invariant: {check}");
     assert!(check.measured < check.expected, "{check}");

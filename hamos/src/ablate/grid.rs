@@ -4,9 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use hamos_api::{Error, Result, RunConfig};
+use hamos_api::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::config::RunConfig;
 use crate::Base;
 
 /// The fine-tuned models an ablation cell trains.

@@ -26,11 +26,12 @@ mod summary;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use hamos_api::{Error, Result, RunConfig};
+use hamos_api::{Error, Result};
 
 pub use grid::{Axis, Cell, Grid, GridArgs, GridFile, ModelChoice, Seeds, Setting};
 pub use summary::{read_cell, CellResult, SamplerStats};
 
+use crate::config::RunConfig;
 use crate::eval::job::{self, JobPlan};
 use crate::train::progress::Progress;
 
@@ -127,7 +128,7 @@ fn complete(dir: &Path, config: &RunConfig) -> Result<bool> {
     if recorded == config.to_toml()? {
         return Ok(true);
     }
-    let sources = hamos_api::ConfigSources {
+    let sources = crate::ConfigSources {
         base: None,
         file: Some(dir.join("config.toml")),
         env: false,

@@ -7,7 +7,7 @@ use hamos_api::Result;
 use plotters::prelude::*;
 
 use crate::eval::aggregate::MeanStd;
-use crate::eval::plots::{render, tab10, DrawResult, Root, FONT};
+use crate::eval::plots::{draw_legend, render, tab10, DrawResult, Root, FONT};
 
 /// One setting's FPR95 (fractions) over the seeds.
 pub struct Point {
@@ -79,14 +79,7 @@ pub fn fpr95_bars(path: &Path, title: &str, points: &[Point]) -> Result<()> {
                 .label(series)
                 .legend(move |(x, y)| Circle::new((x + 9, y), 5, colour.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .margin(12)
-            .label_font((FONT, 16))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .draw()?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     })
 }

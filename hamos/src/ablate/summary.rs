@@ -148,13 +148,17 @@ pub fn read_cell(dir: &Path, scorer: &str) -> Result<CellResult> {
     })
 }
 
-/// The metrics of a row: name in CSV, heading in Markdown, how to read it from a near or far
-/// average record.
-const METRICS: [(&str, &str, fn(&MetricRecord) -> f64); 3] =
+/// A table column: name in CSV, heading in Markdown, how to read it from a record.
+type Column = (&'static str, &'static str, fn(&MetricRecord) -> f64);
+/// A sampler column: name in CSV, heading in Markdown, decimals, how to read it.
+type SamplerColumn = (&'static str, &'static str, usize, fn(&SamplerStats) -> f64);
+
+/// The metrics of a row, each read from a near or far average record.
+const METRICS: [Column; 3] =
     [("fpr95", "FPR95", |r| r.fpr95), ("auroc", "AUROC", |r| r.auroc), ("aupr_in", "AUPR-In", |r| r.aupr_in)];
 
-/// The sampler columns: name in CSV, heading in Markdown, decimals, how to read it.
-const SAMPLER_COLUMNS: [(&str, &str, usize, fn(&SamplerStats) -> f64); 4] = [
+/// The sampler columns.
+const SAMPLER_COLUMNS: [SamplerColumn; 4] = [
     ("synthesis_ms", "synthesis ms / batch", 1, |s| s.synthesis_ms),
     ("acceptance", "acceptance", 3, |s| s.acceptance),
     ("barrier_rejections", "barrier rejections / batch", 1, |s| s.barrier_rejections),

@@ -4,9 +4,10 @@
 
 pub mod color;
 
-use hamos_api::{AugmentConfig, DataConfig, Error, Result};
+use hamos_api::{Error, Result};
 use rand::Rng;
 
+use crate::config::{AugmentConfig, DataConfig};
 use color::{chance, uniform};
 pub use color::{ColorJitter, ColorOp, JitterParams};
 

@@ -23,12 +23,14 @@ mod split;
 
 use std::path::PathBuf;
 
-use hamos_api::{DataConfig, Error, Result};
+use hamos_api::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::config::DataConfig;
+
+pub use crate::config::DatasetSpec;
 pub use augment::{Augmenter, Normalizer, ViewAugmenter, ViewParams};
-pub use hamos_api::DatasetSpec;
 pub use loader::{Batch, BatchOptions, BatchPlan, Batches};
 pub use split::{check_id_set, limit_per_class, split_validation};
 

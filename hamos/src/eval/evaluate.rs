@@ -4,7 +4,6 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use hamos_api::data_config::OodGroup;
 use hamos_api::{
     Backend, Consumes, Error, FittedScorer, InputModel, LinearHead, ModelInputs, ParamStore, Result,
     ScoreInput, Scorer, Tensor,
@@ -12,6 +11,7 @@ use hamos_api::{
 
 use super::metrics::{accuracy, OodMetrics};
 use super::probe::pixel_chunk;
+use crate::config::OodGroup;
 use crate::data::ImageSet;
 use crate::train::embed::Embedded;
 

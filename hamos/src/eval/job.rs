@@ -6,13 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use hamos_api::data_config::OodGroup;
-use hamos_api::{ClassBank, Error, Result, RunConfig, ScoreInput, Scorer, SynthesisInput};
+use hamos_api::{ClassBank, Error, Result, ScoreInput, Scorer, SynthesisInput};
 use hamos_nn::DualHeadNet;
 
 use super::evaluate::{default_scorer, MetricRecord, ModelOutputs, PlannedScorer, TestImages, View};
 use super::models::{evaluate_models, EvalModel, Evaluation, Network, PlannedScorers, PRETRAINED_FILE};
 use super::{plots, report};
+use crate::config::{OodGroup, RunConfig};
 use crate::data::{self, ImageSet};
 use crate::train::progress::Progress;
 use crate::train::{self, Prepared, TrainOptions, Trained};
@@ -214,7 +214,7 @@ pub fn run_plan(config: &RunConfig, dir: &Path, progress: &Progress, plan: JobPl
     let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
     progress.println(&format!(
         "evaluating {}: features of the training, ID test and {} OOD sets, then scores and metrics",
-        names.join(", "),
+        crate::eval::report::and_list(&names),
         ood_sets.len()
     ));
     let groups = ood_groups(config);

@@ -6,11 +6,12 @@ use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use hamos_api::{Backend, Error, HamosRng, ParamStore, Result, RunConfig};
+use hamos_api::{Backend, Error, HamosRng, ParamStore, Result};
 use hamos_nn::{clone_backbone, Classifier, DualHeadNet};
 
 use super::evaluate::{linear_head, ModelOutputs};
 use super::probe::NetworkProbe;
+use crate::config::RunConfig;
 use crate::data::{ImageSet, Normalizer};
 use crate::train::embed::{embed_classifier, embed_dual, Embedded};
 use crate::train::{pretrain, state};

@@ -447,7 +447,7 @@ fn chart<'a, 'b>(
     Ok(chart)
 }
 
-fn draw_legend<'a, 'b: 'a>(
+pub(crate) fn draw_legend<'a, 'b: 'a>(
     chart: &mut ChartContext<'a, BitMapBackend<'b>, Plane>,
     at: SeriesLabelPosition,
 ) -> DrawResult {

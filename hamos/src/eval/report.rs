@@ -242,7 +242,7 @@ pub fn version_line() -> String {
 }
 
 /// The provenance lines of a run's report: what was run, on what, by which program.
-pub fn provenance(config: &hamos_api::RunConfig, data_sizes: &str) -> Vec<String> {
+pub fn provenance(config: &crate::RunConfig, data_sizes: &str) -> Vec<String> {
     let kind = |section: &str| -> String {
         let table: toml::Table =
             config.to_toml().ok().and_then(|t| toml::from_str(&t).ok()).unwrap_or_default();
@@ -281,6 +281,15 @@ pub fn provenance(config: &hamos_api::RunConfig, data_sizes: &str) -> Vec<String
         ),
         version_line(),
     ]
+}
+
+/// `a`, `a and b`, `a, b and c`.
+pub fn and_list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// `1 epoch`, `3 epochs`.

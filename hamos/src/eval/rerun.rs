@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use hamos_api::{Error, Result, RunConfig};
+use hamos_api::{Error, Result};
 
 use super::evaluate::{default_scorer, MetricRecord, PlannedScorer, TestImages};
 use super::job::{
@@ -13,6 +13,7 @@ use super::job::{
 };
 use super::models::{evaluate_models, load_run_models, EvalModel, PlannedScorers};
 use super::{plots, report};
+use crate::config::RunConfig;
 use crate::train::{self, progress::Progress};
 
 /// What `hamos eval` produced.
@@ -56,7 +57,7 @@ pub fn run_config(run: &Path) -> Result<RunConfig> {
     if !file.is_file() {
         return Err(Error::Data(format!("{} is missing: the run directory is incomplete", file.display())));
     }
-    hamos_api::ConfigSources { base: None, file: Some(file), env: false, overrides: Vec::new() }.load()
+    crate::ConfigSources { base: None, file: Some(file), env: false, overrides: Vec::new() }.load()
 }
 
 /// The scorers named in `names` (the configured settings for the configured scorer's name, the

@@ -2,11 +2,11 @@
 //! separation, inter-class dispersion and intra-class compactness, reported in degrees
 //! (`arccos` of the mean cosine, as the paper's Tables 3 and 8).
 
-use hamos_api::data_config::OodGroup;
 use hamos_api::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 use super::metrics::{class_prototypes, HypersphereMetrics, MetricsError};
+use crate::config::OodGroup;
 use crate::train::embed::Embedded;
 
 /// Eqn 14 for one model. Prototypes `mu_c` are the normalized class means of the model's ID

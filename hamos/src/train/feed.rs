@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use hamos_api::{Error, Result, RunConfig};
+use hamos_api::{Error, Result};
 
 use super::Prepared;
+use crate::config::RunConfig;
 use crate::data::{BatchOptions, BatchPlan, Batches, ViewAugmenter};
 
 /// What to draw batches from.

@@ -18,13 +18,14 @@ pub mod step;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hamos_api::{Error, ParamStore, Result, RunConfig};
+use hamos_api::{Error, ParamStore, Result};
 use hamos_nn::optim::{CosineSchedule, Sgd, SgdConfig};
 use hamos_nn::{clone_backbone, Classifier, DualHeadNet};
 use serde::Serialize;
 
 pub use feed::{epoch_batches, Feed, FeedBatch};
 
+use crate::config::RunConfig;
 use crate::data::{ImageSet, Normalizer};
 use buffer::EmbeddingBuffer;
 use embed::{embed_dual, Embedded};

@@ -7,13 +7,14 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hamos_api::{Backbone, Backend, Error, ParamStore, Result, RunConfig};
+use hamos_api::{Backbone, Backend, Error, ParamStore, Result};
 use hamos_nn::checkpoint;
 use hamos_nn::{cross_entropy_step, Classifier};
 
 use super::feed::{epoch_batches, Feed};
 use super::progress::Progress;
 use super::Prepared;
+use crate::config::RunConfig;
 
 /// Where pretrained classifiers are cached: `HAMOS_CACHE_DIR`, else `runs/cache`.
 pub fn cache_dir() -> PathBuf {

@@ -3,8 +3,7 @@
 //! the OOD-discernment loss on the outliers, then SGD and the EMA prototypes.
 
 use hamos_api::{
-    ContrastiveBatch, Error, Forward, OodLossForm, ParamStore, Result, RoundDiagnostics, RunConfig,
-    SynthesisInput, Tensor,
+    ContrastiveBatch, Error, Forward, ParamStore, Result, RoundDiagnostics, SynthesisInput, Tensor,
 };
 use hamos_losses::cider::update_prototypes;
 use hamos_losses::{ood_discernment_loss, outlier_negative_loss, released_ood_loss};
@@ -13,6 +12,7 @@ use hamos_nn::{cross_entropy, DualHeadNet};
 use serde::Serialize;
 
 use super::buffer::EmbeddingBuffer;
+use crate::config::{OodLossForm, RunConfig};
 
 /// The loss terms and sampler statistics of one step (host scalars, for logs and bars).
 #[derive(Debug, Clone, Default, Serialize)]

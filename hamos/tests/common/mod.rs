@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use hamos::train::step::{hamos_step, StepInputs, StepReport};
 use hamos::train::{self, epoch_batches, Feed, FeedBatch, Prepared, StartState, TrainOptions};
-use hamos_api::{Backend, ParamStore, RunConfig};
+use hamos::RunConfig;
+use hamos_api::{Backend, ParamStore};
 
 /// The first two-view, augmented batch of epoch 0, as the trainer draws it.
 pub fn first_batch(config: &RunConfig, data: &Prepared) -> FeedBatch {

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::finite_in;
-use crate::error::{Error, Result};
+use hamos_api::config::finite_in;
+use hamos_api::{Error, Result};
 
 /// The view augmentation. The default is today's padded random crop and flip, with the resized
 /// crop, the color jitter and the grayscale conversion off; [`AugmentConfig::supcon`] is the

@@ -1,12 +1,11 @@
 //! One-line errors for bad configs, naming the field, where it was set and the valid choices.
 
+use hamos_api::registry::{find_plugin, plugins, PluginKind};
+use hamos_api::{Backbone, ContrastiveLoss, Error, IdBarrier, OodnessEnergy, Result, Sampler, Scorer};
 use toml::{Table, Value};
 
 use super::sources::{code_defaults, one_line, plugin_defaults, Merged};
 use super::RunConfig;
-use crate::error::{Error, Result};
-use crate::plugin::{Backbone, ContrastiveLoss, IdBarrier, OodnessEnergy, Sampler, Scorer};
-use crate::registry::{find_plugin, plugins, PluginKind};
 
 /// The top-level keys of a run config.
 const TOP_LEVEL: [&str; 12] = [

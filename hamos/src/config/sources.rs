@@ -13,9 +13,10 @@ use std::path::PathBuf;
 
 use toml::{Table, Value};
 
-use super::{diagnose, RunConfig, TrainConfig};
-use crate::error::{Error, Result};
-use crate::registry::{find_plugin, PluginKind};
+use hamos_api::registry::{find_plugin, PluginKind};
+use hamos_api::{Error, Result};
+
+use super::{diagnose, DataConfig, RunConfig, TrainConfig};
 
 /// `HAMOS_` environment variables that are not config fields (after the prefix): the data and
 /// cache folders, and the variables of the repository's scripts (`scripts/*.sh`), which a user
@@ -237,7 +238,7 @@ pub(super) fn code_defaults() -> Result<Table> {
         device: &'static str,
         threads: usize,
         train: TrainConfig,
-        data: crate::DataConfig,
+        data: DataConfig,
     }
     let defaults = Defaults {
         seed: 0,
@@ -245,7 +246,7 @@ pub(super) fn code_defaults() -> Result<Table> {
         device: "cpu",
         threads: 0,
         train: TrainConfig::default(),
-        data: crate::DataConfig::default(),
+        data: DataConfig::default(),
     };
     let mut table = Table::try_from(defaults).map_err(|e| Error::Config(format!("default config: {e}")))?;
     for (kind, name) in DEFAULT_PLUGINS {

@@ -1,13 +1,15 @@
 //! The `[data]` section of a run: where the ID training and test sets and the OOD test sets
 //! come from, the validation split, normalization and the two-view augmentation. The loaders
-//! live in the `hamos` crate (`hamos::data`).
+//! live in [`crate::data`].
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{finite_in, positive};
-use crate::error::{Error, Result};
+use hamos_api::config::{finite_in, positive};
+use hamos_api::{Error, Result};
+
+use super::AugmentConfig;
 
 /// One data set, by format. Paths are relative to the working directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,9 +99,6 @@ pub struct OodSet {
     #[serde(default)]
     pub group: OodGroup,
 }
-
-mod augment;
-pub use augment::AugmentConfig;
 
 /// The `[data]` section. Defaults: the shipped Fashion-MNIST subset as ID data, MNIST and
 /// Animal-MNIST (near-OOD), textures and two kinds of noise (far-OOD) as OOD test sets.

@@ -1,19 +1,12 @@
-//! Run configs: the code defaults (Table 4), a base (a binary's preset), a TOML file, `HAMOS_`
-//! environment variables (`HAMOS_SAMPLER__STEP_SIZE=0.05`), then `--set sampler.step_size=0.05`
-//! overrides; [`ConfigSources`] says how the layers combine (a plugin's `kind` changed in a
-//! layer starts its section from the new plugin's defaults).
+//! [`RunConfig`], the whole run, and its `[train]` section ([`TrainConfig`], [`OodLossForm`]).
 
 use std::path::PathBuf;
 
+use hamos_api::config::{finite_in, positive};
+use hamos_api::{Backbone, ContrastiveLoss, Error, IdBarrier, OodnessEnergy, Result, Sampler, Scorer};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::plugin::{Backbone, ContrastiveLoss, IdBarrier, OodnessEnergy, Sampler, Scorer};
-
-mod diagnose;
-mod sources;
-
-pub use sources::{ConfigSources, NON_CONFIG_ENV};
+use super::{ConfigSources, DataConfig};
 
 /// A whole run: backend, device, seed, the six plugins and the training schedule.
 #[derive(Debug, Serialize, Deserialize)]
@@ -43,7 +36,7 @@ pub struct RunConfig {
     pub train: TrainConfig,
     /// Data sets, split, normalization, augmentation (section `data`).
     #[serde(default)]
-    pub data: crate::DataConfig,
+    pub data: DataConfig,
 }
 
 /// The training schedule, defaults from the paper's Table 4 (CIFAR-10 column).
@@ -171,25 +164,6 @@ impl TrainConfig {
     }
 }
 
-/// Errors unless `value > 0`.
-pub fn positive(field: &str, value: usize) -> Result<()> {
-    if value == 0 {
-        return Err(Error::invalid(field, "must be at least 1"));
-    }
-    Ok(())
-}
-
-/// Errors unless `value` is finite and within `[low, high]` (`low` excluded unless
-/// `low_inclusive`).
-pub fn finite_in(field: &str, value: f64, low: f64, high: f64, low_inclusive: bool) -> Result<()> {
-    let above = if low_inclusive { value >= low } else { value > low };
-    if !value.is_finite() || !above || value > high {
-        let open = if low_inclusive { '[' } else { '(' };
-        return Err(Error::invalid(field, format!("{value} is outside {open}{low}, {high}]")));
-    }
-    Ok(())
-}
-
 impl RunConfig {
     /// Loads the code defaults (Table 4; no preset), a file, the environment and overrides
     /// (`hamos::load_config` starts from the shipped preset instead).
@@ -199,8 +173,8 @@ impl RunConfig {
 
     /// Validates every section, naming the field at fault.
     pub fn validate(&self) -> Result<()> {
-        let compiled = crate::backend::backend_names();
-        // Without any backend linked (the API crate's own tests) the name is checked when opened.
+        let compiled = hamos_api::backend::backend_names();
+        // Without any backend linked the name is checked when opened.
         if !compiled.is_empty() && !compiled.contains(&self.backend.as_str()) {
             return Err(Error::invalid(
                 "backend",
@@ -211,7 +185,7 @@ impl RunConfig {
                 ),
             ));
         }
-        self.device.parse::<crate::DeviceSpec>()?;
+        self.device.parse::<hamos_api::DeviceSpec>()?;
         self.model.validate()?;
         self.sampler.validate()?;
         self.energy.validate()?;

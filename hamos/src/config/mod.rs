@@ -1,0 +1,22 @@
+//! Run configs: the code defaults (Table 4), a base (a binary's preset), a TOML file, `HAMOS_`
+//! environment variables (`HAMOS_SAMPLER__STEP_SIZE=0.05`), then `--set sampler.step_size=0.05`
+//! overrides; [`ConfigSources`] says how the layers combine (a plugin's `kind` changed in a
+//! layer starts its section from the new plugin's defaults).
+//!
+//! - [`RunConfig`]: a whole run, its plugins chosen by name from the registry of `hamos_api`;
+//! - [`TrainConfig`] (`[train]`) and [`OodLossForm`]: the training schedule;
+//! - [`DataConfig`] (`[data]`), [`DatasetSpec`], [`OodSet`], [`OodGroup`] and [`AugmentConfig`]
+//!   (`[data.augment]`): the data sets, the split, normalization and augmentation.
+//!
+//! Plugins check their own sections with the helpers of `hamos_api::config`.
+
+mod augment;
+mod data;
+mod diagnose;
+mod run;
+mod sources;
+
+pub use augment::AugmentConfig;
+pub use data::{DataConfig, DatasetSpec, OodGroup, OodSet};
+pub use run::{OodLossForm, RunConfig, TrainConfig};
+pub use sources::{ConfigSources, NON_CONFIG_ENV};
