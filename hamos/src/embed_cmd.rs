@@ -10,6 +10,7 @@ use npyz::WriterBuilder;
 use crate::config::{DatasetSpec, RunConfig};
 use crate::data::{self, ImageSet, Normalizer};
 use crate::eval::models::{EvalModel, Network};
+use crate::pipeline::Pipeline;
 use crate::train::{self, embed::Embedded};
 
 /// What `hamos embed` wrote.
@@ -35,8 +36,8 @@ pub fn config_for(checkpoint: &Path, config: Option<PathBuf>, overrides: Vec<Str
 pub fn resolve_set(config: &RunConfig, data: &str) -> Result<ImageSet> {
     let shape = Some(config.model.input_shape());
     match data {
-        "train" => return Ok(train::prepare(config)?.train.as_ref().clone()),
-        "validation" => return Ok(train::prepare(config)?.validation),
+        "train" => return Ok(Pipeline::new(config).prepare()?.train.as_ref().clone()),
+        "validation" => return Ok(Pipeline::new(config).prepare()?.validation),
         "test" => return data::load(&config.data.test, config.seed, shape),
         _ => {}
     }

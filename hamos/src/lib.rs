@@ -2,10 +2,12 @@
 //!
 //! Links every plugin crate of the workspace and the compiled backends, so that their
 //! registrations are visible, and holds the run config ([`config`]: [`RunConfig`] loaded from
-//! TOML, `HAMOS_` environment variables and `--set` overrides) and the pipeline behind the
-//! `hamos` command: [`synth`] (standalone synthesis from embedding files, [`embeddings`] for
-//! the formats), [`bench`] and [`synth_bench`] (benchmarks of the tensor abstraction and of
-//! synthesis).
+//! TOML, `HAMOS_` environment variables and `--set` overrides), the pipeline as a library
+//! ([`Pipeline`]: prepare, pretrain, fine-tune, evaluate, in memory; see [`pipeline`] for an
+//! example), the run directories ([`RunDir`]) and the jobs of the `hamos` command ([`cli`]):
+//! [`eval::job`] (`hamos run`), [`ablate`], [`synth`] (standalone synthesis from embedding
+//! files, [`embeddings`] for the formats) and [`bench`] (benchmarks of the tensor abstraction,
+//! of synthesis and of training steps).
 //!
 //! ```
 //! let config = hamos::load_config(None, vec!["sampler.step_size=0.05".into()])?;
@@ -22,9 +24,9 @@ pub mod data;
 pub mod embed_cmd;
 pub mod embeddings;
 pub mod eval;
-pub mod job_dir;
+pub mod pipeline;
 pub mod plugins;
-pub mod rundir;
+pub mod run_dir;
 pub mod step_bench;
 pub mod synth;
 pub mod synth_bench;
@@ -38,6 +40,8 @@ pub use config::{
     TrainConfig,
 };
 pub use hamos_api::{Error, Result};
+pub use pipeline::{Observer, Pipeline};
+pub use run_dir::RunDir;
 
 // Registrations live in these crates; naming them keeps the linker from dropping them.
 use hamos_candle as _;
@@ -95,31 +99,6 @@ pub fn load_config(file: Option<PathBuf>, overrides: Vec<String>) -> Result<RunC
 pub fn open_backend(config: &RunConfig) -> Result<std::sync::Arc<dyn hamos_api::Backend>> {
     let options = hamos_api::BackendOptions { threads: config.threads };
     hamos_api::open_backend_with(&config.backend, &config.device, &options)
-}
-
-/// `hamos train`: writes the resolved config into `dir`, pretrains (or loads the cached or given
-/// classifier) and fine-tunes, logging every step's diagnostics to `dir/diagnostics.jsonl`.
-pub fn train_command(
-    config: &RunConfig,
-    dir: &std::path::Path,
-    resume: bool,
-    with_outliers: bool,
-) -> Result<train::Trained> {
-    eval::job::write_provenance(config, dir)?;
-    let progress = train::progress::Progress::new(true).with_diagnostics(&dir.join("diagnostics.jsonl"))?;
-    let data = train::prepare(config)?;
-    let start = train::pretrained(config, &data, &progress)?;
-    progress.println(&format!("pretrained classifier: {}", start.source));
-    let pretrained_file = dir.join("checkpoints").join(eval::models::PRETRAINED_FILE);
-    hamos_nn::checkpoint::save(&start.params, &pretrained_file)?;
-    let options = train::TrainOptions {
-        out_dir: dir.to_path_buf(),
-        label: train_label(config, with_outliers),
-        with_outliers,
-        resume,
-        stop_after_epochs: None,
-    };
-    train::finetune(config, &data, &start, &options, &progress)
 }
 
 /// The model a `hamos train` fine-tunes: `hamos`, or `<loss>_only` without outliers (the name of

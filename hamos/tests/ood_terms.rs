@@ -10,8 +10,8 @@ mod common;
 
 use std::sync::Arc;
 
+use hamos::pipeline::Silent;
 use hamos::train;
-use hamos::train::progress::Progress;
 use hamos::train::step::{embedding_terms, ood_term};
 use hamos::RunConfig;
 use hamos_api::{Backend, Forward, ParamStore, Tensor};
@@ -121,16 +121,15 @@ fn moving_one_outlier_changes_the_network_gradient_only_where_outliers_enter() {
 
 /// The first fine-tuning step after pretraining on a slice of the shipped data, at the defaults.
 fn first_step_report(overrides: &[&str]) -> hamos::train::step::StepReport {
-    std::env::set_var("HAMOS_CACHE_DIR", concat!(env!("CARGO_TARGET_TMPDIR"), "/hamos-ood-terms-cache"));
     let mut all: Vec<String> = ["threads=1", "data.train_limit=1100", "train.pretrain_epochs=2"]
         .iter()
         .map(|s| s.to_string())
         .collect();
     all.extend(overrides.iter().map(|s| s.to_string()));
     let config = hamos::load_config(None, all).unwrap();
-    let progress = Progress::new(false);
     let data = train::prepare(&config).unwrap();
-    let start = train::pretrained(&config, &data, &progress).unwrap();
+    let cache = concat!(env!("CARGO_TARGET_TMPDIR"), "/hamos-ood-terms-cache");
+    let start = train::pretrained(&config, &data, Some(cache.as_ref()), &Silent).unwrap();
     let state = train::start_state(&config, &data, &start).unwrap();
     let batch = common::first_batch(&config, &data);
     common::step(&config, &data, &state, &batch, (true, 11, config.train.learning_rate)).1

@@ -13,8 +13,8 @@ use common::{first_batch, options};
 use hamos::data::{BatchPlan, ImageSet, Normalizer};
 use hamos::eval::models::{EvalModel, Network};
 use hamos::eval::probe::pixel_chunk;
+use hamos::pipeline::{DiagnosticsLog, Silent, TestSets};
 use hamos::train::embed::{embed_classifier, embed_dual, Embedded};
-use hamos::train::progress::Progress;
 use hamos::train::step::StepReport;
 use hamos::train::{self, epoch_batches, Feed, FeedBatch, Prepared, Pretrained, StartState};
 use hamos::RunConfig;
@@ -23,7 +23,6 @@ use hamos_nn::{Classifier, DualHeadNet};
 
 /// A small run on candle: 352 images, batches of 32, a small buffer, `k = 8`.
 fn config(extra: &[&str]) -> RunConfig {
-    std::env::set_var("HAMOS_CACHE_DIR", concat!(env!("CARGO_TARGET_TMPDIR"), "/hamos-wiring-cache"));
     let mut overrides: Vec<String> = [
         "backend=candle",
         "threads=1",
@@ -46,7 +45,8 @@ static PRETRAINING: Mutex<()> = Mutex::new(());
 
 fn pretrained(config: &RunConfig, data: &Prepared) -> Pretrained {
     let _turn = PRETRAINING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    train::pretrained(config, data, &Progress::new(false)).unwrap()
+    let cache = concat!(env!("CARGO_TARGET_TMPDIR"), "/hamos-wiring-cache");
+    train::pretrained(config, data, Some(cache.as_ref()), &Silent).unwrap()
 }
 
 /// Prepared data, the pretrained classifier and the start of fine-tuning.
@@ -293,7 +293,7 @@ fn every_step_gets_the_cosine_rate_of_its_global_step() {
     let start = pretrained(&config, &data);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("diagnostics.jsonl");
-    let progress = Progress::new(false).with_diagnostics(&path).unwrap();
+    let progress = DiagnosticsLog::open(&path, &Silent).unwrap();
     train::finetune(&config, &data, &start, &options(dir.path(), "hamos"), &progress).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -571,16 +571,16 @@ fn the_initial_buffer_holds_the_last_embeddings_of_each_class() {
 fn noise_sets_are_the_same_in_run_and_eval() {
     let config = config(&["seed=7"]);
     let prepared = train::prepare(&config).unwrap();
-    let (id, ood) = hamos::eval::job::test_sets(&config, &prepared).unwrap();
+    let TestSets { id, ood, .. } = TestSets::load(&config, &prepared).unwrap();
     let noise: Vec<&ImageSet> = ood.iter().filter(|s| s.name.ends_with("_noise")).collect();
     assert_eq!(noise.len(), 2, "the default config has two noise sets");
 
     // `hamos eval`: the run directory's config.toml, read back.
     let dir = tempfile::tempdir().unwrap();
-    hamos::eval::job::write_provenance(&config, dir.path()).unwrap();
+    hamos::RunDir::at(dir.path()).write_provenance(&config).unwrap();
     let again = hamos::eval::rerun::run_config(dir.path()).unwrap();
     let prepared_again = train::prepare(&again).unwrap();
-    let (id_again, ood_again) = hamos::eval::job::test_sets(&again, &prepared_again).unwrap();
+    let TestSets { id: id_again, ood: ood_again, .. } = TestSets::load(&again, &prepared_again).unwrap();
     assert!(id_again == id, "the ID test set differs in `hamos eval`");
     assert_eq!(ood_again.len(), ood.len());
     let all = hamos::data::load_all(&config.data, config.seed).unwrap();
@@ -601,7 +601,7 @@ fn noise_sets_are_the_same_in_run_and_eval() {
     }
     // The noise follows the run's seed: another seed gives other pixels.
     let other = self::config(&["seed=8"]);
-    let (_, ood_other) = hamos::eval::job::test_sets(&other, &train::prepare(&other).unwrap()).unwrap();
+    let ood_other = TestSets::load(&other, &train::prepare(&other).unwrap()).unwrap().ood;
     for set in &noise {
         let twin = ood_other.iter().find(|s| s.name == set.name).unwrap();
         assert!(twin.pixels != set.pixels, "`{}` ignores the seed", set.name);

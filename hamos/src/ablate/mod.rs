@@ -14,7 +14,8 @@
 //! use hamos::ablate::{self, Grid, GridArgs};
 //! let args = GridArgs { vary: vec!["sampler.kind=random_walk,hmc".into()], ..GridArgs::default() };
 //! let grid = Grid::resolve(None, args)?;
-//! let outcome = ablate::run(&grid, std::path::Path::new("runs/samplers"), false)?;
+//! let (root, cache) = (std::path::Path::new("runs/samplers"), std::path::Path::new("runs/cache"));
+//! let outcome = ablate::run(&grid, root, false, &hamos::pipeline::Silent, Some(cache))?;
 //! println!("{}", outcome.table);
 //! # Ok::<(), hamos_api::Error>(())
 //! ```
@@ -33,12 +34,11 @@ pub use summary::{read_cell, CellResult, SamplerStats};
 
 use crate::config::RunConfig;
 use crate::eval::job::{self, JobPlan};
-use crate::train::progress::Progress;
+use crate::pipeline::{Observer, Pipeline};
+use crate::RunDir;
 
 /// The grid as the ablation folder records it.
 pub const GRID_FILE: &str = "ablation.toml";
-/// The last file a cell's job writes: its presence marks a complete cell.
-const DONE_MARKER: &str = "report.md";
 /// A failed cell's error, in its run directory.
 const ERROR_FILE: &str = "error.txt";
 
@@ -121,21 +121,18 @@ fn prepare_root(root: &Path, grid: &Grid, force: bool) -> Result<()> {
 /// config, `Ok(false)` when incomplete (or absent), an error naming the differences when it is
 /// complete with another config.
 fn complete(dir: &Path, config: &RunConfig) -> Result<bool> {
-    if !dir.join(DONE_MARKER).is_file() || !dir.join("metrics.json").is_file() {
+    let run = RunDir::at(dir);
+    if !run.report_file().is_file() || !run.metrics_file().is_file() {
         return Ok(false);
     }
-    let recorded = std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
+    let recorded = std::fs::read_to_string(run.config_file()).unwrap_or_default();
     if recorded == config.to_toml()? {
         return Ok(true);
     }
-    let sources = crate::ConfigSources {
-        base: None,
-        file: Some(dir.join("config.toml")),
-        env: false,
-        overrides: Vec::new(),
-    };
+    let sources =
+        crate::ConfigSources { base: None, file: Some(run.config_file()), env: false, overrides: Vec::new() };
     let differences = match sources.load() {
-        Ok(run) => crate::job_dir::differences(&run, config)?.join(", "),
+        Ok(run) => crate::run_dir::differences(&run, config)?.join(", "),
         Err(e) => format!("its config.toml does not load ({e})"),
     };
     Err(Error::Config(format!(
@@ -146,7 +143,7 @@ fn complete(dir: &Path, config: &RunConfig) -> Result<bool> {
 }
 
 /// Runs one cell into `dir` (cleared first), catching panics as errors.
-fn run_cell(config: &RunConfig, dir: &Path, plan: JobPlan) -> Result<()> {
+fn run_cell(pipeline: &Pipeline, dir: &Path, plan: JobPlan) -> Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|source| Error::Io {
             op: "clearing an incomplete cell",
@@ -154,11 +151,9 @@ fn run_cell(config: &RunConfig, dir: &Path, plan: JobPlan) -> Result<()> {
             source,
         })?;
     }
-    let dir = crate::rundir::create(Some(dir.to_path_buf()), "cell")?;
-    let progress = Progress::new(true).with_diagnostics(&dir.join("diagnostics.jsonl"))?;
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        job::run_plan(config, &dir, &progress, plan)
-    }));
+    let dir = RunDir::create(Some(dir.to_path_buf()), "cell")?;
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job::run_plan(pipeline, &dir, plan)));
     let result = match outcome {
         Ok(result) => result.map(|_| ()),
         Err(panic) => {
@@ -171,7 +166,7 @@ fn run_cell(config: &RunConfig, dir: &Path, plan: JobPlan) -> Result<()> {
         }
     };
     if let Err(error) = &result {
-        let _ = std::fs::write(dir.join(ERROR_FILE), format!("{error}\n"));
+        let _ = std::fs::write(dir.path().join(ERROR_FILE), format!("{error}\n"));
     }
     result
 }
@@ -179,7 +174,15 @@ fn run_cell(config: &RunConfig, dir: &Path, plan: JobPlan) -> Result<()> {
 /// Runs every cell of `grid` not yet complete in the ablation folder `root`, then writes the
 /// table, the per-cell values and the plot from every complete cell. A failed cell does not
 /// stop the others; its error is in the outcome, in `<cell>/error.txt` and under the table.
-pub fn run(grid: &Grid, root: &Path, force: bool) -> Result<AblationOutcome> {
+/// `observer` sees every cell's pipeline; pretrained classifiers are cached in `cache` (cells
+/// that differ only after pretraining share one per seed).
+pub fn run(
+    grid: &Grid,
+    root: &Path,
+    force: bool,
+    observer: &dyn Observer,
+    cache: Option<&Path>,
+) -> Result<AblationOutcome> {
     prepare_root(root, grid, force)?;
     let cells = grid.cells();
     let plan = plan(grid);
@@ -197,7 +200,9 @@ pub fn run(grid: &Grid, root: &Path, force: bool) -> Result<AblationOutcome> {
             Ok((false, config)) => {
                 eprintln!("{prefix}: running into {}", dir.display());
                 let started = Instant::now();
-                match run_cell(&config, &dir, plan) {
+                let pipeline =
+                    Pipeline::new(&config).observed_by(observer).with_cache(cache.map(Path::to_path_buf));
+                match run_cell(&pipeline, &dir, plan) {
                     Ok(()) => CellStatus::Ran(started.elapsed().as_secs_f64()),
                     Err(error) => CellStatus::Failed(one_line(&error)),
                 }

@@ -144,7 +144,7 @@ pub fn read_cell(dir: &Path, scorer: &str) -> Result<CellResult> {
     Ok(CellResult {
         records: read_records(dir)?,
         scorer: scorer.to_string(),
-        sampler: sampler_stats(&dir.join("diagnostics.jsonl"))?,
+        sampler: sampler_stats(&crate::RunDir::at(dir).diagnostics_file())?,
     })
 }
 

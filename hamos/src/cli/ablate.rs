@@ -73,7 +73,7 @@ pub(super) fn run(args: AblateArgs) -> crate::Result<()> {
     )?;
     let root = args
         .out
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-ablate", crate::rundir::now_stamp())));
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-ablate", crate::run_dir::now_stamp())));
     let cells = grid.cells().len();
     eprintln!(
         "ablation: {} settings x {} seeds = {cells} cells into {}",
@@ -81,7 +81,9 @@ pub(super) fn run(args: AblateArgs) -> crate::Result<()> {
         grid.seeds.len(),
         root.display()
     );
-    let outcome = ablate::run(&grid, &root, args.force)?;
+    let progress = super::Progress::new(true);
+    let cache = crate::train::pretrain::cache_dir();
+    let outcome = ablate::run(&grid, &root, args.force, &progress, Some(&cache))?;
     println!("{}", outcome.table);
     println!("ablation folder: {} (table.md, table.csv, cells.csv, fpr95.png)", outcome.dir.display());
     let failures = outcome.failures();

@@ -17,8 +17,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::pipeline::{DiagnosticsLog, Observer, Pipeline};
+use crate::run_dir::{self, Existing, RunDir};
+use crate::train::pretrain::cache_dir;
+
 mod ablate;
 mod bench;
+pub mod progress;
+
+pub use progress::Progress;
 
 /// HamOS: OOD detection with outliers synthesized by Hamiltonian Monte Carlo on the hypersphere.
 #[derive(Parser)]
@@ -179,7 +186,7 @@ pub fn main() -> ExitCode {
         .with_target(false)
         .try_init();
     // Reports name the pretraining cache by its absolute path (before any thread exists).
-    let cache = crate::train::pretrain::cache_dir();
+    let cache = cache_dir();
     if let Ok(absolute) = std::path::absolute(&cache) {
         std::env::set_var("HAMOS_CACHE_DIR", absolute);
     }
@@ -203,20 +210,22 @@ fn run(cli: Cli) -> crate::Result<()> {
                 let dir = out.ok_or_else(|| crate::Error::Config("--resume needs --out".into()))?;
                 let label = |c: &crate::RunConfig| crate::train_label(c, !no_outliers);
                 let run_config =
-                    crate::job_dir::resume_config(&dir, config.config.as_deref(), config.overrides, label)?;
-                (run_config, crate::job_dir::prepare(Some(dir), "train", crate::job_dir::Existing::Resume)?)
+                    run_dir::resume_config(&dir, config.config.as_deref(), config.overrides, label)?;
+                (run_config, RunDir::prepare(Some(dir), "train", Existing::Resume)?)
             } else {
                 let config = config.load()?;
-                let existing =
-                    if force { crate::job_dir::Existing::Clear } else { crate::job_dir::Existing::Refuse };
-                (config, crate::job_dir::prepare(out, "train", existing)?)
+                let existing = if force { Existing::Clear } else { Existing::Refuse };
+                (config, RunDir::prepare(out, "train", existing)?)
             };
-            let trained = crate::train_command(&config, &dir, resume, !no_outliers)?;
-            println!("checkpoint: {}", trained.checkpoint.display());
-            println!("run directory: {}", dir.display());
+            let progress = Progress::new(true);
+            let trained = train(&config, &dir, resume, !no_outliers, &progress)?;
+            if let Some(checkpoint) = &trained.checkpoint {
+                println!("checkpoint: {}", checkpoint.display());
+            }
+            println!("run directory: {}", dir.path().display());
         }
         Command::Eval { run, scorers, out } => {
-            let progress = crate::train::progress::Progress::new(true);
+            let progress = Progress::new(true);
             let outcome = crate::eval::rerun::eval_run(&run, &scorers, out, &progress)?;
             println!("{}", crate::eval::report::table(&outcome.records));
             println!("results: {}", outcome.dir.display());
@@ -259,12 +268,11 @@ fn run(cli: Cli) -> crate::Result<()> {
         }
         Command::Run { config, out, force } => {
             let config = config.load()?;
-            let existing =
-                if force { crate::job_dir::Existing::Clear } else { crate::job_dir::Existing::Refuse };
-            let dir = crate::job_dir::prepare(out, "run", existing)?;
-            let progress = crate::train::progress::Progress::new(true)
-                .with_diagnostics(&dir.join("diagnostics.jsonl"))?;
-            let outcome = crate::eval::job::run(&config, &dir, &progress)?;
+            let existing = if force { Existing::Clear } else { Existing::Refuse };
+            let dir = RunDir::prepare(out, "run", existing)?;
+            let progress = Progress::new(true);
+            let pipeline = Pipeline::new(&config).observed_by(&progress).with_cache(Some(cache_dir()));
+            let outcome = crate::eval::job::run(&pipeline, &dir)?;
             println!("{}", crate::eval::report::table(&outcome.records));
             for note in outcome.notes.iter().filter(|n| n.contains(": ") && n.ends_with(" s")) {
                 println!("{note}");
@@ -304,4 +312,30 @@ fn run(cli: Cli) -> crate::Result<()> {
         Command::Bench { what } => bench::run(what)?,
     }
     Ok(())
+}
+
+/// `hamos train`: writes the resolved config into `dir`, pretrains (or loads the cached or given
+/// classifier) and fine-tunes, logging every step's diagnostics to `dir/diagnostics.jsonl`.
+fn train(
+    config: &crate::RunConfig,
+    dir: &RunDir,
+    resume: bool,
+    with_outliers: bool,
+    observer: &dyn Observer,
+) -> crate::Result<crate::train::Trained> {
+    dir.write_provenance(config)?;
+    let log = DiagnosticsLog::open(&dir.diagnostics_file(), observer)?;
+    let pipeline = Pipeline::new(config).observed_by(&log).with_cache(Some(cache_dir()));
+    let data = pipeline.prepare()?;
+    let start = pipeline.pretrain(&data)?;
+    hamos_nn::checkpoint::save(&start.params, &dir.checkpoint(RunDir::PRETRAINED))?;
+    let label = crate::train_label(config, with_outliers);
+    let options = crate::train::TrainOptions {
+        checkpoint: Some(dir.checkpoint(&label)),
+        label,
+        with_outliers,
+        resume,
+        stop_after_epochs: None,
+    };
+    pipeline.finetune_with(&data, &start, &options)
 }

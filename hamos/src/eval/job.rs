@@ -9,13 +9,13 @@ use std::time::Instant;
 use hamos_api::{ClassBank, Error, Result, ScoreInput, Scorer, SynthesisInput};
 use hamos_nn::DualHeadNet;
 
-use super::evaluate::{default_scorer, MetricRecord, ModelOutputs, PlannedScorer, TestImages, View};
-use super::models::{evaluate_models, EvalModel, Evaluation, Network, PlannedScorers, PRETRAINED_FILE};
+use super::evaluate::{default_scorer, MetricRecord, ModelOutputs, PlannedScorer, View};
+use super::models::{EvalModel, Evaluation, PlannedScorers};
 use super::{plots, report};
 use crate::config::{OodGroup, RunConfig};
-use crate::data::{self, ImageSet};
-use crate::train::progress::Progress;
-use crate::train::{self, Prepared, TrainOptions, Trained};
+use crate::pipeline::{DiagnosticsLog, Observer, Pipeline, TestSets};
+use crate::train::{Prepared, TrainOptions, Trained};
+use crate::RunDir;
 
 /// Post-hoc scorers evaluated on the pretrained classifier, when registered.
 pub const POST_HOC: [&str; 9] =
@@ -29,32 +29,6 @@ pub struct JobOutcome {
     pub records: Vec<MetricRecord>,
     /// Timings and notes (also in `report.md`).
     pub notes: Vec<String>,
-}
-
-/// The ID test set and the OOD test sets of `config`, checked against the training data.
-pub fn test_sets(config: &RunConfig, prepared: &Prepared) -> Result<(ImageSet, Vec<ImageSet>)> {
-    let shape = prepared.train.shape;
-    let id = data::load(&config.data.test, config.seed, Some(shape))?;
-    data::check_id_set(&id, prepared.classes)?;
-    let mut ood = Vec::with_capacity(config.data.ood.len());
-    for (index, set) in config.data.ood.iter().enumerate() {
-        let mut images = data::load(&set.dataset, data::noise_seed(config.seed, index), Some(shape))?;
-        if images.shape != shape {
-            return Err(Error::Data(format!(
-                "OOD set `{}` has images {:?}, the ID data {shape:?}",
-                set.name, images.shape
-            )));
-        }
-        if images.is_empty() {
-            return Err(Error::Data(format!("OOD set `{}` is empty", set.name)));
-        }
-        images.name = set.name.clone();
-        ood.push(images);
-    }
-    if ood.is_empty() {
-        return Err(Error::invalid("data.ood", "the run needs at least one OOD test set"));
-    }
-    Ok((id, ood))
 }
 
 /// Name of the KNN score on a model's L2-normalized penultimate features (CIDER's and
@@ -105,16 +79,6 @@ pub fn configured_scorer(config: &RunConfig) -> Result<Box<dyn Scorer>> {
     toml::from_str(&text).map_err(|e| Error::Config(format!("scorer: {e}")))
 }
 
-/// Writes `config.toml` and `VERSION` into a run directory.
-pub fn write_provenance(config: &RunConfig, dir: &Path) -> Result<()> {
-    let write = |name: &str, text: String| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|source| Error::Io { op: "writing", path, source })
-    };
-    write("config.toml", config.to_toml()?)?;
-    write("VERSION", format!("hamos {}\n", env!("CARGO_PKG_VERSION")))
-}
-
 /// Writes the raw scores, `metrics.json`/`.csv` and `hyperspherical.json` of `evaluation`.
 pub fn write_evaluation(dir: &Path, evaluation: &Evaluation) -> Result<()> {
     report::write_all_scores(dir, &evaluation.scores)?;
@@ -142,54 +106,54 @@ impl JobPlan {
         JobPlan { with_outliers: true, without_outliers: true, post_hoc: true, plots: true };
 }
 
-/// Runs the whole pipeline of `config` into `dir` (`hamos run`).
-pub fn run(config: &RunConfig, dir: &Path, progress: &Progress) -> Result<JobOutcome> {
-    run_plan(config, dir, progress, JobPlan::FULL)
+/// Runs the whole pipeline into `dir` (`hamos run`).
+pub fn run(pipeline: &Pipeline, dir: &RunDir) -> Result<JobOutcome> {
+    run_plan(pipeline, dir, JobPlan::FULL)
 }
 
-/// Runs the parts of the pipeline that `plan` names into `dir`.
-pub fn run_plan(config: &RunConfig, dir: &Path, progress: &Progress, plan: JobPlan) -> Result<JobOutcome> {
+/// Runs the parts of the pipeline that `plan` names into `dir`: its config, checkpoints, every
+/// step's diagnostics (`diagnostics.jsonl`), raw scores, metrics, plots and report.
+pub fn run_plan(pipeline: &Pipeline, dir: &RunDir, plan: JobPlan) -> Result<JobOutcome> {
     if !plan.with_outliers && !plan.without_outliers {
         return Err(Error::invalid(
             "models",
             "the job must fine-tune at least one model (with or without outliers)",
         ));
     }
+    let config = pipeline.config();
     let started = Instant::now();
     let mut notes = Vec::new();
     let lap = |notes: &mut Vec<String>, what: &str, since: Instant| {
         notes.push(format!("{what}: {:.1} s", since.elapsed().as_secs_f64()));
     };
-    write_provenance(config, dir)?;
+    dir.write_provenance(config)?;
+    let log = DiagnosticsLog::open(&dir.diagnostics_file(), pipeline.observer())?;
+    let pipeline = pipeline.clone().observed_by(&log);
 
     let t = Instant::now();
-    let prepared = train::prepare(config)?;
-    let (id_test, ood_sets) = test_sets(config, &prepared)?;
+    let prepared = pipeline.prepare()?;
+    let tests = pipeline.test_sets(&prepared)?;
     lap(&mut notes, "data", t);
-    let sizes = data_sizes(&prepared, &id_test, &ood_sets);
-    progress.println(&format!("data: {sizes}"));
+    let sizes = data_sizes(&prepared, &tests);
+    log.message(&format!("data: {sizes}"));
     let t = Instant::now();
-    let start = train::pretrained(config, &prepared, progress)?;
-    progress.println(&format!("pretrained classifier: {}", start.source));
-    hamos_nn::checkpoint::save(&start.params, &dir.join("checkpoints").join(PRETRAINED_FILE))?;
+    let start = pipeline.pretrain(&prepared)?;
+    hamos_nn::checkpoint::save(&start.params, &dir.checkpoint(RunDir::PRETRAINED))?;
     lap(&mut notes, "pretraining (or cache)", t);
 
-    let finetune = |label: &str, with_outliers: bool| -> Result<Trained> {
-        let options = TrainOptions {
-            out_dir: dir.to_path_buf(),
-            label: label.into(),
-            with_outliers,
-            resume: false,
-            stop_after_epochs: None,
-        };
-        train::finetune(config, &prepared, &start, &options, progress)
-    };
     let mut trained: Vec<(String, Trained)> = Vec::new();
     for (wanted, with_outliers) in [(plan.with_outliers, true), (plan.without_outliers, false)] {
         if wanted {
             let label = crate::train_label(config, with_outliers);
+            let options = TrainOptions {
+                checkpoint: Some(dir.checkpoint(&label)),
+                label: label.clone(),
+                with_outliers,
+                resume: false,
+                stop_after_epochs: None,
+            };
             let t = Instant::now();
-            trained.push((label.clone(), finetune(&label, with_outliers)?));
+            trained.push((label.clone(), pipeline.finetune_with(&prepared, &start, &options)?));
             let what = if with_outliers { "HamOS".to_string() } else { label };
             lap(&mut notes, &format!("{what} fine-tuning"), t);
         }
@@ -198,38 +162,24 @@ pub fn run_plan(config: &RunConfig, dir: &Path, progress: &Progress, plan: JobPl
     let t = Instant::now();
     let mut models = Vec::new();
     if plan.post_hoc {
-        models.push(EvalModel {
-            name: "pretrained".into(),
-            network: Network::Classifier(start.net.clone()),
-            params: start.params.clone(),
-        });
+        models.push(EvalModel::pretrained(&start));
     }
-    for (name, model) in &trained {
-        models.push(EvalModel {
-            name: name.clone(),
-            network: Network::Dual(model.net.clone()),
-            params: model.params.clone(),
-        });
-    }
+    models.extend(trained.iter().map(|(name, model)| EvalModel::finetuned(name, model)));
     let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
-    progress.println(&format!(
+    log.message(&format!(
         "evaluating {}: features of the training, ID test and {} OOD sets, then scores and metrics",
         crate::eval::report::and_list(&names),
-        ood_sets.len()
+        tests.ood.len()
     ));
-    let groups = ood_groups(config);
-    let sets = TestImages { id: &id_test, ood: &ood_sets, groups: &groups, chunk: train::eval_chunk(config) };
-    let scorers = default_plan(config);
-    let evaluation =
-        evaluate_models(&models, &scorers, sets, &prepared.train, &prepared.normalizer, progress)?;
-    write_evaluation(dir, &evaluation)?;
+    let evaluation = pipeline.evaluate(&prepared, &tests, &models)?;
+    write_evaluation(dir.path(), &evaluation)?;
     lap(&mut notes, "features, scoring and metrics", t);
-    progress.println(&format!("evaluated in {:.1} s", t.elapsed().as_secs_f64()));
+    log.message(&format!("evaluated in {:.1} s", t.elapsed().as_secs_f64()));
 
     let scorer_name = config.scorer.typetag_name();
     if plan.plots {
         let t = Instant::now();
-        progress.println("synthesizing outliers for the plots and drawing them");
+        log.message("synthesizing outliers for the plots and drawing them");
         let hamos = trained
             .iter()
             .zip(&evaluation.outputs[usize::from(plan.post_hoc)..])
@@ -239,10 +189,10 @@ pub fn run_plan(config: &RunConfig, dir: &Path, progress: &Progress, plan: JobPl
                 let backend = start.params.backend().clone();
                 let outliers = synthesize_final(config, model, outputs)?;
                 let scores = score_outliers(config, &backend, outputs, &outliers)?;
-                report::write_scores(&dir.join("scores/hamos/outliers.npy"), &scores)?;
+                report::write_scores(&dir.scores_dir().join("hamos/outliers.npy"), &scores)?;
                 let train_labels = outputs.train.labels.clone().unwrap_or_default();
                 plots::embedding_projection(
-                    &dir.join("plots/hamos_embeddings.png"),
+                    &dir.plots_dir().join("hamos_embeddings.png"),
                     "HamOS: ID training embeddings (by class) and synthesized outliers, PCA",
                     &outputs.train.embeddings,
                     &train_labels,
@@ -262,7 +212,7 @@ pub fn run_plan(config: &RunConfig, dir: &Path, progress: &Progress, plan: JobPl
                 (scores.model == "hamos" && scores.scorer == scorer_name && !outlier_scores.is_empty())
                     .then_some(outlier_scores.as_slice());
             plots::scores_and_roc(
-                &dir.join("plots"),
+                &dir.plots_dir(),
                 (&scores.model, &scores.scorer),
                 &scores.id,
                 &scores.ood,
@@ -273,12 +223,7 @@ pub fn run_plan(config: &RunConfig, dir: &Path, progress: &Progress, plan: JobPl
     }
     for (label, model) in &trained {
         for summary in &model.history {
-            notes.push(format!(
-                "{label} epoch {}/{}: {}",
-                summary.epoch,
-                config.train.epochs,
-                summary.describe()
-            ));
+            notes.push(crate::pipeline::epoch_line(label, summary, config.train.epochs));
         }
     }
     notes.push(format!("scorer of the fine-tuned models: {scorer_name}"));
@@ -287,19 +232,19 @@ pub fn run_plan(config: &RunConfig, dir: &Path, progress: &Progress, plan: JobPl
     let mut provenance = report::provenance(config, &sizes);
     provenance.push(format!("pretrained classifier: {}", start.source));
     provenance.push(format!("total time {total:.1} s (timings at the end)"));
-    report::write_report(dir, &provenance, &evaluation.records, &evaluation.sphere, &notes)?;
-    Ok(JobOutcome { dir: dir.to_path_buf(), records: evaluation.records, notes })
+    report::write_report(dir.path(), &provenance, &evaluation.records, &evaluation.sphere, &notes)?;
+    Ok(JobOutcome { dir: dir.path().to_path_buf(), records: evaluation.records, notes })
 }
 
 /// The sizes of the data a run used, e.g. `train 2700, validation 300, ID test 10000, OOD mnist
 /// 2000, ...`.
-pub fn data_sizes(prepared: &Prepared, id_test: &ImageSet, ood_sets: &[ImageSet]) -> String {
-    let ood: Vec<String> = ood_sets.iter().map(|set| format!("{} {}", set.name, set.len())).collect();
+pub fn data_sizes(prepared: &Prepared, tests: &TestSets) -> String {
+    let ood: Vec<String> = tests.ood.iter().map(|set| format!("{} {}", set.name, set.len())).collect();
     format!(
         "train {}, validation {}, ID test {}, OOD {}",
         prepared.train.len(),
         prepared.validation.len(),
-        id_test.len(),
+        tests.id.len(),
         ood.join(", ")
     )
 }

@@ -11,3 +11,5 @@ pub mod probe;
 pub mod report;
 pub mod rerun;
 pub mod sphere;
+
+pub use models::{EvalModel, Evaluation, Network};

@@ -37,6 +37,24 @@ pub struct EvalModel {
 }
 
 impl EvalModel {
+    /// The pretrained classifier, named `pretrained` (the post-hoc scorers' model).
+    pub fn pretrained(pretrained: &crate::train::Pretrained) -> Self {
+        EvalModel {
+            name: crate::RunDir::PRETRAINED.into(),
+            network: Network::Classifier(pretrained.net.clone()),
+            params: pretrained.params.clone(),
+        }
+    }
+
+    /// A fine-tuned dual-head network, named `name` (`hamos`, `cider_only`, ...).
+    pub fn finetuned(name: &str, trained: &crate::train::Trained) -> Self {
+        EvalModel {
+            name: name.into(),
+            network: Network::Dual(trained.net.clone()),
+            params: trained.params.clone(),
+        }
+    }
+
     /// The classification part of the network.
     pub fn classifier(&self) -> &Classifier {
         match &self.network {
@@ -107,14 +125,11 @@ impl EvalModel {
     }
 }
 
-/// File name of the pretrained classifier in a run's `checkpoints/`.
-pub const PRETRAINED_FILE: &str = "pretrained.safetensors";
-
 /// The models saved in `dir/checkpoints`: `pretrained.safetensors` as a classifier, every other
 /// `*.safetensors` as a fine-tuned dual-head network named after the file. Errors when there is
 /// none, naming the folder and what to run.
 pub fn load_run_models(config: &RunConfig, dir: &Path, classes: usize) -> Result<Vec<EvalModel>> {
-    let folder = dir.join("checkpoints");
+    let folder = crate::RunDir::at(dir).checkpoints_dir();
     let entries = std::fs::read_dir(&folder).map_err(|source| Error::Io {
         op: "listing checkpoints (train first: `hamos run --out DIR` or `hamos train --out DIR`)",
         path: folder.clone(),
@@ -138,9 +153,10 @@ pub fn load_run_models(config: &RunConfig, dir: &Path, classes: usize) -> Result
     let mut rng = hamos_api::rng_from_seed(config.seed);
     let mut models = Vec::with_capacity(files.len());
     // The pretrained classifier first, as in `hamos run`'s reports.
-    files.sort_by_key(|p| p.file_name().is_none_or(|n| n != PRETRAINED_FILE));
+    let fine_tuned = |p: &Path| p.file_stem().is_none_or(|n| n != crate::RunDir::PRETRAINED);
+    files.sort_by_key(|p| fine_tuned(p));
     for path in files {
-        let dual = path.file_name().is_none_or(|n| n != PRETRAINED_FILE);
+        let dual = fine_tuned(&path);
         models.push(EvalModel::load(config, &backend, &path, classes, dual, &mut rng)?);
     }
     Ok(models)
@@ -172,15 +188,15 @@ pub fn evaluate_models(
     sets: super::evaluate::TestImages,
     train: &ImageSet,
     normalizer: &Normalizer,
-    progress: &crate::train::progress::Progress,
+    observer: &dyn crate::pipeline::Observer,
 ) -> Result<Evaluation> {
-    let bar = progress.bar("features", models.len() as u64);
+    observer.phase_started("features", models.len() as u64, 0);
     let mut outputs = Vec::with_capacity(models.len());
     for model in models {
         outputs.push(model.outputs(train, sets.id, sets.ood, normalizer, sets.chunk)?);
-        bar.inc(1);
+        observer.phase_advanced("features", &model.name);
     }
-    bar.finish_and_clear();
+    observer.phase_finished("features");
     let mut scores = Vec::new();
     let mut records = Vec::new();
     let mut sphere = Vec::with_capacity(models.len());

@@ -40,7 +40,7 @@ pub fn write_scores(path: &Path, values: &[f64]) -> Result<()> {
 pub fn write_all_scores(dir: &Path, scores: &[Scores]) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for s in scores {
-        let base = dir.join("scores").join(&s.model).join(&s.scorer);
+        let base = crate::RunDir::at(dir).scores_dir().join(&s.model).join(&s.scorer);
         let id = base.join("id.npy");
         write_scores(&id, &s.id)?;
         written.push(id);
@@ -61,7 +61,7 @@ pub fn write_metrics(dir: &Path, records: &[MetricRecord]) -> Result<()> {
         "version": env!("CARGO_PKG_VERSION"),
         "records": records,
     });
-    let path = dir.join("metrics.json");
+    let path = crate::RunDir::at(dir).metrics_file();
     let text = serde_json::to_string_pretty(&json).map_err(|e| Error::Data(format!("metrics.json: {e}")))?;
     std::fs::write(&path, text).map_err(io("writing", &path))?;
     let mut csv =
@@ -210,7 +210,7 @@ pub fn write_report(
     for note in notes {
         let _ = writeln!(text, "- {note}");
     }
-    let path = dir.join("report.md");
+    let path = crate::RunDir::at(dir).report_file();
     std::fs::write(&path, text).map_err(io("writing", &path))
 }
 

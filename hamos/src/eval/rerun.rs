@@ -6,15 +6,13 @@ use std::time::Instant;
 
 use hamos_api::{Error, Result};
 
-use super::evaluate::{default_scorer, MetricRecord, PlannedScorer, TestImages};
-use super::job::{
-    configured_scorer, data_sizes, default_plan, feature_knn, ood_groups, test_sets, write_evaluation,
-    KNN_FEATURES,
-};
-use super::models::{evaluate_models, load_run_models, EvalModel, PlannedScorers};
+use super::evaluate::{default_scorer, MetricRecord, PlannedScorer};
+use super::job::{configured_scorer, data_sizes, default_plan, feature_knn, write_evaluation, KNN_FEATURES};
+use super::models::{load_run_models, EvalModel, PlannedScorers};
 use super::{plots, report};
 use crate::config::RunConfig;
-use crate::train::{self, progress::Progress};
+use crate::pipeline::{Observer, Pipeline};
+use crate::RunDir;
 
 /// What `hamos eval` produced.
 pub struct EvalOutcome {
@@ -37,7 +35,7 @@ pub fn run_config(run: &Path) -> Result<RunConfig> {
             run.display()
         )));
     }
-    let version_file = run.join("VERSION");
+    let version_file = run.join(RunDir::VERSION);
     let version = std::fs::read_to_string(&version_file).map_err(|source| Error::Io {
         op: "reading the version of the run (is this a run directory of `hamos run` or `hamos train`?)",
         path: version_file.clone(),
@@ -88,7 +86,7 @@ pub fn eval_run(
     run: &Path,
     scorers: &[String],
     out: Option<PathBuf>,
-    progress: &Progress,
+    observer: &dyn Observer,
 ) -> Result<EvalOutcome> {
     let started = Instant::now();
     let mut notes = Vec::new();
@@ -98,16 +96,17 @@ pub fn eval_run(
     let config = run_config(run)?;
     // Check the scorer names before the slow part.
     named_plan(&config, scorers)?;
+    let pipeline = Pipeline::new(&config).observed_by(observer);
     let t = Instant::now();
-    let prepared = train::prepare(&config)?;
-    let (id_test, ood_sets) = test_sets(&config, &prepared)?;
-    let sizes = data_sizes(&prepared, &id_test, &ood_sets);
-    progress.println(&format!("data: {sizes}"));
+    let prepared = pipeline.prepare()?;
+    let tests = pipeline.test_sets(&prepared)?;
+    let sizes = data_sizes(&prepared, &tests);
+    observer.message(&format!("data: {sizes}"));
     let mut models = load_run_models(&config, run, prepared.classes)?;
     // The order of `hamos run`: pretrained, hamos, then the others (the ID-loss-only model).
     models.sort_by_key(|m| (m.name != "pretrained", m.name != "hamos", m.name.clone()));
     lap(&mut notes, "data and checkpoints", t);
-    let out = out.unwrap_or_else(|| run.join(format!("eval-{}", crate::rundir::now_stamp())));
+    let out = out.unwrap_or_else(|| run.join(format!("eval-{}", crate::run_dir::now_stamp())));
     std::fs::create_dir_all(&out).map_err(|source| Error::Io {
         op: "creating",
         path: out.clone(),
@@ -121,26 +120,23 @@ pub fn eval_run(
             named_plan(&config, scorers)
         }
     };
-    let groups = ood_groups(&config);
-    let sets =
-        TestImages { id: &id_test, ood: &ood_sets, groups: &groups, chunk: train::eval_chunk(&config) };
     let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
-    progress.println(&format!(
+    observer.message(&format!(
         "evaluating {}: features of the training, ID test and {} OOD sets, then scores and metrics",
         names.join(", "),
-        ood_sets.len()
+        tests.ood.len()
     ));
     let t = Instant::now();
-    let evaluation = evaluate_models(&models, &plan, sets, &prepared.train, &prepared.normalizer, progress)?;
+    let evaluation = pipeline.evaluate_with(&prepared, &tests, &models, &plan)?;
     write_evaluation(&out, &evaluation)?;
     lap(&mut notes, "features, scoring and metrics", t);
-    progress.println(&format!("evaluated in {:.1} s; drawing the plots", t.elapsed().as_secs_f64()));
+    observer.message(&format!("evaluated in {:.1} s; drawing the plots", t.elapsed().as_secs_f64()));
     let t = Instant::now();
     let mut plotted = Vec::new();
     for scores in &evaluation.scores {
         if !plotted.contains(&scores.model) {
             plots::scores_and_roc(
-                &out.join("plots"),
+                &RunDir::at(&out).plots_dir(),
                 (&scores.model, &scores.scorer),
                 &scores.id,
                 &scores.ood,

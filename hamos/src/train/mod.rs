@@ -11,7 +11,6 @@ pub mod buffer;
 pub mod embed;
 mod feed;
 pub mod pretrain;
-pub mod progress;
 pub mod state;
 pub mod step;
 
@@ -27,9 +26,9 @@ pub use feed::{epoch_batches, Feed, FeedBatch};
 
 use crate::config::RunConfig;
 use crate::data::{ImageSet, Normalizer};
+use crate::pipeline::Observer;
 use buffer::EmbeddingBuffer;
 use embed::{embed_dual, Embedded};
-use progress::Progress;
 use step::{hamos_step, StepInputs, StepReport};
 
 /// The ID data of a run, split and ready.
@@ -76,13 +75,14 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
 /// How to run the fine-tuning.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
-    /// Where checkpoints and diagnostics go (`<dir>/checkpoints/<label>.safetensors`).
-    pub out_dir: PathBuf,
+    /// Where to save the model, the optimizer and the buffer after every epoch (a run's
+    /// `checkpoints/<label>.safetensors`); `None` keeps everything in memory.
+    pub checkpoint: Option<PathBuf>,
     /// Name of this fine-tuning in files and bars (`hamos`, `cider_only`, ...).
     pub label: String,
     /// Synthesize outliers and add the OOD-discernment term (false: the ID-loss-only baseline).
     pub with_outliers: bool,
-    /// Continue from the checkpoint in `out_dir` when there is one.
+    /// Continue from `checkpoint` when that file exists.
     pub resume: bool,
     /// Stop after this many epochs of this process (tests simulate a kill with it).
     pub stop_after_epochs: Option<usize>,
@@ -159,8 +159,8 @@ pub struct Trained {
     pub params: ParamStore,
     /// The per-epoch summaries of this process.
     pub history: Vec<EpochSummary>,
-    /// The checkpoint written last.
-    pub checkpoint: PathBuf,
+    /// The checkpoint written last (none in memory).
+    pub checkpoint: Option<PathBuf>,
 }
 
 /// The pretrained classifier of a run (loaded, cached, or trained now).
@@ -173,11 +173,17 @@ pub struct Pretrained {
     pub source: String,
 }
 
-/// Loads or trains the pretrained classifier of `config`.
-pub fn pretrained(config: &RunConfig, data: &Prepared, progress: &Progress) -> Result<Pretrained> {
+/// Loads or trains the pretrained classifier of `config`, reusing one trained with the same
+/// settings from the folder `cache` (and saving it there) when given.
+pub fn pretrained(
+    config: &RunConfig,
+    data: &Prepared,
+    cache: Option<&Path>,
+    observer: &dyn Observer,
+) -> Result<Pretrained> {
     let backend = crate::open_backend(config)?;
     let backbone = clone_backbone(config.model.as_ref())?;
-    let (net, params, source) = pretrain::pretrained(config, backbone, data, &backend, progress)?;
+    let (net, params, source) = pretrain::pretrained(config, backbone, data, &backend, cache, observer)?;
     Ok(Pretrained { net, params, source })
 }
 
@@ -199,7 +205,7 @@ pub fn finetune(
     data: &Prepared,
     start: &Pretrained,
     options: &TrainOptions,
-    progress: &Progress,
+    observer: &dyn Observer,
 ) -> Result<Trained> {
     let StartState { net, mut params, mut buffer } = start_state(config, data, start)?;
     let chunk = eval_chunk(config);
@@ -207,10 +213,11 @@ pub fn finetune(
     let epochs = config.train.epochs;
     let (mut sgd, schedule, steps_per_epoch) =
         optimizer(config, data, config.train.learning_rate, epochs, config.train.nesterov)?;
-    let checkpoint = options.out_dir.join("checkpoints").join(format!("{}.safetensors", options.label));
+    let checkpoint = options.checkpoint.as_deref();
+    let last_good = checkpoint.map_or_else(|| "in memory only".to_string(), |p| p.display().to_string());
     let mut at = state::Position { epoch: 0, step: 0, seed: config.seed };
-    if options.resume && checkpoint.is_file() {
-        at = state::load(&checkpoint, &mut params, &mut sgd, &mut buffer)?;
+    if let Some(checkpoint) = checkpoint.filter(|p| options.resume && p.is_file()) {
+        at = state::load(checkpoint, &mut params, &mut sgd, &mut buffer)?;
         if at.seed != config.seed {
             return Err(Error::Data(format!(
                 "{} was trained with seed {}, the config says {}",
@@ -219,11 +226,11 @@ pub fn finetune(
                 config.seed
             )));
         }
-        progress.println(&format!("{}: resuming after epoch {} (step {})", options.label, at.epoch, at.step));
+        observer.message(&format!("{}: resuming after epoch {} (step {})", options.label, at.epoch, at.step));
     }
 
-    let bar = progress.bar(&format!("fine-tune ({})", options.label), (epochs * steps_per_epoch) as u64);
-    bar.set_position(at.step as u64);
+    let phase = format!("fine-tune ({})", options.label);
+    observer.phase_started(&phase, (epochs * steps_per_epoch) as u64, at.step as u64);
     let mut history = Vec::new();
     let first_epoch = at.epoch;
     for epoch in first_epoch..epochs {
@@ -244,11 +251,10 @@ pub fn finetune(
                 step_on_batch(config, &net, state, &batch, lr, options.with_outliers, (epoch, k)).map_err(
                     |e| {
                         Error::Data(format!(
-                            "{} fine-tuning, epoch {} step {}: {e}; the last good checkpoint is {}",
+                            "{} fine-tuning, epoch {} step {}: {e}; the last good checkpoint is {last_good}",
                             options.label,
                             epoch + 1,
                             at.step,
-                            checkpoint.display()
                         ))
                     },
                 )?;
@@ -256,7 +262,7 @@ pub fn finetune(
             report.step = at.step;
             report.model.clone_from(&options.label);
             report.phase = "finetune";
-            progress.record(&report)?;
+            observer.step(&report)?;
             loss_sum += f64::from(report.total);
             acceptance.push(report.acceptance);
             grad_id.push(Some(report.grad_id_con));
@@ -264,7 +270,7 @@ pub fn finetune(
             share.push(report.ood_grad_share);
             images += batch.labels.len() / 2;
             let rate = (batch.labels.len() / 2) as f64 / step_started.elapsed().as_secs_f64();
-            bar.set_message(format!(
+            let status = format!(
                 "ep {}/{epochs} ce {:.3} id {:.3} ood {:.3} ood/id grad {} accept {} {rate:.0} img/s",
                 epoch + 1,
                 report.ce,
@@ -272,8 +278,8 @@ pub fn finetune(
                 report.ood,
                 optional(report.ood_grad_share, 3),
                 optional(report.acceptance, 2),
-            ));
-            bar.inc(1);
+            );
+            observer.phase_advanced(&phase, &status);
             at.step += 1;
         }
         at.epoch = epoch + 1;
@@ -288,17 +294,14 @@ pub fn finetune(
             validation_accuracy: validation.accuracy(),
             images_per_second: images as f64 / started.elapsed().as_secs_f64(),
         };
-        progress.println(&format!(
-            "{} epoch {}/{epochs}: {}",
-            options.label,
-            summary.epoch,
-            summary.describe()
-        ));
+        observer.epoch(&options.label, &summary, epochs);
         history.push(summary);
-        state::save(&checkpoint, &params, &sgd, &buffer, at)?;
+        if let Some(checkpoint) = checkpoint {
+            state::save(checkpoint, &params, &sgd, &buffer, at)?;
+        }
     }
-    bar.finish_and_clear();
-    Ok(Trained { net, params, history, checkpoint })
+    observer.phase_finished(&phase);
+    Ok(Trained { net, params, history, checkpoint: checkpoint.map(Path::to_path_buf) })
 }
 
 /// Uploads `batch` (both views) and runs one HamOS step on it, with the sampler's draws from
@@ -410,9 +413,4 @@ pub fn class_mean_prototypes(
         }
     }
     backend.from_f32(&means, &[classes, d])
-}
-
-/// Path of the checkpoint of fine-tuning `label` under `dir`.
-pub fn checkpoint_path(dir: &Path, label: &str) -> PathBuf {
-    dir.join("checkpoints").join(format!("{label}.safetensors"))
 }

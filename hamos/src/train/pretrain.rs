@@ -1,6 +1,6 @@
 //! The classifier HamOS fine-tunes: loaded from `train.pretrained`, or pretrained here with
-//! cross-entropy (Appendix F's warm-up) and cached, so a second run with the same model, data,
-//! schedule, seed and backend reuses it.
+//! cross-entropy (Appendix F's warm-up) and, when the caller gives a cache folder, cached there,
+//! so a second run with the same model, data, schedule, seed and backend reuses it.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -12,19 +12,20 @@ use hamos_nn::checkpoint;
 use hamos_nn::{cross_entropy_step, Classifier};
 
 use super::feed::{epoch_batches, Feed};
-use super::progress::Progress;
 use super::Prepared;
 use crate::config::RunConfig;
+use crate::pipeline::Observer;
 
-/// Where pretrained classifiers are cached: `HAMOS_CACHE_DIR`, else `runs/cache`.
+/// Where the `hamos` command caches pretrained classifiers: `HAMOS_CACHE_DIR`, else
+/// `runs/cache`.
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("HAMOS_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("runs/cache"))
 }
 
-/// The cache file of this config's pretraining: a hash of everything that shapes its result,
+/// The cache file of this config's pretraining in the folder `cache`: a hash of everything that shapes its result,
 /// the training images and labels themselves included (a data file replaced under the same
 /// config must not reuse a classifier trained on the old one).
-pub fn cache_path(config: &RunConfig, data: &Prepared, backend: &str) -> Result<PathBuf> {
+pub fn cache_path(cache: &Path, config: &RunConfig, data: &Prepared, backend: &str) -> Result<PathBuf> {
     let model = toml::to_string(&config.model).map_err(|e| Error::Config(format!("model: {e}")))?;
     // The data fields the pretraining reads: not the OOD test sets or the loader's threads, and
     // the augmentation only when it augments.
@@ -46,7 +47,7 @@ pub fn cache_path(config: &RunConfig, data: &Prepared, backend: &str) -> Result<
     for set in [data.train.as_ref(), &data.validation] {
         (&set.pixels, &set.labels, set.shape).hash(&mut hasher);
     }
-    Ok(cache_dir().join(format!("pretrained-{:016x}.safetensors", hasher.finish())))
+    Ok(cache.join(format!("pretrained-{:016x}.safetensors", hasher.finish())))
 }
 
 /// The pretrained classifier's parameters (names `backbone.*`) and where they came from.
@@ -55,7 +56,8 @@ pub fn pretrained(
     backbone: Arc<dyn Backbone>,
     data: &Prepared,
     backend: &Arc<dyn Backend>,
-    progress: &Progress,
+    cache: Option<&Path>,
+    observer: &dyn Observer,
 ) -> Result<(Classifier, ParamStore, String)> {
     let net = Classifier::new(backbone, data.classes, "backbone")?;
     let mut rng = hamos_api::rng_from_seed(config.seed);
@@ -64,15 +66,16 @@ pub fn pretrained(
         load_prefixed(&mut params, path)?;
         return Ok((net, params, format!("loaded {}", path.display())));
     }
-    let cached = cache_path(config, data, backend.name())?;
-    if cached.is_file() {
-        checkpoint::load(&mut params, &cached)?;
+    let cached = cache.map(|folder| cache_path(folder, config, data, backend.name())).transpose()?;
+    if let Some(cached) = cached.as_ref().filter(|path| path.is_file()) {
+        checkpoint::load(&mut params, cached)?;
         return Ok((net, params, format!("cached {}", cached.display())));
     }
     let epochs = config.train.pretrain_epochs;
     let (mut sgd, schedule, steps_per_epoch) =
         super::optimizer(config, data, config.train.pretrain_learning_rate, epochs, false)?;
-    let bar = progress.bar("pretrain (cross-entropy)", (epochs * steps_per_epoch) as u64);
+    let phase = "pretrain (cross-entropy)";
+    observer.phase_started(phase, (epochs * steps_per_epoch) as u64, 0);
     let mut step = 0;
     for epoch in 0..epochs {
         let feed = Feed {
@@ -91,14 +94,22 @@ pub fn pretrained(
             let loss = cross_entropy_step(&net, &mut params, &mut sgd, &images, &labels, lr)
                 .map_err(|e| Error::Data(format!("pretraining epoch {} step {step}: {e}", epoch + 1)))?;
             let rate = batch.labels.len() as f64 / started.elapsed().as_secs_f64();
-            bar.set_message(format!("epoch {}/{epochs} loss {loss:.3} {rate:.0} img/s", epoch + 1));
-            bar.inc(1);
+            observer.phase_advanced(
+                phase,
+                &format!("epoch {}/{epochs} loss {loss:.3} {rate:.0} img/s", epoch + 1),
+            );
             step += 1;
         }
     }
-    bar.finish_and_clear();
-    checkpoint::save(&params, &cached)?;
-    Ok((net, params, format!("pretrained for {epochs} epochs, cached at {}", cached.display())))
+    observer.phase_finished(phase);
+    let source = match cached {
+        Some(cached) => {
+            checkpoint::save(&params, &cached)?;
+            format!("pretrained for {epochs} epochs, cached at {}", cached.display())
+        }
+        None => format!("pretrained for {epochs} epochs"),
+    };
+    Ok((net, params, source))
 }
 
 /// Loads a classifier checkpoint whose names are `backbone.*` or the backbone's own

@@ -49,7 +49,7 @@ pub fn step(
 /// Fine-tuning with outliers into `dir` under `label`, from scratch.
 pub fn options(dir: &Path, label: &str) -> TrainOptions {
     TrainOptions {
-        out_dir: dir.to_path_buf(),
+        checkpoint: Some(hamos::RunDir::at(dir).checkpoint(label)),
         label: label.into(),
         with_outliers: true,
         resume: false,

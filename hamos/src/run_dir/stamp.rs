@@ -1,9 +1,6 @@
-//! Run directories: `runs/<UTC timestamp>-<name>` unless the user names one.
+//! Time stamps of run directories: `runs/<UTC time stamp>-<name>` unless the user names one.
 
-use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use hamos_api::{Error, Result};
 
 /// `YYYYmmdd-HHMMSS` in UTC for `secs` since the Unix epoch.
 pub fn utc_stamp(secs: u64) -> String {
@@ -24,17 +21,6 @@ pub fn utc_stamp(secs: u64) -> String {
 /// [`utc_stamp`] of the current time.
 pub fn now_stamp() -> String {
     utc_stamp(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
-}
-
-/// `dir` if given, else `runs/<stamp>-<name>`; created.
-pub fn create(dir: Option<PathBuf>, name: &str) -> Result<PathBuf> {
-    let dir = dir.unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{name}", now_stamp())));
-    std::fs::create_dir_all(dir.join("checkpoints")).map_err(|source| Error::Io {
-        op: "creating run directory",
-        path: dir.clone(),
-        source,
-    })?;
-    Ok(dir)
 }
 
 #[cfg(test)]
