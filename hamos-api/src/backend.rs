@@ -134,6 +134,9 @@ pub struct BackendRegistration {
     pub description: &'static str,
     /// Opens the backend on a device with its options, or says why it cannot.
     pub open: fn(DeviceSpec, &BackendOptions) -> Result<Arc<dyn Backend>>,
+    /// Applies the process-wide part of the options (thread pools) before any thread exists;
+    /// a program calls it through [`configure_backends`] at its start.
+    pub configure: fn(&BackendOptions),
 }
 
 /// Settings a backend applies when it is opened; each backend maps them onto its library.
@@ -150,6 +153,15 @@ pub fn backend_names() -> Vec<&'static str> {
     let mut names: Vec<_> = inventory::iter::<BackendRegistration>.into_iter().map(|r| r.name).collect();
     names.sort_unstable();
     names
+}
+
+/// Applies `options` to every compiled backend's process-wide settings (its thread pools).
+/// Call it first thing in `main`, before any thread exists; a backend opened later with a
+/// nonzero `threads` refines its count.
+pub fn configure_backends(options: &BackendOptions) {
+    for registration in inventory::iter::<BackendRegistration> {
+        (registration.configure)(options);
+    }
 }
 
 /// Opens backend `name` on `device` (`cpu`, `cuda:0`, ...) with default options.

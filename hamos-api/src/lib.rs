@@ -28,8 +28,8 @@ pub mod registry;
 pub mod tensor;
 
 pub use backend::{
-    open_backend, open_backend_with, rng_from_seed, Backend, BackendOptions, BackendRegistration, DeviceSpec,
-    HamosRng,
+    configure_backends, open_backend, open_backend_with, rng_from_seed, Backend, BackendOptions,
+    BackendRegistration, DeviceSpec, HamosRng,
 };
 pub use error::{Error, Result};
 pub use params::{join_name, Forward, Mode, Param, ParamKind, ParamStore};

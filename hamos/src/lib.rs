@@ -27,11 +27,8 @@ pub mod eval;
 pub mod pipeline;
 pub mod plugins;
 pub mod run_dir;
-pub mod step_bench;
 pub mod synth;
-pub mod synth_bench;
 pub mod train;
-pub mod train_bench;
 
 use std::path::PathBuf;
 

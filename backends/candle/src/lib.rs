@@ -73,5 +73,6 @@ inventory::submit! {
         name: "candle",
         description: "candle 0.11, pure Rust; cpu, or cuda:N with the `cuda` feature",
         open: backend::open,
+        configure: |options| set_threads(options.threads),
     }
 }

@@ -74,10 +74,15 @@ pub use tensor::TchTensor;
 pub const BACKEND_NAME: &str = "tch";
 
 fn open(spec: DeviceSpec, options: &BackendOptions) -> Result<Arc<dyn Backend>> {
+    configure(options);
+    Ok(Arc::new(TchBackend::new(spec)?))
+}
+
+/// Sets libtorch's threads when `options` name a count (libtorch's own default otherwise).
+fn configure(options: &BackendOptions) {
     if options.threads > 0 {
         set_threads(options.threads);
     }
-    Ok(Arc::new(TchBackend::new(spec)?))
 }
 
 inventory::submit! {
@@ -85,6 +90,7 @@ inventory::submit! {
         name: BACKEND_NAME,
         description: "libtorch through tch: CPU, and CUDA when built with the `cuda` feature",
         open,
+        configure,
     }
 }
 

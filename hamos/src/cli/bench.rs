@@ -124,7 +124,7 @@ fn bench_train(
             .try_into()
             .map_err(|e| crate::Error::Config(format!("model `{backbone_name}`: {e}")))?;
             eprintln!("timing {backbone_name} on {name} at batch {batch}...");
-            timings.push(crate::train_bench::time_backbone(
+            timings.push(crate::bench::train::time_backbone(
                 &backend,
                 backbone_name,
                 backbone.into(),
@@ -134,11 +134,11 @@ fn bench_train(
             )?);
             #[cfg(feature = "tch")]
             if name == "tch" && backbone_name == "small_cnn" {
-                timings.push(crate::train_bench::time_small_cnn_direct(batch, 2, steps)?);
+                timings.push(crate::bench::train::time_small_cnn_direct(batch, 2, steps)?);
             }
         }
     }
-    Ok(crate::train_bench::table(&timings))
+    Ok(crate::bench::train::table(&timings))
 }
 
 /// Runs one benchmark command and prints its table.
@@ -172,7 +172,7 @@ pub(super) fn run(what: BenchCommand) -> crate::Result<()> {
             };
             let (timings, classes) = match (&data, &embeddings) {
                 (Some(data), Some(path)) => {
-                    let timings = crate::synth_bench::run_on(&config, &samplers, data, runs, progress)?;
+                    let timings = crate::bench::synth::run_on(&config, &samplers, data, runs, progress)?;
                     println!(
                         "embeddings {}: {} rows, C = {}, d = {}, buffer S = {} per class",
                         path.display(),
@@ -184,7 +184,7 @@ pub(super) fn run(what: BenchCommand) -> crate::Result<()> {
                     (timings, vec![data.num_classes])
                 }
                 _ => {
-                    let timings = crate::synth_bench::run(
+                    let timings = crate::bench::synth::run(
                         &config, &samplers, &classes, per_class, dim, runs, progress,
                     )?;
                     println!("clustered synthetic embeddings, S = {per_class}, d = {dim}");
@@ -196,7 +196,7 @@ pub(super) fn run(what: BenchCommand) -> crate::Result<()> {
                 "backend {} {}, median of {runs} mini-batches after one warm-up",
                 config.backend, config.device
             );
-            print!("{}", crate::synth_bench::table(&timings, &classes));
+            print!("{}", crate::bench::synth::table(&timings, &classes));
         }
         BenchCommand::Train { backbones, backends, batch, steps, threads } => {
             print!("{}", bench_train(&backbones, &backends, batch, steps, threads)?);
@@ -210,9 +210,9 @@ pub(super) fn run(what: BenchCommand) -> crate::Result<()> {
                 let run_config = crate::load_config_from(config.base()?, config.config.clone(), overrides)?;
                 model = run_config.model.typetag_name().to_string();
                 eprintln!("timing the HamOS step of {model} on {backend}...");
-                timings.push(crate::step_bench::time_hamos_step(&run_config, 2, steps)?);
+                timings.push(crate::bench::step::time_hamos_step(&run_config, 2, steps)?);
             }
-            print!("{}", crate::step_bench::table(&model, &timings));
+            print!("{}", crate::bench::step::table(&model, &timings));
         }
         BenchCommand::Ops { samples, iters } => {
             print!("{}", crate::bench::overhead_table(samples, iters)?);

@@ -191,7 +191,7 @@ pub fn main() -> ExitCode {
         std::env::set_var("HAMOS_CACHE_DIR", absolute);
     }
     // Before any thread exists; a `threads` setting in the config refines it when the backend opens.
-    hamos_candle::set_threads(0);
+    hamos_api::configure_backends(&hamos_api::BackendOptions::default());
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -2,6 +2,8 @@
 //! start state, and fine-tuning options.
 #![allow(dead_code, clippy::unwrap_used)] // each test binary uses some of them
 
+pub mod wiring;
+
 use std::path::Path;
 use std::sync::Arc;
 

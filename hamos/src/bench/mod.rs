@@ -1,4 +1,11 @@
-//! `hamos bench`: benchmarks (never timed tests).
+//! `hamos bench`: benchmarks (never timed tests), apart from the pipeline: the tensor trait's
+//! overhead over each backend's own calls (here), synthesis per sampler ([`synth`]), one HamOS
+//! training step split into its parts ([`step`]) and training throughput per backbone and
+//! backend ([`train`]). They reach into the backends' own types to time the direct calls.
+
+pub mod step;
+pub mod synth;
+pub mod train;
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -77,8 +84,7 @@ pub fn candle_overhead(samples: usize, iters: usize) -> Result<Vec<OverheadRow>>
 /// The same measurement for the tch backend.
 #[cfg(feature = "tch")]
 pub fn tch_overhead(samples: usize, iters: usize) -> Result<Vec<OverheadRow>> {
-    hamos_tch::set_threads(1);
-    let backend = hamos_tch::TchBackend::new(hamos_api::DeviceSpec::Cpu)?;
+    let backend = hamos_api::open_backend_with("tch", "cpu", &hamos_api::BackendOptions { threads: 1 })?;
     let data: Vec<f32> = (0..16).map(|i| i as f32 * 0.1 + 0.5).collect();
     let a = backend.from_f32(&data, &[4, 4])?;
     let b = backend.from_f32(&data, &[4, 4])?;

@@ -8,7 +8,7 @@ use std::time::Instant;
 use hamos_api::{Error, Result};
 use hamos_nn::{clone_backbone, Classifier};
 
-use crate::bench::median;
+use super::median;
 use crate::config::RunConfig;
 use crate::train::{self, Pretrained};
 use crate::train::{epoch_batches, Feed};

@@ -148,7 +148,7 @@ fn time_samplers(
         out.push(SynthTiming {
             sampler: name.clone(),
             classes,
-            median_ms: crate::bench::median(times),
+            median_ms: super::median(times),
             gflop,
             barrier_checks,
         });

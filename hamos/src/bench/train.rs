@@ -71,7 +71,7 @@ pub fn median_step_ms(
         })
         .collect::<Result<_>>()?;
     let cpu_ms = cpu_start.zip(process_cpu_ms()).map(|(start, end)| (end - start) / steps as f64);
-    Ok((crate::bench::median(times), cpu_ms))
+    Ok((super::median(times), cpu_ms))
 }
 
 /// Times the training step of `backbone` (10 classes) on `backend` at batch size `batch`.
