@@ -72,6 +72,13 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// A trainable leaf initialised from `init`: gradients can be taken with respect to it.
     fn variable(&self, init: &Tensor) -> Result<Tensor>;
 
+    /// The class-bank kernels of synthesis on this backend: the generic ones unless the
+    /// backend fuses them ([`BankKernels`](crate::tensor::BankKernels), an extension of the
+    /// core tensor trait).
+    fn bank_kernels(&self) -> &dyn crate::tensor::BankKernels {
+        &crate::tensor::GenericBankKernels
+    }
+
     /// `F32` zeros.
     fn zeros(&self, dims: &[usize]) -> Result<Tensor> {
         self.full(0.0, dims)

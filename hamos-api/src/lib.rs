@@ -36,8 +36,8 @@ pub use params::{join_name, Forward, Mode, Param, ParamKind, ParamStore};
 pub use plugin::*;
 pub use registry::{PluginKind, PluginRegistration};
 pub use tensor::{
-    broadcast_shape, resolve_kth_tie, select_kth, BatchNormOutput, BinaryOp, CmpOp, DType, KthSelection,
-    ModuleOps, ReduceOp, Tensor, TensorImpl, UnaryOp, Window,
+    broadcast_shape, resolve_kth_tie, select_kth, BankKernels, BatchNormOutput, BinaryOp, CmpOp, DType,
+    GenericBankKernels, KthSelection, ModuleOps, ReduceOp, Tensor, TensorImpl, UnaryOp, Window,
 };
 
 #[doc(hidden)]

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
-use candle_core::{DType as CDType, Device};
-use hamos_api::{Backend, BackendOptions, DeviceSpec, Error, Result, Tensor};
+use candle_core::{DType as CDType, Device, Tensor as CTensor};
+use hamos_api::{Backend, BackendOptions, BankKernels, DeviceSpec, Error, Result, Tensor};
 
 use crate::tensor::{wrap, CandleTensor, Op};
 
@@ -119,4 +119,67 @@ impl Backend for CandleBackend {
         let var = candle_core::Var::from_tensor(&values).op("variable")?;
         wrap(var.as_tensor().clone())
     }
+
+    fn bank_kernels(&self) -> &dyn BankKernels {
+        self
+    }
+}
+
+/// The class-bank kernels fused on the CPU (`fused/`); elsewhere the generic ones.
+impl BankKernels for CandleBackend {
+    fn class_logsumexp(
+        &self,
+        queries: &Tensor,
+        bank: &Tensor,
+        counts: &[usize],
+        scale: f64,
+    ) -> Result<Tensor> {
+        let (raw_queries, raw_bank) = raw_pair("class_logsumexp", queries, bank)?;
+        match crate::fused::class_logsumexp(raw_queries, raw_bank, counts, scale) {
+            Some(fused) => wrap(fused?),
+            None => hamos_api::tensor::generic_class_logsumexp(queries, bank, counts, scale),
+        }
+    }
+
+    fn class_gram(&self, bank: &Tensor) -> Result<Tensor> {
+        let raw = bank.expect_backend::<CandleTensor>("class_gram", bank.inner())?.raw();
+        match crate::fused::class_gram(raw) {
+            Some(fused) => wrap(fused?),
+            None => hamos_api::tensor::generic_class_gram(bank),
+        }
+    }
+
+    fn rows_to_host(&self, tensor: &Tensor, rows: &[usize]) -> Result<Vec<f32>> {
+        let raw = tensor.expect_backend::<CandleTensor>("rows_to_host", tensor.inner())?.raw();
+        match crate::fused::rows_to_host(raw, rows) {
+            Some(fused) => fused,
+            None => hamos_api::tensor::generic_rows_to_host(tensor, rows),
+        }
+    }
+
+    fn class_kth_nearest(
+        &self,
+        queries: &Tensor,
+        bank: &Tensor,
+        counts: &[usize],
+        targets: &[(usize, usize)],
+        k: usize,
+    ) -> Result<Tensor> {
+        let (raw_queries, raw_bank) = raw_pair("class_kth_nearest", queries, bank)?;
+        match crate::fused::class_kth_nearest(raw_queries, raw_bank, counts, targets, k) {
+            Some(fused) => wrap(fused?),
+            None => hamos_api::tensor::generic_class_kth_nearest(queries, bank, counts, targets, k),
+        }
+    }
+}
+
+/// The candle tensors of `queries` and `bank`, or a backend mismatch naming `op`.
+fn raw_pair<'a>(
+    op: &'static str,
+    queries: &'a Tensor,
+    bank: &'a Tensor,
+) -> Result<(&'a CTensor, &'a CTensor)> {
+    let raw_queries = queries.expect_backend::<CandleTensor>(op, queries.inner())?.raw();
+    let raw_bank = bank.expect_backend::<CandleTensor>(op, queries.inner())?.raw();
+    Ok((raw_queries, raw_bank))
 }

@@ -8,31 +8,28 @@ use hamos_api::{
 
 use crate::backend::CandleBackend;
 use crate::fused::batch_norm::BnRecipe;
-use crate::fused::BankCache;
 
 /// A candle tensor behind the shared tensor trait.
 ///
-/// The second field caches the repacked form the fused kernels build when this tensor is used
-/// as a class bank; clones share it, and candle tensors are immutable (variables excepted, which
-/// are never cached), so it cannot go stale. The third is the recipe of a fused batch-norm
-/// output, so that a ReLU and a max pooling applied next fuse with it.
+/// The second field is the recipe of a fused batch-norm output, so that a ReLU and a max
+/// pooling applied next fuse with it.
 #[derive(Debug, Clone)]
-pub struct CandleTensor(CTensor, BankCache, Option<Arc<BnRecipe>>);
+pub struct CandleTensor(CTensor, Option<Arc<BnRecipe>>);
 
 impl CandleTensor {
     /// Wraps a candle tensor.
     pub fn new(raw: CTensor) -> Self {
-        CandleTensor(raw, BankCache::default(), None)
+        CandleTensor(raw, None)
     }
 
     /// Wraps the output of a fused batch norm (or of the ReLU fused after one) with its recipe.
     pub(crate) fn with_recipe(raw: CTensor, recipe: BnRecipe) -> Self {
-        CandleTensor(raw, BankCache::default(), Some(Arc::new(recipe)))
+        CandleTensor(raw, Some(Arc::new(recipe)))
     }
 
     /// The recipe of a fused batch-norm output.
     pub(crate) fn recipe(&self) -> Option<&BnRecipe> {
-        self.2.as_deref()
+        self.1.as_deref()
     }
 
     /// The candle tensor.
@@ -67,11 +64,6 @@ fn device_name(device: &Device) -> String {
 impl CandleTensor {
     fn operand<'a>(&self, op: &'static str, rhs: &'a Tensor) -> Result<&'a CTensor> {
         Ok(rhs.expect_backend::<CandleTensor>(op, self)?.raw())
-    }
-
-    /// The cache of the repacked bank, shared by clones.
-    pub(crate) fn bank_cache(&self) -> &BankCache {
-        &self.1
     }
 
     fn check_dim(&self, op: &'static str, dim: usize) -> Result<()> {
@@ -432,36 +424,6 @@ impl TensorImpl for CandleTensor {
 
     fn detach(&self) -> Result<Tensor> {
         wrap(self.0.detach())
-    }
-
-    fn fused_class_logsumexp(&self, bank: &Tensor, counts: &[usize], scale: f64) -> Option<Result<Tensor>> {
-        let bank = match bank.expect_backend::<CandleTensor>("class_logsumexp", self) {
-            Ok(bank) => bank,
-            Err(e) => return Some(Err(e)),
-        };
-        crate::fused::class_logsumexp(&self.0, bank, counts, scale).map(|r| r.and_then(wrap))
-    }
-
-    fn fused_class_gram(&self) -> Option<Result<Tensor>> {
-        crate::fused::class_gram(&self.0).map(|r| r.and_then(wrap))
-    }
-
-    fn fused_rows_to_host(&self, rows: &[usize]) -> Option<Result<Vec<f32>>> {
-        crate::fused::rows_to_host(&self.0, rows)
-    }
-
-    fn fused_class_kth_nearest(
-        &self,
-        bank: &Tensor,
-        counts: &[usize],
-        targets: &[(usize, usize)],
-        k: usize,
-    ) -> Option<Result<Tensor>> {
-        let bank = match bank.expect_backend::<CandleTensor>("class_kth_nearest", self) {
-            Ok(bank) => bank,
-            Err(e) => return Some(Err(e)),
-        };
-        crate::fused::class_kth_nearest(&self.0, bank, counts, targets, k).map(|r| r.and_then(wrap))
     }
 
     fn gradients(&self, wrt: &[&Tensor]) -> Result<Vec<Tensor>> {

@@ -17,7 +17,10 @@
 //! hamos_conformance::conformance_suite!(|| std::sync::Arc::new(hamos_candle::CandleBackend::cpu()));
 //! ```
 //!
-//! which expands to one `#[test]` per case (so each shows in `cargo test` on its own). For a
+//! which expands to one `#[test]` per case (so each shows in `cargo test` on its own), in two
+//! modules: `core_ops` (the core tensor trait, [`CORE_CASES`]) and `bank_kernels` (the
+//! class-bank kernels of synthesis that a backend may fuse through `hamos_api::BankKernels`,
+//! [`BANK_KERNEL_CASES`]). For a
 //! device that may be missing (CUDA, libtorch), the `optional` form takes a
 //! `fn() -> hamos_api::Result<Arc<dyn Backend>>` and skips the cases when it gives
 //! [`Error::BackendUnavailable`]:
@@ -48,14 +51,21 @@ use hamos_api::{Backend, Error, Result};
 /// A conformance case: passes with `Ok(())`, fails with an error naming the op and the values.
 pub type Case = fn(&Arc<dyn Backend>) -> Result<()>;
 
-/// Every case of [`conformance_suite!`] by name, in its order.
-pub const CASES: &[(&str, Case)] = __conformance_cases!(list());
+/// The cases of the core part of [`conformance_suite!`] (the core tensor trait and its network
+/// ops) by name, in its order.
+pub const CORE_CASES: &[(&str, Case)] = __core_cases!(list());
 
-/// Runs every case on `backend` (a panic counts as a failure) and returns each name with its
-/// outcome: for runners other than `cargo test`, e.g. checking a device from a CLI.
+/// The cases of the bank-kernel part of [`conformance_suite!`] (the class-bank kernels of
+/// synthesis, fused or generic) by name, in its order.
+pub const BANK_KERNEL_CASES: &[(&str, Case)] = __bank_kernel_cases!(list());
+
+/// Runs every case, core then bank kernels, on `backend` (a panic counts as a failure) and
+/// returns each name with its outcome: for runners other than `cargo test`, e.g. checking a
+/// device from a CLI.
 pub fn run_all(backend: &Arc<dyn Backend>) -> Vec<(&'static str, Result<()>)> {
-    CASES
+    CORE_CASES
         .iter()
+        .chain(BANK_KERNEL_CASES)
         .map(|&(name, case)| {
             let outcome = catch_unwind(AssertUnwindSafe(|| case(backend)))
                 .unwrap_or_else(|_| Err(Error::Data(format!("conformance case `{name}` panicked"))));
@@ -64,7 +74,8 @@ pub fn run_all(backend: &Arc<dyn Backend>) -> Vec<(&'static str, Result<()>)> {
         .collect()
 }
 
-/// Expands to one `#[test] fn` per conformance case, each running [`cases`]`::name` on a fresh
+/// Expands to one `#[test] fn` per conformance case, in the modules `core_ops` and
+/// `bank_kernels`, each running [`cases`]`::name` on a fresh
 /// backend from `$make`, an expression of type `fn() -> Arc<dyn hamos_api::Backend>` (a
 /// non-capturing closure works). `conformance_suite!(optional $open)` instead takes
 /// `fn() -> hamos_api::Result<Arc<dyn Backend>>` and skips (passes, with a note on stderr) when
@@ -73,17 +84,55 @@ pub fn run_all(backend: &Arc<dyn Backend>) -> Vec<(&'static str, Result<()>)> {
 #[macro_export]
 macro_rules! conformance_suite {
     (optional $open:expr) => {
-        $crate::__conformance_cases!(optional $open);
+        /// The core tensor trait and its network ops.
+        mod core_ops {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__core_cases!(optional $open);
+        }
+        /// The class-bank kernels of synthesis (fused where the backend fuses them).
+        mod bank_kernels {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__bank_kernel_cases!(optional $open);
+        }
     };
     ($make:expr) => {
-        $crate::__conformance_cases!(required $make);
+        /// The core tensor trait and its network ops.
+        mod core_ops {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__core_cases!(required $make);
+        }
+        /// The class-bank kernels of synthesis (fused where the backend fuses them).
+        mod bank_kernels {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__bank_kernel_cases!(required $make);
+        }
     };
 }
 
-/// The list of cases the suite runs: adding a case is one line here.
+/// The cases of the bank-kernel part: the class-bank kernels of synthesis, which a backend may
+/// fuse (`hamos_api::BankKernels`); adding a case is one line here.
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __conformance_cases {
+macro_rules! __bank_kernel_cases {
+    ($mode:ident $make:expr) => {
+        $crate::__conformance_tests! { $mode ($make)
+            rows_to_host
+            class_gram
+            class_logsumexp
+            class_kth_nearest
+        }
+    };
+}
+
+/// The cases of the core part (`hamos_api::TensorImpl` and `ModuleOps`): adding a case is one
+/// line here.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __core_cases {
     ($mode:ident $make:expr) => {
         $crate::__conformance_tests! { $mode ($make)
             // creation
@@ -122,7 +171,6 @@ macro_rules! __conformance_cases {
             topk
             topk_wide_rows
             index_select
-            rows_to_host
             gather
             compare_ops
             where_mask
@@ -135,9 +183,6 @@ macro_rules! __conformance_cases {
             pairwise_sq_dists
             cosine_similarity
             row_dot_and_norm
-            class_gram
-            class_logsumexp
-            class_kth_nearest
             // autograd
             grad_add
             grad_sub

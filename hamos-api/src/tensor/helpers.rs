@@ -94,21 +94,12 @@ impl Tensor {
     /// shape `[m, c]` (a class without rows gives `-inf`). This is the vMF kernel density of
     /// Eqn 11 in log space, up to constants.
     ///
-    /// Backends may fuse it
-    /// ([`TensorImpl::fused_class_logsumexp`](super::TensorImpl::fused_class_logsumexp)) to
-    /// avoid the `[m, c * s]` intermediate; fused versions carry no gradient, the generic one
-    /// does.
+    /// Backends may fuse it ([`BankKernels::class_logsumexp`](super::BankKernels)) to avoid the
+    /// `[m, c * s]` intermediate; fused versions carry no gradient, the generic one
+    /// ([`generic_class_logsumexp`](super::generic_class_logsumexp)) does.
     pub fn class_logsumexp(&self, bank: &Tensor, counts: &[usize], scale: f64) -> Result<Tensor> {
-        let (m, classes, capacity, dim) =
-            super::neighbours::class_bank_shape("class_logsumexp", self, bank, counts)?;
-        if let Some(fused) = self.inner().fused_class_logsumexp(bank, counts, scale) {
-            return fused;
-        }
-        let flat = bank.reshape(&[classes * capacity, dim])?;
-        let logits = self.matmul(&flat.t()?)?.scale(scale)?.reshape(&[m, classes, capacity])?;
-        let valid = self.backend().from_f32(&valid_row_mask(counts, capacity), &[1, classes, capacity])?;
-        let logits = valid.where_mask(&logits, &logits.scalar_like(f32::NEG_INFINITY)?)?;
-        logits.logsumexp(2, false)
+        super::neighbours::class_bank_shape("class_logsumexp", self, bank, counts)?;
+        self.backend().bank_kernels().class_logsumexp(self, bank, counts, scale)
     }
 
     /// For a class bank `[c, s, d]`, each class's Gram matrix `X_c^T X_c` over its `s` rows,
@@ -116,15 +107,12 @@ impl Tensor {
     /// add nothing).
     ///
     /// Provided: a batched matrix product; backends may fuse it
-    /// ([`TensorImpl::fused_class_gram`](super::TensorImpl::fused_class_gram)). No gradient needed.
+    /// ([`BankKernels::class_gram`](super::BankKernels)). No gradient needed.
     pub fn class_gram(&self) -> Result<Tensor> {
         if self.rank() != 3 {
             return Err(Error::shape("class_gram", format!("needs a [c, s, d] bank, got {:?}", self.dims())));
         }
-        if let Some(fused) = self.inner().fused_class_gram() {
-            return fused;
-        }
-        self.transpose(1, 2)?.matmul(self)
+        self.backend().bank_kernels().class_gram(self)
     }
 
     /// The rows `rows` (host indices, in that order, repeats allowed) of `self` along dim 0:
@@ -137,7 +125,7 @@ impl Tensor {
     /// The values of rows `rows` (host indices, in that order, repeats allowed) of a `[n, d]`
     /// `self` on the host, `rows.len() * d` of them: [`Tensor::gather_rows`] and a download,
     /// or a backend's direct copy where its storage is host memory
-    /// ([`TensorImpl::fused_rows_to_host`](super::TensorImpl::fused_rows_to_host)).
+    /// ([`BankKernels::rows_to_host`](super::BankKernels)).
     pub fn rows_to_host(&self, rows: &[usize]) -> Result<Vec<f32>> {
         let dims = self.dims();
         let &[n, _] = &dims[..] else {
@@ -146,10 +134,7 @@ impl Tensor {
         if let Some(&row) = rows.iter().find(|&&row| row >= n) {
             return Err(Error::shape("rows_to_host", format!("row {row} out of range for {n} rows")));
         }
-        if let Some(fused) = self.inner().fused_rows_to_host(rows) {
-            return fused;
-        }
-        self.gather_rows(rows)?.to_vec_f32()
+        self.backend().bank_kernels().rows_to_host(self, rows)
     }
 
     /// Row-wise dot products of two `[m, d]` tensors, shape `[m, 1]`.

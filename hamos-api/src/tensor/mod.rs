@@ -11,14 +11,19 @@
 //! rejects generic traits, so plugin traits take `&Tensor`. The cost is one allocation and one
 //! virtual call per op (measured in the README).
 
+mod bank_kernels;
 mod helpers;
 mod module_ops;
 mod neighbours;
 mod ops;
 mod selection;
 
+pub use bank_kernels::{
+    generic_class_gram, generic_class_logsumexp, generic_rows_to_host, BankKernels, GenericBankKernels,
+};
 pub(crate) use helpers::valid_row_mask;
 pub use module_ops::{BatchNormOutput, ModuleOps, Window};
+pub use neighbours::generic_class_kth_nearest;
 pub use selection::{resolve_kth_tie, select_kth, KthSelection};
 
 use std::any::Any;
@@ -106,7 +111,7 @@ pub enum CmpOp {
 /// What a backend implements: the required ops of the shared tensor trait.
 ///
 /// The network ops (convolution, pooling) are a group of their own, the supertrait
-/// [`ModuleOps`]. Every method here is required except the `kth_smallest` and `fused_*` hooks; [`Tensor`] builds everything else on top of them. Operands of
+/// [`ModuleOps`]. Every method here is required except `gradients_release` and `kth_smallest`; [`Tensor`] builds everything else on top of them (the class-bank kernels of synthesis included: a backend may fuse those through [`BankKernels`], an extension of its [`Backend`]). Operands of
 /// binary ops arrive as [`Tensor`] and must be downcast with [`Tensor::downcast_ref`]; an operand
 /// of another backend must give [`Error::BackendMismatch`], never a panic. Dims are `usize` and
 /// must be checked against the rank (no negative indexing). Binary ops and comparisons broadcast
@@ -188,43 +193,6 @@ pub trait TensorImpl: ModuleOps + Send + fmt::Debug + 'static {
     fn kth_smallest(&self, k: usize, dim: usize) -> Result<(Tensor, Tensor)> {
         let (values, indices) = self.topk(k, dim, false)?;
         Ok((values.narrow(dim, k - 1, 1)?, indices.narrow(dim, k - 1, 1)?))
-    }
-
-    /// Provided, optional: a fused [`Tensor::class_logsumexp`] for this backend, or `None` to
-    /// use the generic composition of required ops. Overrides need not track gradients.
-    fn fused_class_logsumexp(
-        &self,
-        _bank: &Tensor,
-        _counts: &[usize],
-        _scale: f64,
-    ) -> Option<Result<Tensor>> {
-        None
-    }
-
-    /// Provided, optional: a fused [`Tensor::class_gram`] for this backend (called with a
-    /// validated rank-3 `self`), or `None` to use the batched matrix product.
-    fn fused_class_gram(&self) -> Option<Result<Tensor>> {
-        None
-    }
-
-    /// Provided, optional: [`Tensor::rows_to_host`] copied straight out of host storage (called
-    /// with a validated `[n, d]` `self` and rows below `n`), or `None` to gather with
-    /// [`Tensor::gather_rows`] and download.
-    fn fused_rows_to_host(&self, _rows: &[usize]) -> Option<Result<Vec<f32>>> {
-        None
-    }
-
-    /// Provided, optional: a fused [`Tensor::class_kth_nearest`] for this backend, or `None` to
-    /// use the generic version. Overrides receive validated arguments and must return the same
-    /// rows as the generic version (use [`select_kth`] and [`resolve_kth_tie`]).
-    fn fused_class_kth_nearest(
-        &self,
-        _bank: &Tensor,
-        _counts: &[usize],
-        _targets: &[(usize, usize)],
-        _k: usize,
-    ) -> Option<Result<Tensor>> {
-        None
     }
 }
 

@@ -1,5 +1,5 @@
-//! Fused CPU kernels for the hot ops of outlier synthesis, overriding the provided ops of the
-//! tensor trait: [`hamos_api::Tensor::class_logsumexp`] (the vMF barrier) and
+//! Fused CPU kernels for the hot ops of outlier synthesis, candle's
+//! [`hamos_api::BankKernels`] (see `backend.rs`): [`hamos_api::Tensor::class_logsumexp`] (the vMF barrier) and
 //! [`hamos_api::Tensor::class_kth_nearest`] (the k-NN energy) stream the bank once through one
 //! tile kernel (`simd.rs`) and never build the `[m, c * s]` intermediate;
 //! [`hamos_api::Tensor::class_gram`] (the barrier's screening moments) computes only the upper
@@ -17,38 +17,49 @@ mod pool;
 pub(crate) mod pool2d;
 mod simd;
 
-use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, DType, Device, Storage, Tensor as CTensor};
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor as CTensor, TensorId};
 use hamos_api::{Error, Result};
 
-use crate::tensor::{CandleTensor, Op};
+use crate::tensor::Op;
 use packing::PackedBank;
 
-/// A bank tensor's [`PackedBank`], built on first use.
-#[derive(Clone, Default)]
-pub(crate) struct BankCache(Arc<OnceLock<PackedBank>>);
+/// The packed forms of the last banks the kernels met, newest first, by candle tensor id: one
+/// round of synthesis calls them many times with one bank. Ids are never reused and candle
+/// tensors are immutable (variables, whose values may change, are never cached), so an entry
+/// cannot go stale; it only holds memory (a CIFAR-100 bank of 100 x 1000 x 128 packs to
+/// about 51 MB) until newer banks push it out.
+static PACKED_BANKS: Mutex<Vec<(TensorId, Arc<PackedBank>)>> = Mutex::new(Vec::new());
+/// How many packed banks [`PACKED_BANKS`] keeps.
+const PACKED_BANKS_KEPT: usize = 2;
 
-impl fmt::Debug for BankCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BankCache({})", if self.0.get().is_some() { "packed" } else { "empty" })
-    }
-}
-
-/// Runs `f` with `bank`'s packed form: cached with the tensor, or built for this call when the
-/// tensor is a variable (whose values may change).
-fn with_packed<T>(bank: &CandleTensor, values: &[f32], f: impl FnOnce(&PackedBank) -> T) -> T {
-    let (classes, capacity, dim) = match bank.raw().dims() {
+/// Runs `f` with `bank`'s packed form: from [`PACKED_BANKS`], or built now (and kept unless
+/// the tensor is a variable).
+fn with_packed<T>(bank: &CTensor, values: &[f32], f: impl FnOnce(&PackedBank) -> T) -> T {
+    let (classes, capacity, dim) = match bank.dims() {
         &[c, s, d] => (c, s, d),
         _ => (0, 0, 0),
     };
     let build = || PackedBank::new(values, classes, capacity, dim);
-    if bank.raw().is_variable() {
-        f(&build())
-    } else {
-        f(bank.bank_cache().0.get_or_init(build))
+    if bank.is_variable() {
+        return f(&build());
     }
+    let id = bank.id();
+    let cached = PACKED_BANKS.lock().ok().and_then(|banks| {
+        banks.iter().find(|(cached, _)| *cached == id).map(|(_, packed)| Arc::clone(packed))
+    });
+    if let Some(packed) = cached {
+        return f(&packed);
+    }
+    let packed = Arc::new(build());
+    if let Ok(mut banks) = PACKED_BANKS.lock() {
+        if !banks.iter().any(|(cached, _)| *cached == id) {
+            banks.insert(0, (id, Arc::clone(&packed)));
+            banks.truncate(PACKED_BANKS_KEPT);
+        }
+    }
+    f(&packed)
 }
 
 /// Runs `f` on the `f32` host slices of contiguous `queries` `[m, d]` and `bank` `[c, s, d]`;
@@ -89,11 +100,11 @@ fn cpu_slice<'a>(op: &'static str, storage: &'a Storage, offset: usize, len: usi
 /// The fused class-wise log-sum-exp, `[m, c]`; `None` off the CPU.
 pub(crate) fn class_logsumexp(
     queries: &CTensor,
-    bank: &CandleTensor,
+    bank: &CTensor,
     counts: &[usize],
     scale: f64,
 ) -> Option<Result<CTensor>> {
-    let out = with_cpu_slices("class_logsumexp", queries, bank.raw(), |q, b, dim, _| {
+    let out = with_cpu_slices("class_logsumexp", queries, bank, |q, b, dim, _| {
         with_packed(bank, b, |packed| logsumexp::class_logsumexp(q, dim, packed, counts, scale as f32))
     })?;
     let m = queries.dims()[0];
@@ -146,12 +157,12 @@ pub(crate) fn rows_to_host(tensor: &CTensor, rows: &[usize]) -> Option<Result<Ve
 /// The fused k-th nearest rows, `[targets]` `I64`; `None` off the CPU.
 pub(crate) fn class_kth_nearest(
     queries: &CTensor,
-    bank: &CandleTensor,
+    bank: &CTensor,
     counts: &[usize],
     targets: &[(usize, usize)],
     k: usize,
 ) -> Option<Result<CTensor>> {
-    let out = with_cpu_slices("class_kth_nearest", queries, bank.raw(), |q, b, dim, _| {
+    let out = with_cpu_slices("class_kth_nearest", queries, bank, |q, b, dim, _| {
         with_packed(bank, b, |packed| kth::class_kth_nearest(q, dim, b, packed, counts, targets, k))
     })?;
     Some(out.and_then(|rows| {

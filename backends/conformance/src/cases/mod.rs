@@ -4,12 +4,12 @@
 
 mod autograd;
 mod autograd_select;
+mod bank_kernels;
 mod creation;
 mod elementwise;
 mod errors;
 mod helpers;
 mod matmul;
-mod neighbours;
 mod network;
 mod reduce;
 mod select;
@@ -18,12 +18,12 @@ mod training;
 
 pub use autograd::*;
 pub use autograd_select::*;
+pub use bank_kernels::*;
 pub use creation::*;
 pub use elementwise::*;
 pub use errors::*;
 pub use helpers::*;
 pub use matmul::*;
-pub use neighbours::*;
 pub use network::*;
 pub use reduce::*;
 pub use select::*;

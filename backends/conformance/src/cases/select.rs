@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use hamos_api::{Backend, CmpOp, DType, Result, Tensor};
 
-use crate::reference::{assert_dims, assert_dtype, assert_i64, assert_tensor, ensure, HostTensor, Inputs};
+use crate::reference::{assert_dims, assert_dtype, assert_i64, assert_tensor, HostTensor, Inputs};
 
 fn check_topk(backend: &Arc<dyn Backend>, x: &HostTensor, k: usize, dim: usize, largest: bool) -> Result<()> {
     let name = format!("topk(k {k}, dim {dim}, largest {largest}) of {:?}", x.dims);
@@ -63,31 +63,6 @@ pub fn index_select(backend: &Arc<dyn Backend>) -> Result<()> {
     // Rows of a transpose (not contiguous) are the columns.
     let got = m.upload(backend)?.t()?.index_select(0, &ids)?.t()?;
     assert_tensor("index_select of a transpose", &got, &m.index_select(1, &picks)?, 0.0)
-}
-
-/// `rows_to_host` (a backend's direct copy where it has one) equals the rows themselves: a
-/// contiguous tensor, a reshaped bank, a non-contiguous transpose; out-of-range rows and a
-/// rank-3 tensor are errors.
-pub fn rows_to_host(backend: &Arc<dyn Backend>) -> Result<()> {
-    let mut inputs = Inputs::new(605);
-    let x = inputs.normal(&[6, 5]);
-    let picks = [4usize, 0, 0, 5, 2];
-    let want: Vec<f32> = picks.iter().flat_map(|&r| x.to_f32()[r * 5..(r + 1) * 5].to_vec()).collect();
-    let got = x.upload(backend)?.rows_to_host(&picks)?;
-    ensure(got == want, "rows_to_host", || format!("{got:?} vs {want:?}"))?;
-    let bank = inputs.normal(&[2, 3, 4]);
-    let flat = bank.upload(backend)?.reshape(&[6, 4])?;
-    let got = flat.rows_to_host(&[5, 1])?;
-    let want: Vec<f32> =
-        [5usize, 1].iter().flat_map(|&r| bank.to_f32()[r * 4..(r + 1) * 4].to_vec()).collect();
-    ensure(got == want, "rows_to_host of a reshaped bank", || format!("{got:?} vs {want:?}"))?;
-    let transposed = x.upload(backend)?.t()?; // [5, 6], not contiguous
-    let got = transposed.rows_to_host(&[3])?;
-    let want: Vec<f32> = (0..6).map(|r| x.to_f32()[r * 5 + 3]).collect();
-    ensure(got == want, "rows_to_host of a transpose", || format!("{got:?} vs {want:?}"))?;
-    ensure(x.upload(backend)?.rows_to_host(&[6]).is_err(), "rows_to_host", || "row 6 of 6 accepted".into())?;
-    let cube = bank.upload(backend)?.rows_to_host(&[0]);
-    ensure(cube.is_err(), "rows_to_host", || "a rank-3 tensor accepted".into())
 }
 
 /// `gather` along dims 0 and 1, with repeated indices.
