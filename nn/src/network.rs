@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use hamos_api::{join_name, Backbone, Error, Forward, ParamStore, Result, Tensor};
+use hamos_api::{join_name, Backbone, Error, Forward, Module, ParamStore, Result, Tensor};
 use rand::RngCore;
 
 use crate::layers::Linear;
@@ -23,7 +23,7 @@ pub fn clone_backbone(backbone: &dyn Backbone) -> Result<Arc<dyn Backbone>> {
 #[derive(Debug, Clone)]
 pub struct Classifier {
     backbone: Arc<dyn Backbone>,
-    prefix: String,
+    net: Arc<dyn Module>,
     fc: Linear,
     classes: usize,
 }
@@ -39,10 +39,11 @@ impl Classifier {
             ));
         }
         let fc = Linear::new(&join_name(prefix, "fc"), backbone.feature_dim(), classes, true);
-        Ok(Classifier { backbone, prefix: prefix.to_string(), fc, classes })
+        let net = Arc::from(backbone.build(prefix)?);
+        Ok(Classifier { backbone, net, fc, classes })
     }
 
-    /// The backbone.
+    /// The backbone's config.
     pub fn backbone(&self) -> &dyn Backbone {
         self.backbone.as_ref()
     }
@@ -54,7 +55,7 @@ impl Classifier {
 
     /// Registers the backbone's parameters, then `fc`'s (PyTorch's module order).
     pub fn init(&self, params: &mut ParamStore, rng: &mut dyn RngCore) -> Result<()> {
-        self.backbone.init(params, &self.prefix, rng)?;
+        self.net.init(params, rng)?;
         self.fc.init(params, rng)
     }
 
@@ -69,7 +70,7 @@ impl Classifier {
 
     /// Penultimate features `[n, w]`.
     pub fn features(&self, pass: &Forward, images: &Tensor) -> Result<Tensor> {
-        self.backbone.features(pass, &self.prefix, images)
+        self.net.forward(pass, images)
     }
 
     /// Class logits of features `[n, w]`.

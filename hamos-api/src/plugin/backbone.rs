@@ -25,10 +25,20 @@ pub trait Backbone: Debug + Send + Sync {
     /// Width of the penultimate features.
     fn feature_dim(&self) -> usize;
 
-    /// Registers its parameters and buffers under `prefix` in module order (PyTorch's
-    /// `state_dict` order), initialised as PyTorch initialises them, drawing from `rng`.
-    fn init(&self, params: &mut ParamStore, prefix: &str, rng: &mut dyn RngCore) -> Result<()>;
+    /// The network, built once: its layers hold their parameter names, joined to `prefix`
+    /// (`""` gives the PyTorch names). Called after [`validate`](Backbone::validate).
+    fn build(&self, prefix: &str) -> Result<Box<dyn Module>>;
+}
 
-    /// Penultimate features `[n, feature_dim]` of images `[n, c, h, w]`.
-    fn features(&self, pass: &Forward, prefix: &str, images: &Tensor) -> Result<Tensor>;
+/// A network built once (a backbone's, from [`Backbone::build`]): its layers hold their
+/// resolved parameter names, so a forward pass looks parameters up without building a name.
+/// Parameters live in a [`ParamStore`], read through a [`Forward`] pass.
+pub trait Module: Debug + Send + Sync {
+    /// Registers its parameters and buffers in module order (PyTorch's `state_dict` order),
+    /// initialised as PyTorch initialises them, drawing from `rng`.
+    fn init(&self, params: &mut ParamStore, rng: &mut dyn RngCore) -> Result<()>;
+
+    /// The output for `input` (a backbone: penultimate features `[n, feature_dim]` of images
+    /// `[n, c, h, w]`).
+    fn forward(&self, pass: &Forward, input: &Tensor) -> Result<Tensor>;
 }

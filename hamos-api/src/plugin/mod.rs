@@ -11,7 +11,7 @@ mod moments;
 mod sampler;
 mod scorer;
 
-pub use backbone::Backbone;
+pub use backbone::{Backbone, Module};
 pub use bank::{ChainPairs, ClassBank};
 pub use barrier::{check_starts, Admission, IdBarrier, Thresholds};
 pub use energy::{EnergyEval, OodnessEnergy};

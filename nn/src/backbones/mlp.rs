@@ -1,4 +1,4 @@
-use hamos_api::{config::positive, join_name, Backbone, Forward, ParamStore, Result, Tensor};
+use hamos_api::{config::positive, join_name, Backbone, Forward, Module, ParamStore, Result, Tensor};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -55,15 +55,28 @@ impl Backbone for Mlp {
         self.hidden.last().copied().unwrap_or(0)
     }
 
-    fn init(&self, params: &mut ParamStore, prefix: &str, rng: &mut dyn RngCore) -> Result<()> {
-        self.layers(prefix).iter().try_for_each(|layer| layer.init(params, rng))
+    fn build(&self, prefix: &str) -> Result<Box<dyn Module>> {
+        Ok(Box::new(MlpNet { input: self.input, layers: self.layers(prefix) }))
+    }
+}
+
+/// A built [`Mlp`].
+#[derive(Debug)]
+struct MlpNet {
+    input: [usize; 3],
+    layers: Vec<Linear>,
+}
+
+impl Module for MlpNet {
+    fn init(&self, params: &mut ParamStore, rng: &mut dyn RngCore) -> Result<()> {
+        self.layers.iter().try_for_each(|layer| layer.init(params, rng))
     }
 
-    fn features(&self, pass: &Forward, prefix: &str, images: &Tensor) -> Result<Tensor> {
+    fn forward(&self, pass: &Forward, images: &Tensor) -> Result<Tensor> {
         check_input("mlp", images, self.input)?;
         let n = images.dims()[0];
         let mut x = images.reshape(&[n, self.input.iter().product()])?;
-        for layer in self.layers(prefix) {
+        for layer in &self.layers {
             x = layer.forward(pass, &x)?.relu()?;
         }
         Ok(x)

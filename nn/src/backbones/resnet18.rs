@@ -1,4 +1,4 @@
-use hamos_api::{config::positive, join_name, Backbone, Forward, ParamStore, Result, Tensor};
+use hamos_api::{config::positive, join_name, Backbone, Forward, Module, ParamStore, Result, Tensor};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +24,7 @@ impl Default for ResNet18Cifar {
 
 /// One BasicBlock: two 3x3 convolutions with batch norm, and a 1x1 projection shortcut when
 /// the stride or the width changes.
+#[derive(Debug)]
 struct BasicBlock {
     conv1: Conv2d,
     bn1: BatchNorm2d,
@@ -109,18 +110,32 @@ impl Backbone for ResNet18Cifar {
         512
     }
 
-    fn init(&self, params: &mut ParamStore, prefix: &str, rng: &mut dyn RngCore) -> Result<()> {
-        let (conv, bn) = self.stem(prefix);
+    fn build(&self, prefix: &str) -> Result<Box<dyn Module>> {
+        Ok(Box::new(ResNet18Net { input: self.input, stem: self.stem(prefix), blocks: self.blocks(prefix) }))
+    }
+}
+
+/// A built [`ResNet18Cifar`].
+#[derive(Debug)]
+struct ResNet18Net {
+    input: [usize; 3],
+    stem: (Conv2d, BatchNorm2d),
+    blocks: Vec<BasicBlock>,
+}
+
+impl Module for ResNet18Net {
+    fn init(&self, params: &mut ParamStore, rng: &mut dyn RngCore) -> Result<()> {
+        let (conv, bn) = &self.stem;
         conv.init(params, rng)?;
         bn.init(params)?;
-        self.blocks(prefix).iter().try_for_each(|block| block.init(params, rng))
+        self.blocks.iter().try_for_each(|block| block.init(params, rng))
     }
 
-    fn features(&self, pass: &Forward, prefix: &str, images: &Tensor) -> Result<Tensor> {
+    fn forward(&self, pass: &Forward, images: &Tensor) -> Result<Tensor> {
         check_input("resnet18_cifar", images, self.input)?;
-        let (conv, bn) = self.stem(prefix);
+        let (conv, bn) = &self.stem;
         let mut x = bn.forward(pass, &conv.forward(pass, images)?)?.relu()?;
-        for block in self.blocks(prefix) {
+        for block in &self.blocks {
             x = block.forward(pass, &x)?;
         }
         x.global_avg_pool2d()

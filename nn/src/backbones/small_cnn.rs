@@ -1,4 +1,4 @@
-use hamos_api::{config::positive, join_name, Backbone, Forward, ParamStore, Result, Tensor};
+use hamos_api::{config::positive, join_name, Backbone, Forward, Module, ParamStore, Result, Tensor};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -57,18 +57,31 @@ impl Backbone for SmallCnn {
         self.channels[2]
     }
 
-    fn init(&self, params: &mut ParamStore, prefix: &str, rng: &mut dyn RngCore) -> Result<()> {
-        for (conv, bn) in self.stages(prefix) {
+    fn build(&self, prefix: &str) -> Result<Box<dyn Module>> {
+        Ok(Box::new(SmallCnnNet { input: self.input, stages: self.stages(prefix) }))
+    }
+}
+
+/// A built [`SmallCnn`].
+#[derive(Debug)]
+struct SmallCnnNet {
+    input: [usize; 3],
+    stages: Vec<(Conv2d, BatchNorm2d)>,
+}
+
+impl Module for SmallCnnNet {
+    fn init(&self, params: &mut ParamStore, rng: &mut dyn RngCore) -> Result<()> {
+        for (conv, bn) in &self.stages {
             conv.init(params, rng)?;
             bn.init(params)?;
         }
         Ok(())
     }
 
-    fn features(&self, pass: &Forward, prefix: &str, images: &Tensor) -> Result<Tensor> {
+    fn forward(&self, pass: &Forward, images: &Tensor) -> Result<Tensor> {
         check_input("small_cnn", images, self.input)?;
         let mut x = images.clone();
-        for (i, (conv, bn)) in self.stages(prefix).iter().enumerate() {
+        for (i, (conv, bn)) in self.stages.iter().enumerate() {
             x = bn.forward(pass, &conv.forward(pass, &x)?)?.relu()?;
             if i < 2 {
                 x = x.max_pool2d(2, 2)?;

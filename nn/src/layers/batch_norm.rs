@@ -24,14 +24,33 @@ impl Default for BatchNormConfig {
 #[derive(Debug, Clone)]
 pub struct BatchNorm2d {
     prefix: String,
+    names: BatchNormNames,
     channels: usize,
     config: BatchNormConfig,
+}
+
+/// The parameter and buffer names of one batch norm, resolved once.
+#[derive(Debug, Clone)]
+struct BatchNormNames {
+    weight: String,
+    bias: String,
+    running_mean: String,
+    running_var: String,
+    num_batches_tracked: String,
 }
 
 impl BatchNorm2d {
     /// Over `channels` channels, parameters under `prefix`.
     pub fn new(prefix: &str, channels: usize) -> Self {
-        BatchNorm2d { prefix: prefix.to_string(), channels, config: BatchNormConfig::default() }
+        let name = |leaf: &str| join_name(prefix, leaf);
+        let names = BatchNormNames {
+            weight: name("weight"),
+            bias: name("bias"),
+            running_mean: name("running_mean"),
+            running_var: name("running_var"),
+            num_batches_tracked: name("num_batches_tracked"),
+        };
+        BatchNorm2d { prefix: prefix.to_string(), names, channels, config: BatchNormConfig::default() }
     }
 
     /// With other settings.
@@ -44,11 +63,11 @@ impl BatchNorm2d {
     pub fn init(&self, params: &mut ParamStore) -> Result<()> {
         let backend = params.backend().clone();
         let c = [self.channels];
-        params.add_trainable(&self.name("weight"), &backend.ones(&c)?)?;
-        params.add_trainable(&self.name("bias"), &backend.zeros(&c)?)?;
-        params.add_buffer(&self.name("running_mean"), &backend.zeros(&c)?)?;
-        params.add_buffer(&self.name("running_var"), &backend.ones(&c)?)?;
-        params.add_buffer(&self.name("num_batches_tracked"), &backend.from_i64(&[0], &[])?)
+        params.add_trainable(&self.names.weight, &backend.ones(&c)?)?;
+        params.add_trainable(&self.names.bias, &backend.zeros(&c)?)?;
+        params.add_buffer(&self.names.running_mean, &backend.zeros(&c)?)?;
+        params.add_buffer(&self.names.running_var, &backend.ones(&c)?)?;
+        params.add_buffer(&self.names.num_batches_tracked, &backend.from_i64(&[0], &[])?)
     }
 
     /// Normalizes `x` `[n, c, h, w]`.
@@ -62,18 +81,18 @@ impl BatchNorm2d {
         }
         let per_channel = [1, self.channels, 1, 1];
         if !pass.is_train() {
-            let weight = pass.param(&self.name("weight"))?.reshape(&per_channel)?;
-            let bias = pass.param(&self.name("bias"))?.reshape(&per_channel)?;
-            let mean = pass.param(&self.name("running_mean"))?.reshape(&per_channel)?;
-            let var = pass.param(&self.name("running_var"))?.reshape(&per_channel)?;
+            let weight = pass.param(&self.names.weight)?.reshape(&per_channel)?;
+            let bias = pass.param(&self.names.bias)?.reshape(&per_channel)?;
+            let mean = pass.param(&self.names.running_mean)?.reshape(&per_channel)?;
+            let var = pass.param(&self.names.running_var)?.reshape(&per_channel)?;
             // Folded into one scale and one shift: two broadcast ops over the activations.
             let scale = weight.div(&var.add_scalar(self.config.eps)?.sqrt()?)?;
             let shift = bias.sub(&mean.mul(&scale)?)?;
             return x.mul(&scale)?.add(&shift);
         }
         let count = dims[0] * dims[2] * dims[3];
-        let weight = pass.param(&self.name("weight"))?;
-        let bias = pass.param(&self.name("bias"))?;
+        let weight = pass.param(&self.names.weight)?;
+        let bias = pass.param(&self.names.bias)?;
         let out = x.batch_norm_train(&weight, &bias, self.config.eps).map_err(|e| match e {
             Error::Shape { msg, .. } => Error::shape("batch_norm2d", format!("`{}`: {msg}", self.prefix)),
             other => other,
@@ -86,18 +105,14 @@ impl BatchNorm2d {
         let m = self.config.momentum;
         let c = [self.channels];
         let blend = |name: &str, batch: Tensor| -> Result<Tensor> {
-            pass.params().get(&self.name(name))?.scale(1.0 - m)?.add(&batch.reshape(&c)?.detach()?.scale(m)?)
+            pass.params().get(name)?.scale(1.0 - m)?.add(&batch.reshape(&c)?.detach()?.scale(m)?)
         };
         let unbiased = var.scale(count as f64 / (count - 1) as f64)?;
-        pass.update_buffer(&self.name("running_mean"), blend("running_mean", mean.clone())?);
-        pass.update_buffer(&self.name("running_var"), blend("running_var", unbiased)?);
-        let tracked = pass.params().get(&self.name("num_batches_tracked"))?;
+        pass.update_buffer(&self.names.running_mean, blend(&self.names.running_mean, mean.clone())?);
+        pass.update_buffer(&self.names.running_var, blend(&self.names.running_var, unbiased)?);
+        let tracked = pass.params().get(&self.names.num_batches_tracked)?;
         let one = tracked.backend().from_i64(&[1], &[])?;
-        pass.update_buffer(&self.name("num_batches_tracked"), tracked.add(&one)?.to_dtype(DType::I64)?);
+        pass.update_buffer(&self.names.num_batches_tracked, tracked.add(&one)?.to_dtype(DType::I64)?);
         Ok(())
-    }
-
-    fn name(&self, leaf: &str) -> String {
-        join_name(&self.prefix, leaf)
     }
 }

@@ -7,7 +7,8 @@ use crate::init::fan_in_uniform;
 /// `[out, in, k, k]`, optional `bias` `[out]`.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
-    prefix: String,
+    weight: String,
+    bias_name: String,
     in_channels: usize,
     out_channels: usize,
     kernel: usize,
@@ -20,7 +21,8 @@ impl Conv2d {
     /// A `kernel` x `kernel` convolution without bias, parameters under `prefix`.
     pub fn new(prefix: &str, in_channels: usize, out_channels: usize, kernel: usize) -> Self {
         Conv2d {
-            prefix: prefix.to_string(),
+            weight: join_name(prefix, "weight"),
+            bias_name: join_name(prefix, "bias"),
             in_channels,
             out_channels,
             kernel,
@@ -50,22 +52,18 @@ impl Conv2d {
         let backend = params.backend().clone();
         let fan_in = self.in_channels * self.kernel * self.kernel;
         let dims = [self.out_channels, self.in_channels, self.kernel, self.kernel];
-        params.add_trainable(&self.name("weight"), &fan_in_uniform(backend.as_ref(), &dims, fan_in, rng)?)?;
+        params.add_trainable(&self.weight, &fan_in_uniform(backend.as_ref(), &dims, fan_in, rng)?)?;
         if self.bias {
             let bias = fan_in_uniform(backend.as_ref(), &[self.out_channels], fan_in, rng)?;
-            params.add_trainable(&self.name("bias"), &bias)?;
+            params.add_trainable(&self.bias_name, &bias)?;
         }
         Ok(())
     }
 
     /// `x` `[n, in, h, w]` to `[n, out, h', w']`.
     pub fn forward(&self, pass: &Forward, x: &Tensor) -> Result<Tensor> {
-        let weight = pass.param(&self.name("weight"))?;
-        let bias = if self.bias { Some(pass.param(&self.name("bias"))?) } else { None };
+        let weight = pass.param(&self.weight)?;
+        let bias = if self.bias { Some(pass.param(&self.bias_name)?) } else { None };
         x.conv2d(&weight, bias.as_ref(), self.stride, self.padding)
-    }
-
-    fn name(&self, leaf: &str) -> String {
-        join_name(&self.prefix, leaf)
     }
 }
