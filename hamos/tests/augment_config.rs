@@ -18,8 +18,6 @@ fn random_image(shape: [usize; 3], seed: u64) -> Vec<u8> {
     (0..shape.iter().product::<usize>()).map(|_| rng.random()).collect()
 }
 
-/// Values in `[0, 1]`, including the end points, so that clamps and gray pixels are exercised.
-
 fn field_of(result: hamos_api::Result<()>) -> String {
     match result {
         Err(Error::InvalidConfig { field, .. }) => field,
