@@ -26,7 +26,8 @@ pub struct EmbedOutcome {
 /// The config for a checkpoint: `config` if given, else the `config.toml` of the run directory
 /// holding `checkpoint` (`<run>/checkpoints/<file>`), else the shipped preset.
 pub fn config_for(checkpoint: &Path, config: Option<PathBuf>, overrides: Vec<String>) -> Result<RunConfig> {
-    let run_config = checkpoint.parent().and_then(Path::parent).map(|run| run.join("config.toml"));
+    let run_config =
+        checkpoint.parent().and_then(Path::parent).map(|run| crate::RunDir::at(run).config_file());
     crate::load_config(config.or(run_config.filter(|file| file.is_file())), overrides)
 }
 

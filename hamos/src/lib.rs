@@ -9,10 +9,35 @@
 //! files, [`embeddings`] for the formats) and [`bench`] (benchmarks of the tensor abstraction,
 //! of synthesis and of training steps).
 //!
+//! A tiny model (an MLP on 352 images of the shipped data, one epoch each), pretrained,
+//! fine-tuned with synthesized outliers and evaluated in memory, the validation split against
+//! uniform noise:
+//!
 //! ```
-//! let config = hamos::load_config(None, vec!["sampler.step_size=0.05".into()])?;
-//! let backend = hamos_api::open_backend(&config.backend, &config.device)?;
-//! assert_eq!(backend.name(), "candle");
+//! use hamos::eval::EvalModel;
+//! use hamos::pipeline::{Pipeline, TestSets};
+//! use hamos::{DatasetSpec, OodGroup};
+//!
+//! let overrides = ["model.kind=mlp", "data.train_limit=352", "train.batch_size=32", "train.epochs=1",
+//!     "train.pretrain_epochs=1", "train.buffer_size=32", "energy.k=8", "threads=1"];
+//! let config = hamos::load_config(None, overrides.map(String::from).to_vec())?;
+//! let pipeline = Pipeline::new(&config);
+//! let data = pipeline.prepare()?;
+//! let pretrained = pipeline.pretrain(&data)?;
+//! let trained = pipeline.finetune(&data, &pretrained, true)?;
+//! assert_eq!(trained.history.len(), 1);
+//!
+//! let noise = DatasetSpec::Noise { kind: "uniform".into(), count: 64 };
+//! let noise = hamos::data::load(&noise, 7, Some(data.train.shape))?;
+//! let tests = TestSets::new(data.validation.clone(), vec![(noise, OodGroup::Far)])?;
+//! let models = [EvalModel::pretrained(&pretrained), EvalModel::finetuned("hamos", &trained)];
+//! let evaluation = pipeline.evaluate(&data, &tests, &models)?;
+//! let hamos_far = evaluation
+//!     .records
+//!     .iter()
+//!     .find(|r| r.model == "hamos" && r.scorer == "knn" && r.dataset == "far_average")
+//!     .expect("the configured scorer's far-OOD average");
+//! assert!((0.0..=1.0).contains(&hamos_far.auroc));
 //! # Ok::<(), hamos::Error>(())
 //! ```
 

@@ -60,7 +60,7 @@ pub struct AggregateRow {
 /// The records of `dir/metrics.json` (a run directory or an evaluation folder), or the file
 /// itself when `dir` is one.
 pub fn read_records(dir: &Path) -> Result<Vec<MetricRecord>> {
-    let path: PathBuf = if dir.is_dir() { dir.join("metrics.json") } else { dir.to_path_buf() };
+    let path: PathBuf = if dir.is_dir() { crate::RunDir::at(dir).metrics_file() } else { dir.to_path_buf() };
     let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
         op: "reading metrics (give run directories of `hamos run` or their metrics.json)",
         path: path.clone(),
@@ -204,7 +204,7 @@ pub fn read_runs(paths: &[PathBuf]) -> Result<(Vec<Vec<MetricRecord>>, Vec<Strin
     let mut configs: Vec<(&Path, toml::Table)> = Vec::new();
     let mut unconfigured = Vec::new();
     for path in paths {
-        let metrics = if path.is_dir() { path.join("metrics.json") } else { path.clone() };
+        let metrics = if path.is_dir() { crate::RunDir::at(path).metrics_file() } else { path.clone() };
         let canonical = std::fs::canonicalize(&metrics).unwrap_or_else(|_| metrics.clone());
         if let Some((_, first)) = seen.iter().find(|(c, _)| *c == canonical) {
             warnings.push(format!("{} is the same run as {}: counted once", path.display(), first.display()));
@@ -243,7 +243,7 @@ pub fn read_runs(paths: &[PathBuf]) -> Result<(Vec<Vec<MetricRecord>>, Vec<Strin
 /// the folders of `hamos eval`.
 fn run_config_table(metrics: &Path) -> Option<toml::Table> {
     let folder = metrics.parent()?;
-    let file = [folder.join("config.toml"), folder.parent()?.join("config.toml")]
+    let file = [crate::RunDir::at(folder).config_file(), crate::RunDir::at(folder.parent()?).config_file()]
         .into_iter()
         .find(|f| f.is_file())?;
     toml::from_str(&std::fs::read_to_string(file).ok()?).ok()

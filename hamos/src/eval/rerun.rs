@@ -48,10 +48,10 @@ pub fn run_config(run: &Path) -> Result<RunConfig> {
             run.display(),
             version.trim(),
             this_version(),
-            run.join("config.toml").display()
+            RunDir::at(run).config_file().display()
         )));
     }
-    let file = run.join("config.toml");
+    let file = RunDir::at(run).config_file();
     if !file.is_file() {
         return Err(Error::Data(format!("{} is missing: the run directory is incomplete", file.display())));
     }
