@@ -124,6 +124,7 @@ macro_rules! __bank_kernel_cases {
             class_gram
             class_logsumexp
             class_kth_nearest
+            class_kth_nearest_near_ties
         }
     };
 }

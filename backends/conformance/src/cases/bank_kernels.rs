@@ -64,6 +64,37 @@ pub fn class_kth_nearest(backend: &Arc<dyn Backend>) -> Result<()> {
     ensure(zero_k.is_err(), "class_kth_nearest", || "k = 0 was accepted".into())
 }
 
+/// Two rows whose distances to a query tie in `f32` (they differ by 0.02 next to 1e6) but not
+/// in `f64`: the k-th is settled in `f64` against that very query, whatever other queries the
+/// call holds. The two queries rank the pair in opposite orders; each is asked alone, and both
+/// together in several orders (a version that re-ranks against another query's row fails).
+pub fn class_kth_nearest_near_ties(backend: &Arc<dyn Backend>) -> Result<()> {
+    let e = 0.005;
+    let queries = HostTensor::new(&[2, 4], vec![1000.0, 1.0, 0.0, 0.0, 1000.0, -1.0, 0.0, 0.0])?.round_f32();
+    let rows = [0.0, 0.0, 50.0, 0.0, 0.0, e, 0.0, 0.0, 0.0, -e, 0.0, 0.0, 0.0, 0.0, 0.0, 60.0];
+    let bank = HostTensor::new(&[2, 4, 4], rows.iter().chain(&rows).copied().collect())?.round_f32();
+    let counts = [4, 4];
+    let (tq, tb) = (queries.upload(backend)?, bank.upload(backend)?);
+    let cases: [&[(usize, usize)]; 5] = [
+        &[(0, 0)],
+        &[(1, 0)],
+        &[(1, 0), (0, 1)],
+        &[(0, 1), (1, 1), (1, 0)],
+        &[(1, 1), (0, 0), (0, 1), (1, 0)],
+    ];
+    for targets in cases {
+        for k in [1, 2] {
+            let got = tq.class_kth_nearest(&tb, &counts, targets, k)?.to_vec_i64()?;
+            let want: Vec<i64> = targets
+                .iter()
+                .map(|&(q, c)| (c * 4 + ranked(&bank, c, 4, &queries.data[q * 4..(q + 1) * 4])[k - 1]) as i64)
+                .collect();
+            assert_i64(&format!("class_kth_nearest near ties, targets {targets:?}, k {k}"), &got, &want)?;
+        }
+    }
+    Ok(())
+}
+
 /// `class_logsumexp` (fused where the backend fuses it) matches an f64 loop, with classes of
 /// different fill (one with a single row), unit-norm rows, and a large scale.
 pub fn class_logsumexp(backend: &Arc<dyn Backend>) -> Result<()> {
