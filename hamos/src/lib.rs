@@ -18,9 +18,9 @@
 //! use hamos::pipeline::{Pipeline, TestSets};
 //! use hamos::{DatasetSpec, OodGroup};
 //!
-//! let overrides = ["model.kind=mlp", "data.train_limit=352", "train.batch_size=32", "train.epochs=1",
-//!     "train.pretrain_epochs=1", "train.buffer_size=32", "energy.k=8", "threads=1"];
-//! let config = hamos::load_config(None, overrides.map(String::from).to_vec())?;
+//! // An MLP on 352 images, one epoch each (hamos::config::SMOKE_OVERRIDES spells it out).
+//! let overrides = hamos::config::SMOKE_OVERRIDES.map(String::from).to_vec();
+//! let config = hamos::load_config(None, overrides)?;
 //! let pipeline = Pipeline::new(&config);
 //! let data = pipeline.prepare()?;
 //! let pretrained = pipeline.pretrain(&data)?;

@@ -6,7 +6,7 @@ mod cli_common;
 
 use std::path::Path;
 
-use cli_common::{hamos, SMALL};
+use cli_common::{hamos, small};
 
 /// A run directory with `config.toml` and `VERSION` but no checkpoint, or from another version.
 #[test]
@@ -67,7 +67,7 @@ fn empty_test_set_and_single_class_are_named_errors() {
         let result = hamos(&tmp.path().join("cache"))
             .args(["run", "--out"])
             .arg(tmp.path().join(format!("run{i}")))
-            .args(SMALL.iter().flat_map(|s| ["--set", s]))
+            .args(small().iter().flat_map(|s| ["--set", s]))
             .args(["--set", &set])
             .output()
             .unwrap();
@@ -93,7 +93,7 @@ fn bad_input_is_a_one_line_error() {
         .arg(&config)
         .arg("--out")
         .arg(tmp.path().join("run"))
-        .args(SMALL.iter().flat_map(|s| ["--set", s]))
+        .args(small().iter().flat_map(|s| ["--set", s]))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&result.stderr);

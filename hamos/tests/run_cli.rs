@@ -7,7 +7,7 @@ mod cli_common;
 
 use std::path::Path;
 
-use cli_common::{hamos, SMALL};
+use cli_common::{hamos, small};
 
 fn read_npy(path: &Path) -> Vec<f64> {
     let bytes = std::fs::read(path).unwrap();
@@ -20,7 +20,7 @@ fn run_writes_the_run_directory_and_its_metrics_recompute() {
     let out = tmp.path().join("run");
     let mut cmd = hamos(&tmp.path().join("cache"));
     cmd.arg("run").arg("--out").arg(&out);
-    for set in SMALL {
+    for set in small() {
         cmd.arg("--set").arg(set);
     }
     let result = cmd.output().unwrap();
@@ -113,7 +113,7 @@ fn run_writes_the_run_directory_and_its_metrics_recompute() {
 
 /// `hamos config` with the job's arguments prints exactly the run's `config.toml`.
 fn config_is_what_the_run_used(cache: &Path, run: &Path) {
-    let result = hamos(cache).arg("config").args(SMALL.iter().flat_map(|s| ["--set", s])).output().unwrap();
+    let result = hamos(cache).arg("config").args(small().iter().flat_map(|s| ["--set", s])).output().unwrap();
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
     let printed = String::from_utf8(result.stdout).unwrap();
     assert_eq!(printed, std::fs::read_to_string(run.join("config.toml")).unwrap());
@@ -127,7 +127,7 @@ fn a_second_run_is_refused(cache: &Path, run: &Path) {
         let result = hamos(cache)
             .args([command, "--out"])
             .arg(run)
-            .args(SMALL.iter().flat_map(|s| ["--set", s]))
+            .args(small().iter().flat_map(|s| ["--set", s]))
             .args(["--set", "seed=4"])
             .output()
             .unwrap();
@@ -163,7 +163,7 @@ fn resume_without_a_checkpoint_is_an_error() {
     let run = tmp.path().join("run");
     std::fs::create_dir_all(run.join("checkpoints")).unwrap();
     let config =
-        hamos(&cache).args(["config"]).args(SMALL.iter().flat_map(|s| ["--set", s])).output().unwrap();
+        hamos(&cache).args(["config"]).args(small().iter().flat_map(|s| ["--set", s])).output().unwrap();
     std::fs::write(run.join("config.toml"), &config.stdout).unwrap();
     let stderr = train(&["--resume"], &run);
     assert!(stderr.contains("no checkpoint") && stderr.contains("hamos.safetensors"), "{stderr}");

@@ -6,7 +6,7 @@ mod cli_common;
 
 use std::path::Path;
 
-use cli_common::{hamos, SMALL};
+use cli_common::{hamos, small};
 
 /// `hamos table` over three hand-written metrics files: mean and sample std; by default the
 /// near, far and overall averages side by side (FPR95, FPR95 (OpenOOD), AUROC, then ID acc),
@@ -107,7 +107,7 @@ fn bench_step_prints_the_split() {
     let tmp = tempfile::tempdir().unwrap();
     let result = hamos(&tmp.path().join("cache"))
         .args(["bench", "step", "--backends", "candle", "--steps", "2"])
-        .args(SMALL.iter().flat_map(|s| ["--set", s]))
+        .args(small().iter().flat_map(|s| ["--set", s]))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&result.stdout);

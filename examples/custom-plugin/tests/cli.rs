@@ -6,16 +6,7 @@
 use std::process::Command;
 
 /// A run on a slice of the shipped data: a small MLP, one epoch each.
-const SMALL: [&str; 8] = [
-    "model.kind=mlp",
-    "data.train_limit=352",
-    "train.batch_size=32",
-    "train.epochs=1",
-    "train.pretrain_epochs=1",
-    "train.buffer_size=32",
-    "energy.k=8",
-    "threads=1",
-];
+const SMALL: [&str; 8] = hamos::config::SMOKE_OVERRIDES;
 
 fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hamos-with-midpoint-jitter"))

@@ -20,3 +20,18 @@ pub use augment::AugmentConfig;
 pub use data::{DataConfig, DatasetSpec, OodGroup, OodSet};
 pub use run::{OodLossForm, RunConfig, TrainConfig};
 pub use sources::{ConfigSources, NON_CONFIG_ENV};
+
+/// `--set` overrides of a run small enough for a smoke test, on the shipped data: an MLP on
+/// 352 training images, batches of 32, one epoch of pretraining and one of fine-tuning, a
+/// buffer of 32 per class, `k = 8`, one thread (seconds on a laptop; the tests and the crate's
+/// example use it).
+pub const SMOKE_OVERRIDES: [&str; 8] = [
+    "model.kind=mlp",
+    "data.train_limit=352",
+    "train.batch_size=32",
+    "train.epochs=1",
+    "train.pretrain_epochs=1",
+    "train.buffer_size=32",
+    "energy.k=8",
+    "threads=1",
+];

@@ -12,15 +12,7 @@ pub fn hamos(cache: &Path) -> Command {
     cmd
 }
 
-/// A run small enough for a test: an MLP on 352 images, one epoch each, a small buffer.
-pub const SMALL: [&str; 9] = [
-    "model.kind=mlp",
-    "data.train_limit=352",
-    "train.batch_size=32",
-    "train.epochs=1",
-    "train.pretrain_epochs=1",
-    "train.buffer_size=32",
-    "energy.k=8",
-    "threads=1",
-    "seed=3",
-];
+/// A run small enough for a test ([`hamos::config::SMOKE_OVERRIDES`]) at seed 3.
+pub fn small() -> Vec<&'static str> {
+    hamos::config::SMOKE_OVERRIDES.iter().copied().chain(["seed=3"]).collect()
+}
