@@ -112,10 +112,8 @@ impl GridFile {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut grid: GridFile = toml::from_str(&text).map_err(|e| {
-            let message = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
-            Error::Config(format!("{}: {message}", path.display()))
-        })?;
+        let mut grid: GridFile = toml::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: {}", path.display(), crate::config::one_line(&e))))?;
         if let Some(config) = &grid.config {
             if config.is_relative() {
                 grid.config = Some(path.parent().unwrap_or(Path::new(".")).join(config));

@@ -32,7 +32,7 @@ use hamos_api::{Error, Result};
 pub use grid::{Axis, Cell, Grid, GridArgs, GridFile, ModelChoice, Seeds, Setting};
 pub use summary::{read_cell, CellResult, SamplerStats};
 
-use crate::config::RunConfig;
+use crate::config::{one_line, RunConfig};
 use crate::eval::job::{self, JobPlan};
 use crate::pipeline::{Observer, Pipeline};
 use crate::RunDir;
@@ -222,9 +222,4 @@ pub fn run(
     }
     let table = summary::write_outputs(root, grid, &outcomes)?;
     Ok(AblationOutcome { dir: root.to_path_buf(), cells: outcomes, table })
-}
-
-/// An error's message on one line.
-fn one_line(error: &dyn std::fmt::Display) -> String {
-    error.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }

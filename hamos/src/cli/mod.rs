@@ -329,13 +329,9 @@ fn train(
     let data = pipeline.prepare()?;
     let start = pipeline.pretrain(&data)?;
     hamos_nn::checkpoint::save(&start.params, &dir.checkpoint(RunDir::PRETRAINED))?;
-    let label = crate::train_label(config, with_outliers);
     let options = crate::train::TrainOptions {
-        checkpoint: Some(dir.checkpoint(&label)),
-        label,
-        with_outliers,
         resume,
-        stop_after_epochs: None,
+        ..crate::train::TrainOptions::new(config, with_outliers).saved_in(dir)
     };
     pipeline.finetune_with(&data, &start, &options)
 }

@@ -23,7 +23,7 @@ impl Progress {
     }
 
     /// A bar of `len` steps labelled `label`.
-    pub fn bar(&self, label: &str, len: u64) -> ProgressBar {
+    fn bar(&self, label: &str, len: u64) -> ProgressBar {
         let bar = self.bars.add(ProgressBar::new(len));
         let style = ProgressStyle::with_template("{prefix:>28} {bar:28} {pos}/{len} {elapsed}<{eta} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar());
@@ -33,7 +33,7 @@ impl Progress {
     }
 
     /// Prints a line above the bars.
-    pub fn println(&self, line: &str) {
+    fn println(&self, line: &str) {
         if self.bars.is_hidden() {
             tracing::info!("{line}");
         } else {

@@ -19,6 +19,7 @@ mod sources;
 pub use augment::AugmentConfig;
 pub use data::{DataConfig, DatasetSpec, OodGroup, OodSet};
 pub use run::{OodLossForm, RunConfig, TrainConfig};
+pub(crate) use sources::one_line;
 pub use sources::{ConfigSources, NON_CONFIG_ENV};
 
 /// `--set` overrides of a run small enough for a smoke test, on the shipped data: an MLP on

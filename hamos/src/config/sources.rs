@@ -303,6 +303,6 @@ fn parse_override(assignment: &str) -> Result<(String, Value)> {
 }
 
 /// An error's message on one line.
-pub(super) fn one_line(error: &dyn std::fmt::Display) -> String {
+pub(crate) fn one_line(error: &dyn std::fmt::Display) -> String {
     error.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }

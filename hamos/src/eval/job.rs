@@ -144,17 +144,10 @@ pub fn run_plan(pipeline: &Pipeline, dir: &RunDir, plan: JobPlan) -> Result<JobO
     let mut trained: Vec<(String, Trained)> = Vec::new();
     for (wanted, with_outliers) in [(plan.with_outliers, true), (plan.without_outliers, false)] {
         if wanted {
-            let label = crate::train_label(config, with_outliers);
-            let options = TrainOptions {
-                checkpoint: Some(dir.checkpoint(&label)),
-                label: label.clone(),
-                with_outliers,
-                resume: false,
-                stop_after_epochs: None,
-            };
+            let options = TrainOptions::new(config, with_outliers).saved_in(dir);
             let t = Instant::now();
-            trained.push((label.clone(), pipeline.finetune_with(&prepared, &start, &options)?));
-            let what = if with_outliers { "HamOS".to_string() } else { label };
+            trained.push((options.label.clone(), pipeline.finetune_with(&prepared, &start, &options)?));
+            let what = if with_outliers { "HamOS".to_string() } else { options.label };
             lap(&mut notes, &format!("{what} fine-tuning"), t);
         }
     }

@@ -138,14 +138,7 @@ impl<'a> Pipeline<'a> {
     /// Fine-tunes from `start` (Algorithm 2) in memory: with synthesized outliers (the `hamos`
     /// model) or without them (the ID-loss-only `<loss>_only` model).
     pub fn finetune(&self, data: &Prepared, start: &Pretrained, with_outliers: bool) -> Result<Trained> {
-        let options = TrainOptions {
-            checkpoint: None,
-            label: crate::train_label(self.config, with_outliers),
-            with_outliers,
-            resume: false,
-            stop_after_epochs: None,
-        };
-        self.finetune_with(data, start, &options)
+        self.finetune_with(data, start, &TrainOptions::new(self.config, with_outliers))
     }
 
     /// Fine-tunes from `start` as `options` say (a checkpoint every epoch, resume, a label).

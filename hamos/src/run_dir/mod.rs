@@ -79,7 +79,36 @@ impl RunDir {
     /// [`RunDir::create`] after applying `existing` to what `dir` holds: a folder that holds
     /// files is refused, resumed or cleared (only if it is a run directory).
     pub fn prepare(dir: Option<PathBuf>, name: &str, existing: Existing) -> Result<Self> {
-        prepare(dir, name, existing)
+        let Some(dir) = dir else { return RunDir::create(None, name) };
+        if dir.is_dir() && holds_files(&dir)? {
+            match existing {
+                Existing::Resume => {}
+                Existing::Refuse => {
+                    let what = if RunDir::at(&dir).is_run() { "holds a run" } else { "is not empty" };
+                    return Err(Error::Config(format!(
+                        "--out {} {what}; choose a new directory, continue its training with `hamos train \
+                         --resume --out {0}`, or replace it with --force",
+                        dir.display()
+                    )));
+                }
+                Existing::Clear => {
+                    if !RunDir::at(&dir).is_run() {
+                        return Err(Error::Config(format!(
+                            "--force: {} is not empty and not a run directory (no config.toml, VERSION, \
+                             diagnostics.jsonl or checkpoints/); not clearing it",
+                            dir.display()
+                        )));
+                    }
+                    clear(&dir)?;
+                    eprintln!("--force: cleared {}", dir.display());
+                }
+            }
+        } else if existing == Existing::Resume {
+            return Err(Error::Config(format!("--resume: {} holds no run to resume", dir.display())));
+        } else if dir.exists() && !dir.is_dir() {
+            return Err(Error::Config(format!("--out {} is a file, not a directory", dir.display())));
+        }
+        RunDir::create(Some(dir), name)
     }
 
     /// The folder.
@@ -161,41 +190,6 @@ fn holds_files(dir: &Path) -> Result<bool> {
         }
     }
     Ok(false)
-}
-
-/// `dir` (else `runs/<UTC time>-<name>`), created with `checkpoints/`, after applying `existing`
-/// to what it holds.
-fn prepare(dir: Option<PathBuf>, name: &str, existing: Existing) -> Result<RunDir> {
-    let Some(dir) = dir else { return RunDir::create(None, name) };
-    if dir.is_dir() && holds_files(&dir)? {
-        match existing {
-            Existing::Resume => {}
-            Existing::Refuse => {
-                let what = if RunDir::at(&dir).is_run() { "holds a run" } else { "is not empty" };
-                return Err(Error::Config(format!(
-                    "--out {} {what}; choose a new directory, continue its training with `hamos train \
-                     --resume --out {0}`, or replace it with --force",
-                    dir.display()
-                )));
-            }
-            Existing::Clear => {
-                if !RunDir::at(&dir).is_run() {
-                    return Err(Error::Config(format!(
-                        "--force: {} is not empty and not a run directory (no config.toml, VERSION, \
-                         diagnostics.jsonl or checkpoints/); not clearing it",
-                        dir.display()
-                    )));
-                }
-                clear(&dir)?;
-                eprintln!("--force: cleared {}", dir.display());
-            }
-        }
-    } else if existing == Existing::Resume {
-        return Err(Error::Config(format!("--resume: {} holds no run to resume", dir.display())));
-    } else if dir.exists() && !dir.is_dir() {
-        return Err(Error::Config(format!("--out {} is a file, not a directory", dir.display())));
-    }
-    RunDir::create(Some(dir), name)
 }
 
 /// Removes everything inside `dir` (links themselves, never what they point to).

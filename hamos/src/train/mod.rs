@@ -88,6 +88,25 @@ pub struct TrainOptions {
     pub stop_after_epochs: Option<usize>,
 }
 
+impl TrainOptions {
+    /// Fine-tuning from scratch in memory: with outliers the `hamos` model, without them the
+    /// ID-loss-only `<loss>_only` model ([`crate::train_label`]).
+    pub fn new(config: &RunConfig, with_outliers: bool) -> Self {
+        TrainOptions {
+            checkpoint: None,
+            label: crate::train_label(config, with_outliers),
+            with_outliers,
+            resume: false,
+            stop_after_epochs: None,
+        }
+    }
+
+    /// The same, saved after every epoch as this model's checkpoint in run directory `dir`.
+    pub fn saved_in(self, dir: &crate::RunDir) -> Self {
+        TrainOptions { checkpoint: Some(dir.checkpoint(&self.label)), ..self }
+    }
+}
+
 /// One epoch's summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct EpochSummary {
